@@ -1,0 +1,142 @@
+//! The catalogue of components under `templates/`: what a role in a plan may name, what each
+//! component installs and runs, which ports it opens, and which components it must follow.
+//!
+//! The folder is compiled into the binary, so an installed `fitter` needs no files beside it.
+
+use std::collections::BTreeMap;
+
+use include_dir::{Dir, include_dir};
+use serde::Deserialize;
+
+use crate::yaml;
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+/// The component every node gets before its roles.
+pub const COMMON: &str = "common";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    /// Components that must be bootstrapped on every node that has them first.
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<PortUse>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortUse {
+    pub protocol: String,
+    /// `2181` or a range `31000-32000`.
+    pub port: PortSpec,
+    /// Components (or `anywhere`) whose nodes connect to this port.
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PortSpec {
+    One(u16),
+    Range(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    components: BTreeMap<String, Component>,
+}
+
+impl Catalog {
+    /// The catalogue compiled into the binary from `templates/`.
+    pub fn builtin() -> Result<Catalog, String> {
+        let mut components = BTreeMap::new();
+        for dir in TEMPLATES.dirs() {
+            let name = dir
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or("component folder without a UTF-8 name")?
+                .to_string();
+            let manifest = dir
+                .get_file(dir.path().join("component.yaml"))
+                .ok_or_else(|| format!("templates/{name} has no component.yaml"))?;
+            let text = manifest
+                .contents_utf8()
+                .ok_or_else(|| format!("templates/{name}/component.yaml is not UTF-8"))?;
+            let mut component: Component = yaml::from_trusted_str(text)
+                .map_err(|e| format!("templates/{name}/component.yaml: {e}"))?;
+            component.name = name.clone();
+            components.insert(name, component);
+        }
+        let catalog = Catalog { components };
+        catalog.check()?;
+        Ok(catalog)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for c in self.components.values() {
+            for dep in &c.after {
+                if !self.components.contains_key(dep) {
+                    return Err(format!(
+                        "component `{}` comes after unknown component `{dep}`",
+                        c.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Component> {
+        self.components.get(name)
+    }
+
+    /// Names a plan may use in `roles:` (every component but `common`, which every node has).
+    pub fn role_names(&self) -> impl Iterator<Item = &str> {
+        self.components
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != COMMON)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalogue_loads_and_orders_the_stack() {
+        let catalog = Catalog::builtin().unwrap();
+        let roles: Vec<&str> = catalog.role_names().collect();
+        for expected in [
+            "zookeeper",
+            "mesos-master",
+            "mesos-agent",
+            "marathon",
+            "docker",
+        ] {
+            assert!(
+                roles.contains(&expected),
+                "{expected} missing from {roles:?}"
+            );
+        }
+        assert!(!roles.contains(&COMMON));
+        assert_eq!(catalog.get("mesos-master").unwrap().after, ["zookeeper"]);
+        assert!(
+            catalog
+                .get("marathon")
+                .unwrap()
+                .after
+                .contains(&"mesos-master".to_string())
+        );
+    }
+}

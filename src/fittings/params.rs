@@ -1,0 +1,287 @@
+//! Load-time parameters: `{{ parameter.x }}` is replaced as text before the YAML is parsed,
+//! as plumbery does, so a parameter works anywhere, keys included. Values come from
+//! `-p x=value` or the parameter's `default`, and are checked against its `type`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fitter_providers::did_you_mean;
+
+use crate::diagnostics::{Diagnostic, Report, SourceFile, Substitution};
+use crate::yaml::{Node, Span, Value};
+
+use super::schema::{check_keys, map, text, unknown_key, wrong_type};
+
+/// A parameter's declared type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamType {
+    /// Any text (`str`, and plumbery's `locations.list`, which it never enforced).
+    Text,
+    Integer,
+    Boolean,
+    /// `[4..32]`: a whole number in the range.
+    Range(i64, i64),
+}
+
+impl ParamType {
+    pub fn parse(s: &str) -> Result<ParamType, String> {
+        match s.trim() {
+            "str" | "string" | "locations.list" => Ok(ParamType::Text),
+            "int" | "integer" => Ok(ParamType::Integer),
+            "bool" | "boolean" => Ok(ParamType::Boolean),
+            other => {
+                let inner = other
+                    .strip_prefix('[')
+                    .and_then(|s| s.strip_suffix(']'))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown parameter type `{other}`; expected `str`, `int`, `bool` or a range such as `[4..32]`"
+                        )
+                    })?;
+                let (lo, hi) = inner
+                    .split_once("..")
+                    .ok_or_else(|| format!("parameter type `{other}` must read `[first..last]`"))?;
+                let lo: i64 = lo
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{lo}` in parameter type `{other}` is not a number"))?;
+                let hi: i64 = hi
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{hi}` in parameter type `{other}` is not a number"))?;
+                if lo > hi {
+                    return Err(format!("parameter type `{other}` is an empty range"));
+                }
+                Ok(ParamType::Range(lo, hi))
+            }
+        }
+    }
+
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        match self {
+            ParamType::Text => Ok(()),
+            ParamType::Integer => value
+                .parse::<i64>()
+                .map(|_| ())
+                .map_err(|_| format!("`{value}` is not a whole number")),
+            ParamType::Boolean => match value {
+                "true" | "false" => Ok(()),
+                _ => Err(format!("`{value}` is not `true` or `false`")),
+            },
+            ParamType::Range(lo, hi) => match value.parse::<i64>() {
+                Ok(n) if (*lo..=*hi).contains(&n) => Ok(()),
+                Ok(n) => Err(format!("{n} is outside [{lo}..{hi}]")),
+                Err(_) => Err(format!("`{value}` is not a whole number in [{lo}..{hi}]")),
+            },
+        }
+    }
+}
+
+const PARAMETER_KEYS: &[&str] = &["information", "type", "default"];
+
+/// Defaults read from the settings document before substitution: name → default text.
+pub fn prescan_defaults(settings: Option<&Node>) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    let Some(params) = settings
+        .and_then(|s| s.get("parameters"))
+        .and_then(Node::as_map)
+    else {
+        return out;
+    };
+    for (name, def) in params {
+        if let Some(name) = name.scalar_text() {
+            out.insert(name, def.get("default").and_then(Node::scalar_text));
+        }
+    }
+    out
+}
+
+/// The text with every `{{ parameter.x }}` replaced. Tokens naming a parameter with no value
+/// are left in place and reported.
+pub fn substitute(
+    file: &mut SourceFile,
+    values: &BTreeMap<String, Option<String>>,
+    given: &BTreeMap<String, String>,
+    report: &mut Report,
+) -> String {
+    let original = file.original.clone();
+    let mut out = String::with_capacity(original.len());
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some(found) = original[search..].find("{{") {
+        let open = search + found;
+        let Some((name, close)) = parameter_token(&original[open..]) else {
+            search = open + 2;
+            continue;
+        };
+        let close = open + close;
+        let value = given
+            .get(name)
+            .cloned()
+            .or_else(|| values.get(name).cloned().flatten());
+        out.push_str(&original[copied..open]);
+        let parsed_start = out.len();
+        match value {
+            Some(value) => {
+                out.push_str(&value);
+                file.substitutions.push(Substitution {
+                    parsed_start,
+                    parsed_end: out.len(),
+                    original_start: open,
+                    original_end: close,
+                });
+            }
+            None => {
+                out.push_str(&original[open..close]);
+                let span = Span::new(parsed_start, out.len());
+                if values.contains_key(name) {
+                    report.push(
+                        Diagnostic::error(
+                            span,
+                            format!("parameter `{name}` has no default and no value was given"),
+                        )
+                        .with_help(format!("run with `-p {name}=VALUE`")),
+                    );
+                } else {
+                    let known: Vec<&str> = values.keys().map(String::as_str).collect();
+                    let mut d = Diagnostic::error(span, format!("undefined parameter `{name}`"));
+                    d = match did_you_mean(name, known.iter().copied()) {
+                        Some(best) => d.with_help(format!("did you mean `{best}`?")),
+                        None => d.with_help("declare it under `parameters:` in the first document"),
+                    };
+                    report.push(d);
+                }
+            }
+        }
+        copied = close;
+        search = close;
+    }
+    out.push_str(&original[copied..]);
+    out
+}
+
+/// `{{ parameter.name }}` at the start of `s`: the name and the length of the token.
+fn parameter_token(s: &str) -> Option<(&str, usize)> {
+    let inner_start = 2;
+    let close = s.find("}}")?;
+    let inner = &s[inner_start..close];
+    if inner.contains("{{") {
+        return None;
+    }
+    let name = inner.trim().strip_prefix("parameter.")?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return None;
+    }
+    Some((name, close + 2))
+}
+
+/// Checks the `parameters:` section of the parsed settings document and the `-p` values;
+/// returns the final value of each parameter.
+pub fn check_parameters(
+    settings: Option<&Node>,
+    given: &BTreeMap<String, String>,
+    report: &mut Report,
+) -> BTreeMap<String, String> {
+    let mut resolved = BTreeMap::new();
+    let mut declared = BTreeSet::new();
+    if let Some(section) = settings.and_then(|s| s.get("parameters")) {
+        for (key, def) in map(report, section, "parameters").unwrap_or_default() {
+            let Some(name) = key.scalar_text() else {
+                wrong_type(report, key, "parameter name", "a string");
+                continue;
+            };
+            declared.insert(name.clone());
+            check_keys(report, def, &format!("parameter `{name}`"), PARAMETER_KEYS);
+            if def.as_map().is_none() {
+                wrong_type(report, def, &name, "a mapping with `type` and `default`");
+                continue;
+            }
+            let ty = match def.get("type") {
+                None => {
+                    report.error(key.span, format!("parameter `{name}` has no `type`"));
+                    None
+                }
+                Some(t) => text(report, t, "type").and_then(|t| match ParamType::parse(&t.value) {
+                    Ok(ty) => Some(ty),
+                    Err(message) => {
+                        report.error(t.span, message);
+                        None
+                    }
+                }),
+            };
+            let default = def.get("default").filter(|d| !d.is_null());
+            if let Some(d) = default {
+                if matches!(d.value, Value::Seq(_) | Value::Map(_)) {
+                    wrong_type(report, d, "default", "a single value");
+                    continue;
+                }
+            }
+            let (value, span) = match (given.get(&name), default) {
+                (Some(v), _) => (Some(v.clone()), None),
+                (None, Some(d)) => (d.scalar_text(), Some(d.span)),
+                (None, None) => (None, None),
+            };
+            if let (Some(ty), Some(value)) = (ty, &value) {
+                if let Err(why) = ty.check(value) {
+                    match span {
+                        Some(span) => {
+                            report.error(span, format!("default of parameter `{name}`: {why}"))
+                        }
+                        None => report.error(
+                            key.span,
+                            format!("value given for parameter `{name}` with `-p`: {why}"),
+                        ),
+                    }
+                }
+            }
+            if let Some(value) = value {
+                resolved.insert(name, value);
+            }
+        }
+    }
+    for name in given.keys() {
+        if !declared.contains(name) {
+            let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+            report.push(unknown_key_for_flag(name, &known));
+        }
+    }
+    resolved
+}
+
+fn unknown_key_for_flag(name: &str, known: &[&str]) -> Diagnostic {
+    let mut d = unknown_key(Span::default(), name, "parameters", known);
+    d.span = None;
+    d.message = format!("`-p {name}=...` names a parameter the plan does not declare");
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_parse_and_check() {
+        assert_eq!(ParamType::parse("[4..32]"), Ok(ParamType::Range(4, 32)));
+        assert!(ParamType::Range(4, 32).check("33").is_err());
+        assert!(ParamType::Range(4, 32).check("4").is_ok());
+        assert!(ParamType::parse("[9..1]").is_err());
+        assert!(ParamType::parse("float").is_err());
+        assert!(ParamType::Integer.check("x").is_err());
+    }
+
+    #[test]
+    fn substitution_keeps_positions() {
+        let mut file = SourceFile::new("p", "a: {{ parameter.x }}\nb: {{parameter.y}}\n");
+        let mut values = BTreeMap::new();
+        values.insert("x".to_string(), Some("long-value".to_string()));
+        let mut report = Report::default();
+        let text = substitute(&mut file, &values, &BTreeMap::new(), &mut report);
+        assert_eq!(text, "a: long-value\nb: {{parameter.y}}\n");
+        assert_eq!(report.diagnostics.len(), 1);
+        let span = report.diagnostics[0].span.unwrap();
+        assert_eq!(file.line_col(file.original_offset(span.start)), (2, 4));
+    }
+}

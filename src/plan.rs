@@ -1,0 +1,360 @@
+//! The plan: the desired resources of a [`ResourceGraph`] against the recorded [`State`].
+//!
+//! A [`Plan`] is a value. `fitter plan` prints it, `deploy` will execute it, and `dispose` is
+//! the plan against an empty desired state. Its [`Action`] is a small enum whose symbols are
+//! the user interface, as in Terraform: `+` create, `~` update in place, `-/+` replace,
+//! `-` delete. The JSON form is documented in docs/plan-json.md and is stable within a
+//! `format_version`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use fitter_providers::{ProviderKind, ResourceKind};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::graph::{ResourceGraph, StepKind};
+use crate::state::State;
+
+/// Version of the `--json` schema.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+
+    fn phrase(self) -> &'static str {
+        match self {
+            Action::Create => "will be created",
+            Action::Update => "will be updated in place",
+            Action::Replace => "must be replaced",
+            Action::Delete => "will be destroyed",
+        }
+    }
+}
+
+/// One resource to change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub address: String,
+    pub kind: ResourceKind,
+    pub name: String,
+    pub provider: ProviderKind,
+    pub action: Action,
+    /// Attributes as recorded in the state; `null` for a create.
+    pub before: Option<BTreeMap<String, Json>>,
+    /// Attributes as the plan wants them; `null` for a delete.
+    pub after: Option<BTreeMap<String, Json>>,
+    /// Attributes only known once the provider has acted (`id`, `public_ip`, ...).
+    pub after_unknown: Vec<String>,
+    /// For a replace: the changed attributes that cannot be updated in place.
+    pub replace_because: Vec<String>,
+    /// Addresses this resource waits for.
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub deployment: String,
+    /// Creates and updates in dependency order, then deletes in reverse dependency order.
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+/// Compares the graph's resources with the state.
+pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
+    let empty = BTreeMap::new();
+    let recorded = state.map_or(&empty, |s| &s.resources);
+    let mut changes = Vec::new();
+    let mut unchanged = 0;
+    let mut desired = BTreeSet::new();
+    for step in graph.resources() {
+        let StepKind::Resource(kind) = step.kind else {
+            continue;
+        };
+        let provider = step.provider.unwrap_or_else(ProviderKind::default_kind);
+        desired.insert(step.address.as_str());
+        let unknown: Vec<String> = kind
+            .computed_attributes(provider)
+            .iter()
+            .chain(
+                if kind == ResourceKind::Node && !step.attributes.contains_key("private_ip") {
+                    &["private_ip"][..]
+                } else {
+                    &[][..]
+                },
+            )
+            .map(|s| s.to_string())
+            .collect();
+        let depends_on = graph
+            .dependencies(&step.address)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (action, before, replace_because) = match recorded.get(&step.address) {
+            None => (Action::Create, None, Vec::new()),
+            Some(old) => {
+                let mut changed: Vec<&String> = step
+                    .attributes
+                    .keys()
+                    .chain(old.attributes.keys())
+                    .filter(|k| step.attributes.get(*k) != old.attributes.get(*k))
+                    .collect();
+                changed.sort();
+                changed.dedup();
+                let forcing: Vec<String> = changed
+                    .iter()
+                    .filter(|k| kind.replaces_on_change(k) || old.provider != provider)
+                    .map(|k| k.to_string())
+                    .collect();
+                if changed.is_empty() {
+                    unchanged += 1;
+                    continue;
+                } else if !forcing.is_empty() || old.kind != kind {
+                    (Action::Replace, Some(old.attributes.clone()), forcing)
+                } else {
+                    (Action::Update, Some(old.attributes.clone()), Vec::new())
+                }
+            }
+        };
+        changes.push(Change {
+            address: step.address.clone(),
+            kind,
+            name: step.name.clone(),
+            provider,
+            action,
+            before,
+            after: Some(step.attributes.clone()),
+            after_unknown: if action == Action::Update {
+                Vec::new()
+            } else {
+                unknown
+            },
+            replace_because,
+            depends_on,
+        });
+    }
+    let mut deletes: Vec<Change> = recorded
+        .iter()
+        .filter(|(address, _)| !desired.contains(address.as_str()))
+        .map(|(address, old)| Change {
+            address: address.clone(),
+            kind: old.kind,
+            name: address
+                .split_once('.')
+                .map_or(address.as_str(), |(_, n)| n)
+                .to_string(),
+            provider: old.provider,
+            action: Action::Delete,
+            before: Some(old.attributes.clone()),
+            after: None,
+            after_unknown: Vec::new(),
+            replace_because: Vec::new(),
+            depends_on: Vec::new(),
+        })
+        .collect();
+    deletes.sort_by(|a, b| {
+        (Reverse(a.kind.rank()), &a.address).cmp(&(Reverse(b.kind.rank()), &b.address))
+    });
+    changes.extend(deletes);
+    let count = |f: fn(Action) -> bool| changes.iter().filter(|c| f(c.action)).count();
+    let summary = Summary {
+        add: count(|a| matches!(a, Action::Create | Action::Replace)),
+        change: count(|a| a == Action::Update),
+        destroy: count(|a| matches!(a, Action::Delete | Action::Replace)),
+        unchanged,
+    };
+    Plan {
+        format_version: FORMAT_VERSION,
+        deployment: graph.deployment.clone(),
+        changes,
+        summary,
+    }
+}
+
+use std::cmp::Reverse;
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    pub fn summary_line(&self) -> String {
+        format!(
+            "Plan: {} to add, {} to change, {} to destroy.",
+            self.summary.add, self.summary.change, self.summary.destroy
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan is always serialisable") + "\n"
+    }
+
+    /// Terraform-style text: one block per resource, then the summary line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if !self.has_changes() {
+            let _ = writeln!(
+                out,
+                "No changes. The infrastructure of `{}` matches the plan.\n",
+                self.deployment
+            );
+            let _ = writeln!(out, "{}", self.summary_line());
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "fitter will perform the following actions on `{}`:\n",
+            self.deployment
+        );
+        for change in &self.changes {
+            render_change(&mut out, change);
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", self.summary_line());
+        out
+    }
+}
+
+fn render_change(out: &mut String, c: &Change) {
+    let _ = writeln!(out, "  # {} {}", c.address, c.action.phrase());
+    let _ = writeln!(out, "{:>3} {} \"{}\" {{", c.action.symbol(), c.kind, c.name);
+    let empty = BTreeMap::new();
+    let before = c.before.as_ref().unwrap_or(&empty);
+    let after = c.after.as_ref().unwrap_or(&empty);
+    let mut keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let unknown: BTreeSet<&String> = c.after_unknown.iter().collect();
+    keys.extend(unknown.iter().copied());
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut hidden = 0;
+    for key in keys {
+        let (old, new) = (before.get(key), after.get(key));
+        let forces = if c.replace_because.contains(key) {
+            " # forces replacement"
+        } else {
+            ""
+        };
+        let line = match c.action {
+            Action::Create => match new {
+                Some(v) => whole_value("+", key, width, v),
+                None => attr_line("+", key, width, "(known after apply)", ""),
+            },
+            Action::Delete => match old {
+                Some(v) => whole_value("-", key, width, v),
+                None => continue,
+            },
+            Action::Update | Action::Replace => match (old, new) {
+                (Some(o), Some(n)) if o == n => {
+                    if unknown.contains(key) && c.action == Action::Replace {
+                        attr_line(
+                            "~",
+                            key,
+                            width,
+                            &format!("{} -> (known after apply)", value(o)),
+                            "",
+                        )
+                    } else {
+                        hidden += 1;
+                        continue;
+                    }
+                }
+                (Some(Json::Array(o)), Some(Json::Array(n))) => list_diff(key, width, o, n, forces),
+                (Some(o), Some(n)) => attr_line(
+                    "~",
+                    key,
+                    width,
+                    &format!("{} -> {}", value(o), value(n)),
+                    forces,
+                ),
+                (None, Some(n)) => attr_line("+", key, width, &value(n), forces),
+                (Some(o), None) if unknown.contains(key) => attr_line(
+                    "~",
+                    key,
+                    width,
+                    &format!("{} -> (known after apply)", value(o)),
+                    forces,
+                ),
+                (Some(o), None) => attr_line("-", key, width, &value(o), forces),
+                (None, None) => attr_line("+", key, width, "(known after apply)", ""),
+            },
+        };
+        out.push_str(&line);
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "        # ({hidden} unchanged attribute{} hidden)",
+            crate::diagnostics::plural(hidden)
+        );
+    }
+    let _ = writeln!(out, "    }}");
+}
+
+fn attr_line(symbol: &str, key: &str, width: usize, value: &str, note: &str) -> String {
+    format!("      {symbol} {key:<width$} = {value}{note}\n")
+}
+
+/// A created or destroyed value; long lists get one element per line.
+fn whole_value(symbol: &str, key: &str, width: usize, v: &Json) -> String {
+    match v {
+        Json::Array(items) if items.len() > 1 && value(v).len() > 60 => {
+            let mut out = format!("      {symbol} {key:<width$} = [\n");
+            for item in items {
+                let _ = writeln!(out, "          {},", value(item));
+            }
+            let _ = writeln!(out, "        ]");
+            out
+        }
+        _ => attr_line(symbol, key, width, &value(v), ""),
+    }
+}
+
+/// A changed list, one element per line, marking what is added and removed.
+fn list_diff(key: &str, width: usize, old: &[Json], new: &[Json], note: &str) -> String {
+    let mut out = format!("      ~ {key:<width$} = [{note}\n");
+    for item in old {
+        let mark = if new.contains(item) { " " } else { "-" };
+        let _ = writeln!(out, "          {mark} {},", value(item));
+    }
+    for item in new {
+        if !old.contains(item) {
+            let _ = writeln!(out, "          + {},", value(item));
+        }
+    }
+    let _ = writeln!(out, "        ]");
+    out
+}
+
+fn value(v: &Json) -> String {
+    match v {
+        Json::Array(items) => {
+            let inner: Vec<String> = items.iter().map(value).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
