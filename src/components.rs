@@ -30,6 +30,9 @@ pub struct Component {
     pub services: Vec<String>,
     #[serde(default)]
     pub ports: Vec<PortUse>,
+    /// Former names, so that a plan using one is told the new name.
+    #[serde(default)]
+    pub renamed_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -98,6 +101,14 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Component> {
         self.components.get(name)
+    }
+
+    /// The current name of a component that used to be called `old`.
+    pub fn renamed(&self, old: &str) -> Option<&str> {
+        self.components
+            .values()
+            .find(|c| c.renamed_from.iter().any(|r| r == old))
+            .map(|c| c.name.as_str())
     }
 
     /// Names a plan may use in `roles:` (every component but `common`, which every node has).

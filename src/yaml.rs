@@ -140,6 +140,8 @@ impl Node {
 pub struct ParseProblem {
     pub span: Span,
     pub message: String,
+    /// Where the real mistake probably is, when the parser noticed it later.
+    pub help: Option<String>,
 }
 
 /// The documents of a YAML stream, as far as they could be read.
@@ -186,9 +188,22 @@ pub fn parse_documents(text: &str, max_docs: Option<usize>) -> Documents {
             Ok(pair) => pair,
             Err(err) => {
                 let at = clamp(err.marker().index(), text);
-                out.syntax_error = Some(ParseProblem {
-                    span: Span::new(at, at + 1),
-                    message: describe_scan_error(err.info()),
+                let info = err.info().trim();
+                out.syntax_error = Some(match unclosed_bracket(text, at) {
+                    // The parser notices a missing `}` lines later; point at the `{`.
+                    Some((open, offset)) if info.contains("flow") => ParseProblem {
+                        span: Span::new(offset, offset + 1),
+                        message: format!("invalid YAML: this `{open}` is never closed"),
+                        help: Some(format!(
+                            "the parser gave up on line {}: {info}",
+                            line_of(text, at)
+                        )),
+                    },
+                    _ => ParseProblem {
+                        span: Span::new(at, at + 1),
+                        message: format!("invalid YAML: {info}"),
+                        help: None,
+                    },
                 });
                 return out;
             }
@@ -217,6 +232,7 @@ pub fn parse_documents(text: &str, max_docs: Option<usize>) -> Documents {
                     out.syntax_error = Some(ParseProblem {
                         span: Span::new(at, at + 1),
                         message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                        help: None,
                     });
                     return out;
                 }
@@ -280,6 +296,7 @@ pub fn parse_documents(text: &str, max_docs: Option<usize>) -> Documents {
                             message: format!(
                                 "aliases expand to more than {MAX_ALIAS_NODES} values"
                             ),
+                            help: None,
                         });
                         return out;
                     }
@@ -331,6 +348,7 @@ fn attach(
                             message: format!(
                                 "duplicate key `{name}` (first defined on line {first})"
                             ),
+                            help: None,
                         });
                         entries.remove(pos);
                     }
@@ -423,9 +441,28 @@ fn resolve_plain(s: &str) -> Value {
     Value::Str(s.to_string())
 }
 
-fn describe_scan_error(info: &str) -> String {
-    let info = info.trim();
-    format!("invalid YAML: {info}")
+/// The last `{` or `[` before `at` that is not closed, and its offset.
+fn unclosed_bracket(text: &str, at: usize) -> Option<(char, usize)> {
+    let mut open: Vec<(char, usize)> = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = ' ';
+    for (i, c) in text[..at.min(text.len())].char_indices() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, '"' | '\'') if matches!(prev, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
+            (None, '{' | '[') => open.push((c, i)),
+            (None, '}' | ']') => {
+                open.pop();
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    open.pop()
 }
 
 /// 1-based line of a byte offset.

@@ -349,9 +349,15 @@ const DIGITALOCEAN_REGIONS: &[&str] = &[
 fn unknown(what: &str, value: &str, known: &[&str]) -> String {
     match did_you_mean(value, known.iter().copied()) {
         Some(best) => format!("unknown {what} `{value}`; did you mean `{best}`?"),
+        None if known.len() <= 10 => {
+            format!(
+                "unknown {what} `{value}`; expected one of: {}",
+                known.join(", ")
+            )
+        }
         None => format!(
-            "unknown {what} `{value}`; expected one of: {}",
-            known.join(", ")
+            "unknown {what} `{value}`; expected one such as {}, ...",
+            known[..6].join(", ")
         ),
     }
 }

@@ -72,6 +72,8 @@ pub struct Blueprint {
     pub name: Text,
     pub location: usize,
     pub network: Option<usize>,
+    /// Whether the blueprint has an `ethernet` at all (even one with errors).
+    pub ethernet_declared: bool,
     /// Rules from the blueprint's `firewall:` and `ethernet.accept`, for all its nodes.
     pub rules: Vec<Rule>,
     pub nodes: Vec<usize>,
@@ -230,6 +232,9 @@ pub fn load(name: &str, original: &str, options: &LoadOptions) -> Loaded {
 
     // 2. Substitution.
     let text = params::substitute(&mut source, &defaults, &options.parameters, &mut report);
+    // A token left unsubstituted would make every check of the value it sits in fail too;
+    // the operator needs to hear about the parameter only.
+    let unsubstituted: Vec<Span> = report.diagnostics.iter().filter_map(|d| d.span).collect();
 
     // 3. Parsing.
     let docs = yaml::parse_documents(&text, None);
@@ -237,7 +242,11 @@ pub fn load(name: &str, original: &str, options: &LoadOptions) -> Loaded {
         report.error(problem.span, problem.message.clone());
     }
     if let Some(err) = &docs.syntax_error {
-        report.error(err.span, err.message.clone());
+        let d = Diagnostic::error(err.span, err.message.clone());
+        report.push(match &err.help {
+            Some(help) => d.with_help(help.clone()),
+            None => d,
+        });
         return Loaded {
             source,
             diagnostics: report.finish(),
@@ -256,7 +265,14 @@ pub fn load(name: &str, original: &str, options: &LoadOptions) -> Loaded {
         pending_tokens: Vec::new(),
     };
     let fittings = loader.fittings(name, &docs.docs, &options.parameters);
-    let report = loader.report;
+    let mut report = loader.report;
+    report.diagnostics.retain(|d| {
+        let Some(span) = d.span else { return true };
+        unsubstituted.contains(&span)
+            || !unsubstituted
+                .iter()
+                .any(|u| u.start < span.end && span.start < u.end)
+    });
     let fittings = if report.has_errors() {
         None
     } else {
@@ -673,6 +689,7 @@ impl Loader<'_> {
             name: name.clone(),
             location,
             network,
+            ethernet_declared: ethernet.is_some(),
             rules,
             nodes: Vec::new(),
             depends_on,
@@ -992,9 +1009,7 @@ impl Loader<'_> {
                     continue;
                 }
                 if self.catalog.get(&role.value).is_none() {
-                    let known: Vec<&str> = self.catalog.role_names().collect();
-                    self.report
-                        .push(not_found(&role, "role", &known, "templates/"));
+                    self.report.push(self.unknown_role(&role));
                 } else if roles.iter().any(|r: &Text| r.value == role.value) {
                     continue;
                 } else {
@@ -1024,15 +1039,20 @@ impl Loader<'_> {
                 }
             },
             (Some(p), None) => {
-                self.report.error(
-                    p.span,
-                    "`glue: primary` needs the blueprint to have an `ethernet`",
-                );
+                if !fittings.blueprints[blueprint].ethernet_declared {
+                    self.report.error(
+                        p.span,
+                        "`glue: primary` needs the blueprint to have an `ethernet`",
+                    );
+                }
                 None
             }
             (None, _) => None,
         };
-        if network.is_none() && provider == ProviderKind::Lxd {
+        if network.is_none()
+            && provider == ProviderKind::Lxd
+            && !fittings.blueprints[blueprint].ethernet_declared
+        {
             self.report.error(name.span, format!("node `{}` has no network: lxd nodes need their blueprint to have an `ethernet` with a `subnet`", name.value));
         }
 
@@ -1286,8 +1306,7 @@ impl Loader<'_> {
             for rule in rules {
                 if let Source::Role(role) = &rule.source {
                     if !known_roles.contains(&role.value.as_str()) {
-                        self.report
-                            .push(not_found(role, "role", &known_roles, "templates/"));
+                        self.report.push(self.unknown_role(role));
                     }
                 }
             }
@@ -1360,6 +1379,15 @@ impl Loader<'_> {
         for w in warnings {
             self.report.push(w);
         }
+    }
+
+    fn unknown_role(&self, role: &Text) -> Diagnostic {
+        if let Some(new_name) = self.catalog.renamed(&role.value) {
+            return Diagnostic::error(role.span, format!("unknown role `{}`", role.value))
+                .with_help(format!("`{}` is now called `{new_name}`", role.value));
+        }
+        let known: Vec<&str> = self.catalog.role_names().collect();
+        not_found(role, "role", &known, "templates/")
     }
 
     /// The span of a class's name: just before its mapping, found in the text.

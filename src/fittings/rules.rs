@@ -74,8 +74,10 @@ impl Subnet {
         let ip = if let Some(n) = spec.strip_prefix('.') {
             let n: u32 = n
                 .parse()
-                .map_err(|_| format!("`{spec}` is not an address such as `.11`"))?;
-            Ipv4Addr::from(u32::from(self.base) | (n & 0xff))
+                .ok()
+                .filter(|n| *n <= 255)
+                .ok_or_else(|| format!("`{spec}` is not an address such as `.11`"))?;
+            Ipv4Addr::from(u32::from(self.base) | n)
         } else {
             spec.parse()
                 .map_err(|_| format!("`{spec}` is not an IPv4 address"))?
@@ -439,6 +441,7 @@ mod tests {
         let s = Subnet::parse("10.1.0.0/24").unwrap();
         assert_eq!(s.host(".11").unwrap(), Ipv4Addr::new(10, 1, 0, 11));
         assert!(s.host(".1").is_err());
+        assert!(s.host(".300").is_err());
         assert!(s.host("10.2.0.5").is_err());
         assert!(s.overlaps(&Subnet::parse("10.1.0.0/16").unwrap()));
         assert!(!s.overlaps(&Subnet::parse("10.2.0.0/24").unwrap()));

@@ -1,0 +1,140 @@
+//! Every plan under `fittings/` must validate and plan; the plan output of each is a
+//! snapshot, so a change to what `fitter plan` says about the examples is always reviewed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fittings");
+    let mut plans: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fittings/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    plans.sort();
+    plans
+}
+
+fn fitter(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fitter"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("fitter runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_example_validates_and_plans() {
+    let plans = examples();
+    assert!(
+        plans.len() >= 2,
+        "expected the example plans, found {plans:?}"
+    );
+    for plan in plans {
+        let rel = format!("fittings/{}", plan.file_name().unwrap().to_string_lossy());
+        let name = plan.file_stem().unwrap().to_string_lossy().into_owned();
+        // A state file a developer left beside the example must not change the snapshot.
+        let empty_state = std::env::temp_dir().join(format!("fitter-examples-{name}-absent.json"));
+        let _ = std::fs::remove_file(&empty_state);
+        let state = empty_state.to_string_lossy().into_owned();
+
+        let (code, stdout, stderr) = fitter(&["validate", &rel]);
+        assert_eq!(code, 0, "{rel} does not validate:\n{stderr}");
+        assert!(stdout.contains("is valid"), "{stdout}");
+        assert!(stderr.is_empty(), "{rel} has warnings:\n{stderr}");
+
+        let (code, stdout, stderr) = fitter(&["plan", &rel, "--state", &state]);
+        assert_eq!(code, 0, "{rel} does not plan:\n{stderr}");
+        insta::assert_snapshot!(format!("plan-{name}"), stdout);
+
+        let (code, json, _) = fitter(&["plan", "--json", &rel, "--state", &state]);
+        assert_eq!(code, 0);
+        let plan: serde_json::Value = serde_json::from_str(&json).expect("plan --json is JSON");
+        let changes = plan["changes"].as_array().expect("changes is a list");
+        assert_eq!(plan["summary"]["add"].as_u64(), Some(changes.len() as u64));
+        assert!(changes.iter().all(|c| c["action"] == "create"));
+
+        let (code, _, _) = fitter(&["plan", "--detailed-exitcode", &rel, "--state", &state]);
+        assert_eq!(code, 2, "an empty state means changes");
+
+        let (code, dot, _) = fitter(&["graph", &rel]);
+        assert_eq!(code, 0);
+        assert!(dot.starts_with("digraph"), "{dot}");
+    }
+}
+
+#[test]
+fn the_digitalocean_example_has_the_promised_shape() {
+    let (code, json, stderr) = fitter(&[
+        "plan",
+        "--json",
+        "fittings/mesos-digitalocean.yaml",
+        "--state",
+        "/nonexistent/fitter-state.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    let of_kind = |k: &str| {
+        changes
+            .iter()
+            .filter(|c| c["kind"] == k)
+            .collect::<Vec<_>>()
+    };
+    let nodes = of_kind("node");
+    assert_eq!(nodes.len(), 12);
+    let masters: Vec<_> = nodes
+        .iter()
+        .filter(|n| {
+            n["after"]["roles"] == serde_json::json!(["zookeeper", "mesos-master", "marathon"])
+        })
+        .collect();
+    assert_eq!(masters.len(), 3);
+    let agents = nodes
+        .iter()
+        .filter(|n| n["after"]["roles"] == serde_json::json!(["mesos-agent", "docker"]))
+        .count();
+    assert_eq!(agents, 9);
+    assert_eq!(of_kind("network").len(), 1);
+    let firewalls = of_kind("firewall");
+    let inbound = |name: &str| {
+        firewalls
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["after"]["inbound"].clone())
+            .unwrap()
+    };
+    let masters_in = inbound("masters");
+    for rule in [
+        "tcp 22 from anywhere",
+        "tcp 5050 from anywhere",
+        "tcp 8080 from anywhere",
+        "tcp all from nodes",
+        "udp all from nodes",
+        "icmp from nodes",
+    ] {
+        assert!(
+            masters_in.as_array().unwrap().contains(&rule.into()),
+            "{rule} missing in {masters_in}"
+        );
+    }
+    let agents_in = inbound("agents");
+    assert!(
+        agents_in
+            .as_array()
+            .unwrap()
+            .contains(&"tcp 22 from anywhere".into())
+    );
+    assert!(
+        !agents_in
+            .as_array()
+            .unwrap()
+            .contains(&"tcp 5050 from anywhere".into())
+    );
+    assert_eq!(of_kind("tag").len(), 1);
+}
