@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Benchmark of `fitter validate` and `fitter plan` on generated plans of 100, 1,000 and
+# 10,000 nodes (bench/gen_plan.py). A benchmark, not a test: it never fails on a slow
+# result, it reports. Target: 10,000 nodes, validate + plan under 1 s and 200 MB peak RSS.
+#
+#   bench/validate_plan.sh              # 5 runs per measurement
+#   RUNS=9 bench/validate_plan.sh
+#   SIZES="100 1000" bench/validate_plan.sh
+#
+# Prints a markdown table and writes it into docs/benchmarks.md under "## validate + plan"
+# (only that section is replaced). Wall times are medians over RUNS runs, measured with
+# bash's $EPOCHREALTIME (microseconds); peak RSS is /usr/bin/time's %M, the maximum over
+# all runs. Uses hyperfine for the times when it is installed.
+set -euo pipefail
+
+RUNS=${RUNS:-5}
+SIZES=${SIZES:-"100 1000 10000"}
+TARGET_NODES=10000
+TARGET_SECONDS=1
+TARGET_MB=200
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+doc=docs/benchmarks.md
+section="## validate + plan"
+
+if ((BASH_VERSINFO[0] < 5)); then
+    echo "bench/validate_plan.sh needs bash 5 (\$EPOCHREALTIME)" >&2
+    exit 1
+fi
+
+# /usr/bin/time (Debian package `time`), for the peak RSS.
+if [[ ! -x /usr/bin/time ]]; then
+    sudo=()
+    if ((EUID != 0)); then sudo=(sudo); fi
+    echo "installing /usr/bin/time (Debian package time)" >&2
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq time >&2
+fi
+
+hyperfine_bin=$(command -v hyperfine || true)
+
+echo "building: cargo build --release" >&2
+cargo build --release --quiet
+fitter="$root/target/release/fitter"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# median of numbers on stdin
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# run_timed LABEL CMD...: runs CMD (stdout to /dev/null) once to warm up, then RUNS times;
+# prints "MEDIAN_SECONDS MAX_RSS_KB". CMD must exit 0.
+run_timed() {
+    local label=$1
+    shift
+    local times="$tmp/$label.times" rss="$tmp/$label.rss" out="$tmp/time.out" i t0 t1
+    : >"$times"
+    : >"$rss"
+    "$@" >/dev/null
+    for ((i = 0; i < RUNS; i++)); do
+        t0=$EPOCHREALTIME
+        /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null
+        t1=$EPOCHREALTIME
+        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }' >>"$times"
+        awk '{ print $2 }' "$out" >>"$rss"
+    done
+    if [[ -n $hyperfine_bin ]]; then
+        # hyperfine's own timing (shell-less) replaces the bash one for the median.
+        local cmd
+        printf -v cmd '%q ' "$@"
+        "$hyperfine_bin" -N --warmup 1 --runs "$RUNS" --style none \
+            --export-json "$tmp/$label.json" "$cmd" >/dev/null
+        python3 -c 'import json,sys; print("\n".join(str(t) for t in json.load(open(sys.argv[1]))["results"][0]["times"]))' \
+            "$tmp/$label.json" >"$times"
+    fi
+    printf '%s %s\n' "$(median <"$times")" "$(sort -n "$rss" | tail -1)"
+}
+
+# Both commands as two invocations, one after the other (a tiny sh wrapper, so that
+# /usr/bin/time and hyperfine see one command).
+both="$tmp/validate-then-plan.sh"
+printf '#!/bin/sh\nset -e\n%q validate "$1"\nexec %q plan "$1"\n' "$fitter" "$fitter" >"$both"
+chmod +x "$both"
+
+rows=()
+verdict=""
+for n in $SIZES; do
+    plan="$tmp/bench-$n.yaml"
+    python3 bench/gen_plan.py "$n" >"$plan"
+    size_kb=$(awk -v b="$(stat -c %s "$plan")" 'BEGIN { printf "%.1f", b / 1024 }')
+    nodes=$("$fitter" validate "$plan" 2>&1 | sed -n 's/.*, \([0-9]*\) nodes,.*/\1/p')
+    nodes=${nodes:-?}
+    echo "N=$n: $nodes nodes, ${size_kb} KB, $RUNS runs each" >&2
+
+    read -r v_s v_kb < <(run_timed "validate-$n" "$fitter" validate "$plan")
+    read -r p_s p_kb < <(run_timed "plan-$n" "$fitter" plan "$plan")
+    read -r vp_s _ < <(run_timed "both-$n" "$both" "$plan")
+    peak_kb=$((v_kb > p_kb ? v_kb : p_kb))
+    peak_mb=$(awk -v k="$peak_kb" 'BEGIN { printf "%.1f", k / 1024 }')
+    rows+=("$(printf '| %s | %s | %s KB | %.3f | %.3f | %.3f | %s |' \
+        "$n" "$nodes" "$size_kb" "$v_s" "$p_s" "$vp_s" "$peak_mb")")
+
+    if [[ $n == "$TARGET_NODES" ]]; then
+        met=$(awk -v t="$vp_s" -v m="$peak_mb" -v ts="$TARGET_SECONDS" -v tm="$TARGET_MB" \
+            'BEGIN { print (t < ts && m < tm) ? "met" : "NOT met" }')
+        verdict="Target (10,000 nodes: validate + plan under ${TARGET_SECONDS} s and ${TARGET_MB} MB peak RSS): **${met}** ($(printf '%.3f' "$vp_s") s as two invocations, plan alone $(printf '%.3f' "$p_s") s, ${peak_mb} MB)."
+    fi
+done
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+cpu=${cpu:-unknown}
+family=$(awk -F': ' '/^cpu family/ { f = $2 } /^model\t/ { m = $2 } END { if (f != "") print "family " f ", model " m }' /proc/cpuinfo)
+[[ -n $family ]] && cpu="$cpu ($family)"
+hv=$(lscpu 2>/dev/null | awk -F': *' '/^Hypervisor vendor/ { print $2 }')
+[[ -n $hv ]] && cpu="$cpu, $hv guest"
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain -- src providers templates Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+    rev="$rev (with uncommitted changes)"
+fi
+timer="bash \$EPOCHREALTIME"
+[[ -n $hyperfine_bin ]] && timer="hyperfine -N"
+
+body="$tmp/section.md"
+{
+    echo "$section"
+    echo
+    echo "Command: \`RUNS=$RUNS SIZES=\"$SIZES\" bench/validate_plan.sh\` (plans from \`python3 bench/gen_plan.py N\`;"
+    echo "3 masters, agents in blueprints of at most 1,000 nodes, each agent's cloud-config naming \`{{ master1.private }}\`)."
+    echo
+    echo "Machine: $(nproc) cores, $cpu; $(date -u '+%Y-%m-%d %H:%M UTC'); $(rustc --version 2>/dev/null || echo rustc); commit $rev."
+    echo
+    echo "Times are medians of $RUNS runs after one warm-up ($timer), release build, output to /dev/null."
+    echo "\`plan\` also validates, so *plan* is the cost of the plan alone; *validate+plan* is both"
+    echo "commands run as two invocations. Peak RSS is the larger of the two (\`/usr/bin/time -f '%e %M'\`)."
+    echo
+    echo "| N | nodes | plan file | validate median (s) | plan median (s) | validate+plan (s) | peak RSS (MB) |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
+    if [[ -n $verdict ]]; then
+        echo
+        echo "$verdict"
+    fi
+} >"$body"
+
+cat "$body"
+
+mkdir -p docs
+python3 - "$doc" "$body" "$section" <<'PY'
+import os, sys
+doc, body_path, heading = sys.argv[1:4]
+body = open(body_path).read().rstrip("\n") + "\n"
+if os.path.exists(doc):
+    lines = open(doc).read().splitlines(keepends=True)
+else:
+    lines = ["# Benchmarks\n", "\n",
+             "These numbers come from the scripts in `bench/`, run by hand on the machine named\n",
+             "in each section; they never come from timed tests.\n"]
+start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
+if start is None:
+    text = "".join(lines).rstrip("\n") + "\n\n" + body
+else:
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    text = "".join(lines[:start]) + body + ("\n" + tail if tail else "")
+open(doc, "w").write(text)
+PY
+echo "wrote $doc" >&2

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and runs it. Idempotent: safe to run again and again,
+# on a fresh Debian 12 machine or on one that already has everything.
+#
+# Today the suite needs only the Rust toolchain. Later stages add their own prerequisites
+# here (the LXD daemon and its image, sshd, Prism from npm), each installed only if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo is not installed; install Rust with rustup first" >&2
+  exit 1
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+
+# cargo prints one "test result:" line per test binary, the last often a doc-test run with
+# nothing in it; close with the totals, so the last line says what really ran.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
