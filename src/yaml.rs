@@ -270,11 +270,18 @@ pub fn parse_documents(text: &str, max_docs: Option<usize>) -> Documents {
                     start,
                     anchor,
                     ..
-                }) => remember(
-                    &mut anchors,
-                    anchor,
-                    Node::new(Value::Map(entries), Span::new(start, start + 1)),
-                ),
+                }) => {
+                    // A block mapping's event is marked after its first key; a message about
+                    // the whole mapping reads better at that key.
+                    let start = entries
+                        .first()
+                        .map_or(start, |(k, _)| start.min(k.span.start));
+                    remember(
+                        &mut anchors,
+                        anchor,
+                        Node::new(Value::Map(entries), Span::new(start, start + 1)),
+                    )
+                }
                 _ => continue,
             },
             Event::Scalar(text_value, style, anchor, tag) => {

@@ -321,7 +321,13 @@ impl Loader<'_> {
         };
         if let Some(s) = settings {
             if !s.is_null() && s.as_map().is_none() {
-                wrong_type(&mut self.report, s, "the settings document", "a mapping");
+                self.report.error(
+                    s.span,
+                    format!(
+                        "the settings document must be a mapping, found {}",
+                        s.kind()
+                    ),
+                );
             }
             check_keys(&mut self.report, s, "the settings document", SETTINGS_KEYS);
         }
@@ -421,6 +427,12 @@ impl Loader<'_> {
             }
         }
 
+        if location_docs.is_empty() {
+            self.report.warning(
+                settings.map(|s| s.span),
+                "the plan has no location document: there is nothing to deploy",
+            );
+        }
         for doc in location_docs {
             self.location(
                 &mut fittings,
@@ -504,7 +516,13 @@ impl Loader<'_> {
         defaults_ethernet: Option<&Node>,
     ) {
         if doc.as_map().is_none() {
-            wrong_type(&mut self.report, doc, "a location document", "a mapping");
+            self.report.error(
+                doc.span,
+                format!(
+                    "a location document must be a mapping, found {}",
+                    doc.kind()
+                ),
+            );
             return;
         }
         check_keys(&mut self.report, doc, "a location document", LOCATION_KEYS);
