@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod components;
 pub mod diagnostics;
+pub mod engine;
 pub mod fittings;
 pub mod graph;
 pub mod plan;
