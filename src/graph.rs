@@ -371,10 +371,10 @@ fn add_firewalls(b: &mut Builder, fittings: &Fittings) -> Vec<Option<String>> {
                 ),
             );
             let i = b.add(step);
-            if provider.has_account_resources() {
-                if let Some(t) = b.get("tag.deployment") {
-                    b.edge(t, i, Reason::Needs, None);
-                }
+            if provider.has_account_resources()
+                && let Some(t) = b.get("tag.deployment")
+            {
+                b.edge(t, i, Reason::Needs, None);
             }
             for &m in members {
                 firewall_of[m] = Some(name.clone());
@@ -395,15 +395,15 @@ fn add_nodes(b: &mut Builder, fittings: &Fittings, tag: &str, firewall_of: &[Opt
                 }
             }
         }
-        if let Some(net) = node.network {
-            if let Some(nw) = b.get(&format!("network.{}", fittings.networks[net].name.value)) {
-                b.edge(nw, n, Reason::Needs, None);
-            }
+        if let Some(net) = node.network
+            && let Some(nw) = b.get(&format!("network.{}", fittings.networks[net].name.value))
+        {
+            b.edge(nw, n, Reason::Needs, None);
         }
-        if let Some(fw) = &firewall_of[i] {
-            if let Some(f) = b.get(&format!("firewall.{fw}")) {
-                b.edge(f, n, Reason::Needs, None);
-            }
+        if let Some(fw) = &firewall_of[i]
+            && let Some(f) = b.get(&format!("firewall.{fw}"))
+        {
+            b.edge(f, n, Reason::Needs, None);
         }
     }
 }

@@ -260,14 +260,14 @@ impl StateFile {
             let path = path.to_path_buf();
             move |source| StateError::Write { path, source }
         };
-        if let Some(on_disk) = read(&self.path, &self.state.deployment)? {
-            if on_disk.serial != self.state.serial || on_disk.lineage != self.state.lineage {
-                return Err(StateError::Conflict {
-                    path: self.path.clone(),
-                    found: on_disk.serial,
-                    expected: self.state.serial,
-                });
-            }
+        if let Some(on_disk) = read(&self.path, &self.state.deployment)?
+            && (on_disk.serial != self.state.serial || on_disk.lineage != self.state.lineage)
+        {
+            return Err(StateError::Conflict {
+                path: self.path.clone(),
+                found: on_disk.serial,
+                expected: self.state.serial,
+            });
         }
         self.state.serial += 1;
         let mut text = serde_json::to_string_pretty(&self.state).expect("state serialises");

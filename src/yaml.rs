@@ -344,21 +344,18 @@ fn attach(
         }) => match pending_key.take() {
             None => *pending_key = Some(node),
             Some(key) => {
-                if let Some(name) = key.scalar_text() {
-                    if let Some(pos) = entries
+                if let Some(name) = key.scalar_text()
+                    && let Some(pos) = entries
                         .iter()
                         .position(|(k, _)| k.scalar_text().as_deref() == Some(&name))
-                    {
-                        let first = line_of(text, entries[pos].0.span.start);
-                        problems.push(ParseProblem {
-                            span: key.span,
-                            message: format!(
-                                "duplicate key `{name}` (first defined on line {first})"
-                            ),
-                            help: None,
-                        });
-                        entries.remove(pos);
-                    }
+                {
+                    let first = line_of(text, entries[pos].0.span.start);
+                    problems.push(ParseProblem {
+                        span: key.span,
+                        message: format!("duplicate key `{name}` (first defined on line {first})"),
+                        help: None,
+                    });
+                    entries.remove(pos);
                 }
                 entries.push((key, node));
             }
@@ -418,20 +415,21 @@ fn resolve_plain(s: &str) -> Value {
         _ => {}
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = s.parse::<i64>() {
-            return Value::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = s.parse::<i64>()
+    {
+        return Value::Int(i);
     }
-    if let Some(hex) = s.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Value::Int(i);
-        }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
     }
-    if let Some(oct) = s.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Value::Int(i);
-        }
+    if let Some(oct) = s.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
     }
     let looks_numeric = digits
         .bytes()
@@ -440,10 +438,8 @@ fn resolve_plain(s: &str) -> Value {
         && digits
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
-    if looks_numeric {
-        if let Ok(f) = s.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if looks_numeric && let Ok(f) = s.parse::<f64>() {
+        return Value::Float(f);
     }
     Value::Str(s.to_string())
 }

@@ -21,7 +21,10 @@ struct Log {
     finished_at: Vec<Option<usize>>,
 }
 
-fn dag() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<bool>, Vec<u8>, usize)> {
+/// Vertices, edges (low to high index), which steps fail, how long each takes, parallelism.
+type Case = (usize, Vec<(usize, usize)>, Vec<bool>, Vec<u8>, usize);
+
+fn dag() -> impl Strategy<Value = Case> {
     (1usize..30).prop_flat_map(|n| {
         (
             Just(n),

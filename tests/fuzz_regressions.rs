@@ -46,11 +46,11 @@ fn exercise(catalog: &Catalog, parameters: BTreeMap<String, String>, text: &str)
     };
     let loaded = fittings::load("replay.yaml", text, &options);
     let _ = loaded.source.render_all(&loaded.diagnostics);
-    if let Some(f) = &loaded.fittings {
-        if let Ok(graph) = fitter::graph::build(f, catalog) {
-            let _ = fitter::plan::diff(&graph, None).render();
-            let _ = graph.to_dot();
-        }
+    if let Some(f) = &loaded.fittings
+        && let Ok(graph) = fitter::graph::build(f, catalog)
+    {
+        let _ = fitter::plan::diff(&graph, None).render();
+        let _ = graph.to_dot();
     }
 }
 

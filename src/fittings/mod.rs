@@ -363,13 +363,13 @@ impl Loader<'_> {
             if let Some(keys) = s.get("keys") {
                 fittings.keys = text_list(&mut self.report, keys, "keys");
             }
-            if let Some(safe) = s.get("safeMode") {
-                if boolean(&mut self.report, safe, "safeMode") == Some(true) {
-                    self.report.warning(
-                        safe.span,
-                        "`safeMode` is plumbery's dry run; with fitter run `fitter plan` instead",
-                    );
-                }
+            if let Some(safe) = s.get("safeMode")
+                && boolean(&mut self.report, safe, "safeMode") == Some(true)
+            {
+                self.report.warning(
+                    safe.span,
+                    "`safeMode` is plumbery's dry run; with fitter run `fitter plan` instead",
+                );
             }
             if let Some(d) = s.get("defaults") {
                 for (key, value) in map(&mut self.report, d, "defaults").unwrap_or_default() {
@@ -447,19 +447,19 @@ impl Loader<'_> {
     }
 
     fn deployment_name(&mut self, settings: Option<&Node>, file_name: &str) -> String {
-        if let Some(node) = settings.and_then(|s| s.get("deployment")) {
-            if let Some(t) = text(&mut self.report, node, "deployment") {
-                let valid = !t.value.is_empty()
-                    && t.value.len() <= 40
-                    && t.value.starts_with(|c: char| c.is_ascii_lowercase())
-                    && t.value
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-                if !valid {
-                    self.report.error(t.span, format!("deployment name `{}` must be 1 to 40 lowercase letters, digits and dashes, starting with a letter", t.value));
-                }
-                return t.value;
+        if let Some(node) = settings.and_then(|s| s.get("deployment"))
+            && let Some(t) = text(&mut self.report, node, "deployment")
+        {
+            let valid = !t.value.is_empty()
+                && t.value.len() <= 40
+                && t.value.starts_with(|c: char| c.is_ascii_lowercase())
+                && t.value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                self.report.error(t.span, format!("deployment name `{}` must be 1 to 40 lowercase letters, digits and dashes, starting with a letter", t.value));
             }
+            return t.value;
         }
         let stem = std::path::Path::new(file_name)
             .file_stem()
@@ -1000,23 +1000,30 @@ impl Loader<'_> {
             },
         };
         let region = match settings.get("region") {
-            Some(r) => {
-                match self.per_provider(r, "region", provider) {
-                    Some(r) if provider == ProviderKind::DigitalOcean => {
-                        if let Err(why) = provider.check_region(&r.value) {
-                            self.report.error(r.span, why);
-                        }
-                        let network = fittings.blueprints[blueprint].network;
-                        if let Some(n) = network.map(|n| &fittings.networks[n]) {
-                            if n.region.as_deref() != Some(r.value.as_str()) {
-                                self.report.error(r.span, format!("node `{}` is in region `{}` but its network `{}` is in `{}`", name.value, r.value, n.name.value, n.region.as_deref().unwrap_or("")));
-                            }
-                        }
-                        Some(r.value)
+            Some(r) => match self.per_provider(r, "region", provider) {
+                Some(r) if provider == ProviderKind::DigitalOcean => {
+                    if let Err(why) = provider.check_region(&r.value) {
+                        self.report.error(r.span, why);
                     }
-                    _ => loc.region.clone(),
+                    let network = fittings.blueprints[blueprint].network;
+                    if let Some(n) = network.map(|n| &fittings.networks[n])
+                        && n.region.as_deref() != Some(r.value.as_str())
+                    {
+                        self.report.error(
+                            r.span,
+                            format!(
+                                "node `{}` is in region `{}` but its network `{}` is in `{}`",
+                                name.value,
+                                r.value,
+                                n.name.value,
+                                n.region.as_deref().unwrap_or("")
+                            ),
+                        );
+                    }
+                    Some(r.value)
                 }
-            }
+                _ => loc.region.clone(),
+            },
             None => loc.region.clone(),
         };
 
@@ -1281,18 +1288,17 @@ impl Loader<'_> {
         // Fixed addresses must be unique on their network.
         let mut fixed: HashMap<(usize, Ipv4Addr), &str> = HashMap::new();
         for node in &fittings.nodes {
-            if let (Some(ip), Some(n)) = (node.private_ip, node.network) {
-                if let Some(other) = fixed.insert((n, ip), &node.name.value) {
-                    if other != node.name.value {
-                        self.report.error(
-                            node.name.span,
-                            format!(
-                                "node `{}` has address {ip}, already given to `{other}`",
-                                node.name.value
-                            ),
-                        );
-                    }
-                }
+            if let (Some(ip), Some(n)) = (node.private_ip, node.network)
+                && let Some(other) = fixed.insert((n, ip), &node.name.value)
+                && other != node.name.value
+            {
+                self.report.error(
+                    node.name.span,
+                    format!(
+                        "node `{}` has address {ip}, already given to `{other}`",
+                        node.name.value
+                    ),
+                );
             }
         }
 
@@ -1322,10 +1328,10 @@ impl Loader<'_> {
             .chain(fittings.blueprints.iter().map(|b| &b.rules));
         for rules in rule_sets {
             for rule in rules {
-                if let Source::Role(role) = &rule.source {
-                    if !known_roles.contains(&role.value.as_str()) {
-                        self.report.push(self.unknown_role(role));
-                    }
+                if let Source::Role(role) = &rule.source
+                    && !known_roles.contains(&role.value.as_str())
+                {
+                    self.report.push(self.unknown_role(role));
                 }
             }
         }
@@ -1355,14 +1361,14 @@ impl Loader<'_> {
                             tokens::NODE_ATTRIBUTES,
                             "a node",
                         ));
-                    } else if let (Some(owner), true) = (token.node, token.in_cloud_config) {
-                        if fittings.nodes[owner].name.value != node {
-                            fittings.nodes[owner].references.push(Reference {
-                                node: node.to_string(),
-                                attribute: attribute.to_string(),
-                                span: token.span,
-                            });
-                        }
+                    } else if let (Some(owner), true) = (token.node, token.in_cloud_config)
+                        && fittings.nodes[owner].name.value != node
+                    {
+                        fittings.nodes[owner].references.push(Reference {
+                            node: node.to_string(),
+                            attribute: attribute.to_string(),
+                            span: token.span,
+                        });
                     }
                 }
                 Meaning::SelfAttribute(_) if token.node.is_none() => {

@@ -213,28 +213,28 @@ pub fn check_parameters(
                 }),
             };
             let default = def.get("default").filter(|d| !d.is_null());
-            if let Some(d) = default {
-                if matches!(d.value, Value::Seq(_) | Value::Map(_)) {
-                    wrong_type(report, d, "default", "a single value");
-                    continue;
-                }
+            if let Some(d) = default
+                && matches!(d.value, Value::Seq(_) | Value::Map(_))
+            {
+                wrong_type(report, d, "default", "a single value");
+                continue;
             }
             let (value, span) = match (given.get(&name), default) {
                 (Some(v), _) => (Some(v.clone()), None),
                 (None, Some(d)) => (d.scalar_text(), Some(d.span)),
                 (None, None) => (None, None),
             };
-            if let (Some(ty), Some(value)) = (ty, &value) {
-                if let Err(why) = ty.check(value) {
-                    match span {
-                        Some(span) => {
-                            report.error(span, format!("default of parameter `{name}`: {why}"))
-                        }
-                        None => report.error(
-                            key.span,
-                            format!("value given for parameter `{name}` with `-p`: {why}"),
-                        ),
+            if let (Some(ty), Some(value)) = (ty, &value)
+                && let Err(why) = ty.check(value)
+            {
+                match span {
+                    Some(span) => {
+                        report.error(span, format!("default of parameter `{name}`: {why}"))
                     }
+                    None => report.error(
+                        key.span,
+                        format!("value given for parameter `{name}` with `-p`: {why}"),
+                    ),
                 }
             }
             if let Some(value) = value {
