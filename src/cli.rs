@@ -9,11 +9,18 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use fitter_providers::ProviderKind;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use fitter_providers::lxd;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{self, Providers};
 use crate::components::Catalog;
 use crate::diagnostics::{Diagnostic, SourceFile, plural};
 use crate::fittings::{self, Fittings, LoadOptions};
 use crate::graph::{self, GraphError, ResourceGraph};
-use crate::{plan, state};
+use crate::{information, plan, ssh, state};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +59,58 @@ enum Command {
     },
     /// Print the resource and bootstrap graph in Graphviz DOT.
     Graph(PlanArgs),
+    /// Create what the plan asks for and is missing, then print `information`.
+    Deploy {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+        /// Only show the plan (same as `fitter plan`).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Nodes, addresses, roles, endpoints and ssh commands of a deployment.
+    Information {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// State file (default: beside the plan, `NAME.state.json`).
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// The operator's SSH key, shown in the ssh commands.
+        #[arg(long, value_name = "PATH")]
+        ssh_key: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy everything the deployment owns: what the state records, and anything else
+    /// carrying the deployment's mark.
+    Dispose {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// State file (default: beside the plan, `NAME.state.json`).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// How many provider calls may run at once.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    parallelism: usize,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// The operator's SSH private key (default: `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`,
+    /// `~/.ssh/id_rsa`, else one made for the deployment beside its state).
+    #[arg(long, value_name = "PATH")]
+    ssh_key: Option<PathBuf>,
+    /// Seconds a new node may take to answer SSH.
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    ssh_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -238,5 +297,295 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             print!("{}", checked.graph.to_dot());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deploy {
+            plan: args,
+            apply,
+            dry_run,
+        } => {
+            let checked = check(&args, cli.quiet)?;
+            if dry_run {
+                let path = apply
+                    .state
+                    .clone()
+                    .unwrap_or_else(|| state::default_path(&args.fittings));
+                let recorded = state::read(&path, &checked.fittings.deployment)
+                    .map_err(|e| format!("error: {e}"))?;
+                print!("{}", plan::diff(&checked.graph, recorded.as_ref()).render());
+                return Ok(ExitCode::SUCCESS);
+            }
+            runtime()?.block_on(deploy(&args, &apply, checked))
+        }
+        Command::Information {
+            plan: args,
+            state: state_path,
+            ssh_key,
+            json,
+        } => {
+            let checked = check(&args, cli.quiet)?;
+            let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
+            let recorded = state::read(&path, &checked.fittings.deployment)
+                .map_err(|e| format!("error: {e}"))?;
+            let key = ssh_key.or_else(|| {
+                ssh::OperatorKey::find_existing(None, &operator_key_fallback(&path)).map(|k| k.path)
+            });
+            let known = information::known_hosts_path(&path);
+            let info = information::gather(
+                &checked.fittings,
+                recorded.as_ref(),
+                key.as_deref(),
+                known.exists().then_some(known.as_path()),
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).expect("information serialises")
+                );
+            } else {
+                print!("{}", info.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dispose { plan: args, apply } => {
+            let checked = check(&args, cli.quiet)?;
+            runtime()?.block_on(dispose(&args, &apply, checked))
+        }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("error: cannot start the async runtime: {e}"))
+}
+
+/// Where a deployment's own SSH key goes when the operator has none: beside its state.
+fn operator_key_fallback(state_path: &Path) -> PathBuf {
+    let mut p = state_path.as_os_str().to_owned();
+    p.push(".id_ed25519");
+    PathBuf::from(p)
+}
+
+/// The providers the plan's locations use, connected.
+async fn connect_providers(fittings: &Fittings) -> Result<Providers, String> {
+    let mut providers = Providers::default();
+    let mut kinds: Vec<ProviderKind> = fittings.locations.iter().map(|l| l.provider).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        match kind {
+            ProviderKind::Lxd => {
+                let from_plan = fittings
+                    .locations
+                    .iter()
+                    .find_map(|l| l.lxd_socket.as_deref());
+                let socket = lxd::find_socket(from_plan).ok_or_else(|| {
+                    "error: no LXD socket found (tried the plan's `lxd: {socket: ...}`, LXD_SOCKET, \
+                     /var/lib/lxd, the snap and Incus); run scripts/local-cloud.sh to set LXD up"
+                        .to_string()
+                })?;
+                lxd::ping(&socket).await.map_err(|e| {
+                    format!("error: {e}\n  = help: is the LXD daemon running? scripts/local-cloud.sh starts it")
+                })?;
+                providers.insert(Arc::new(lxd::Lxd::new(&socket, &fittings.deployment)));
+            }
+            ProviderKind::DigitalOcean => {
+                return Err(
+                    "error: the digitalocean provider is not built yet (issue #3); \
+                            `fitter plan` works for DigitalOcean plans, `deploy` does not"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    Ok(providers)
+}
+
+/// Asks before changing anything, unless `--yes`; refuses when nobody can answer.
+fn confirm(yes: bool, what: &str) -> Result<bool, String> {
+    use std::io::IsTerminal as _;
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "error: refusing to {what} without confirmation: standard input is not a terminal; pass `--yes`"
+        ));
+    }
+    eprint!("Do you want to {what}? Only `yes` will be accepted: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| format!("error: {e}"))?;
+    Ok(answer.trim() == "yes")
+}
+
+fn cancel_on_ctrl_c() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nInterrupted: letting running calls finish and saving the state; Ctrl-C again to abort."
+            );
+            token.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    cancel
+}
+
+async fn deploy(
+    args: &PlanArgs,
+    apply_args: &ApplyArgs,
+    checked: Checked,
+) -> Result<ExitCode, String> {
+    let path = apply_args
+        .state
+        .clone()
+        .unwrap_or_else(|| state::default_path(&args.fittings));
+    let providers = connect_providers(&checked.fittings).await?;
+    let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
+        .map_err(|e| format!("error: {e}"))?;
+    let gone = apply::refresh(&mut state_file, &providers)
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    for address in gone {
+        eprintln!("`{address}` is gone from its provider; it will be created again.");
+    }
+    apply::assign_addresses(&checked.graph, &mut state_file).map_err(|e| format!("error: {e}"))?;
+    let the_plan = plan::diff(&checked.graph, Some(state_file.state()));
+    print!("{}", the_plan.render());
+    let mut code = ExitCode::SUCCESS;
+    if the_plan.has_changes() {
+        if !confirm(apply_args.yes, "perform these actions")? {
+            eprintln!("Nothing changed.");
+            return Ok(ExitCode::from(1));
+        }
+        let operator = ssh::OperatorKey::find_or_create(
+            apply_args.ssh_key.as_deref(),
+            &operator_key_fallback(&path),
+        )
+        .map_err(|e| format!("error: {e}"))?;
+        let options = apply::Options {
+            parallelism: apply_args.parallelism,
+            cancel: cancel_on_ctrl_c(),
+            operator,
+            ssh_patience: Duration::from_secs(apply_args.ssh_timeout),
+        };
+        let report = apply::apply(
+            &the_plan,
+            &checked.graph,
+            &providers,
+            &mut state_file,
+            &options,
+        )
+        .await;
+        println!();
+        print!("{}", report.render());
+        if report.failed() > 0 {
+            eprintln!(
+                "error: {} of {} changes did not complete; what was created is recorded in `{}`; run deploy again to finish",
+                report.failed(),
+                report.steps.len(),
+                path.display()
+            );
+            code = ExitCode::from(1);
+        }
+    }
+    let known = information::known_hosts_path(&path);
+    std::fs::write(&known, information::known_hosts(state_file.state()))
+        .map_err(|e| format!("error: cannot write `{}`: {e}", known.display()))?;
+    let key = ssh::OperatorKey::find_existing(
+        apply_args.ssh_key.as_deref(),
+        &operator_key_fallback(&path),
+    )
+    .map(|k| k.path);
+    let info = information::gather(
+        &checked.fittings,
+        Some(state_file.state()),
+        key.as_deref(),
+        Some(&known),
+    );
+    println!();
+    print!("{}", info.render());
+    Ok(code)
+}
+
+async fn dispose(
+    args: &PlanArgs,
+    apply_args: &ApplyArgs,
+    checked: Checked,
+) -> Result<ExitCode, String> {
+    let path = apply_args
+        .state
+        .clone()
+        .unwrap_or_else(|| state::default_path(&args.fittings));
+    let providers = connect_providers(&checked.fittings).await?;
+    let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
+        .map_err(|e| format!("error: {e}"))?;
+    apply::refresh(&mut state_file, &providers)
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    let mut kinds: Vec<ProviderKind> = checked
+        .fittings
+        .locations
+        .iter()
+        .map(|l| l.provider)
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let adopted = apply::adopt_orphans(&mut state_file, &providers, &kinds)
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    for a in &adopted {
+        eprintln!(
+            "`{a}` carries the deployment's mark but was not in the state; it will be destroyed too."
+        );
+    }
+    let the_plan = plan::destroy_all(&checked.fittings.deployment, state_file.state());
+    print!("{}", the_plan.render());
+    if !the_plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !confirm(apply_args.yes, "destroy all of these")? {
+        eprintln!("Nothing changed.");
+        return Ok(ExitCode::from(1));
+    }
+    let operator = ssh::OperatorKey::find_or_create(
+        apply_args.ssh_key.as_deref(),
+        &operator_key_fallback(&path),
+    )
+    .map_err(|e| format!("error: {e}"))?;
+    let options = apply::Options {
+        parallelism: apply_args.parallelism,
+        cancel: cancel_on_ctrl_c(),
+        operator,
+        ssh_patience: Duration::from_secs(apply_args.ssh_timeout),
+    };
+    let report = apply::apply(
+        &the_plan,
+        &checked.graph,
+        &providers,
+        &mut state_file,
+        &options,
+    )
+    .await;
+    print!("{}", report.render());
+    if report.failed() > 0 {
+        eprintln!(
+            "error: {} of {} deletions did not complete; run dispose again",
+            report.failed(),
+            report.steps.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let _ = std::fs::remove_file(information::known_hosts_path(&path));
+    println!(
+        "Deployment `{}` disposed of: nothing left.",
+        checked.fittings.deployment
+    );
+    Ok(ExitCode::SUCCESS)
 }

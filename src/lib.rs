@@ -9,12 +9,15 @@
 //!
 //! `cli` is a thin layer over these stages.
 
+pub mod apply;
 pub mod cli;
 pub mod components;
 pub mod diagnostics;
 pub mod engine;
 pub mod fittings;
 pub mod graph;
+pub mod information;
 pub mod plan;
+pub mod ssh;
 pub mod state;
 pub mod yaml;

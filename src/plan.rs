@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::graph::{ResourceGraph, StepKind};
-use crate::state::State;
+use crate::state::{State, Status};
 
 /// Version of the `--json` schema.
 pub const FORMAT_VERSION: u32 = 1;
@@ -117,6 +117,8 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
             .collect();
         let (action, before, replace_because) = match recorded.get(&step.address) {
             None => (Action::Create, None, Vec::new()),
+            // A create that a crash interrupted: finish it (the provider adopts what exists).
+            Some(old) if old.status == Status::Creating => (Action::Create, None, Vec::new()),
             Some(old) => {
                 let mut changed: Vec<&String> = step
                     .attributes
@@ -197,6 +199,44 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
 }
 
 use std::cmp::Reverse;
+
+/// The plan that destroys everything the state records: `dispose`.
+pub fn destroy_all(deployment: &str, state: &State) -> Plan {
+    let mut changes: Vec<Change> = state
+        .resources
+        .iter()
+        .map(|(address, old)| Change {
+            address: address.clone(),
+            kind: old.kind,
+            name: address
+                .split_once('.')
+                .map_or(address.as_str(), |(_, n)| n)
+                .to_string(),
+            provider: old.provider,
+            action: Action::Delete,
+            before: Some(old.attributes.clone()),
+            after: None,
+            after_unknown: Vec::new(),
+            replace_because: Vec::new(),
+            depends_on: Vec::new(),
+        })
+        .collect();
+    changes.sort_by(|a, b| {
+        (Reverse(a.kind.rank()), &a.address).cmp(&(Reverse(b.kind.rank()), &b.address))
+    });
+    let destroy = changes.len();
+    Plan {
+        format_version: FORMAT_VERSION,
+        deployment: deployment.to_string(),
+        changes,
+        summary: Summary {
+            add: 0,
+            change: 0,
+            destroy,
+            unchanged: 0,
+        },
+    }
+}
 
 impl Plan {
     pub fn has_changes(&self) -> bool {

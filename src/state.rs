@@ -35,6 +35,10 @@ pub struct State {
     /// By address (`node.master1`).
     #[serde(default)]
     pub resources: BTreeMap<String, ResourceState>,
+    /// Private addresses fitter gave nodes (LXD), by node name: kept across runs so a node
+    /// keeps its address, and recorded before the node exists.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +85,7 @@ impl State {
             lineage: new_lineage(),
             deployment: deployment.to_string(),
             resources: BTreeMap::new(),
+            addresses: BTreeMap::new(),
         }
     }
 }

@@ -9,6 +9,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod api;
+pub mod lxd;
+
 /// A cloud fitter can deploy to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +76,17 @@ impl ProviderKind {
                 }
             }
             ProviderKind::Lxd => Ok(()),
+        }
+    }
+
+    /// Checks the name of a network: LXD names bridges after interfaces, at most 15
+    /// characters.
+    pub fn check_network_name(self, name: &str) -> Result<(), String> {
+        match self {
+            ProviderKind::Lxd if name.len() > 15 => Err(format!(
+                "network name `{name}` is too long for lxd, which names bridges after interfaces: at most 15 characters"
+            )),
+            _ => Ok(()),
         }
     }
 

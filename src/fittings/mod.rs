@@ -850,6 +850,9 @@ impl Loader<'_> {
             self.report.warning(d.span, "`destroy` on an ethernet is ignored: dispose removes the networks a deployment created");
         }
         let location_ref = &fittings.locations[location];
+        if let Err(why) = location_ref.provider.check_network_name(&name.value) {
+            self.report.error(name.span, why);
+        }
         if let Some(existing) = fittings
             .networks
             .iter()

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 
 use crate::diagnostics::Report;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Span, Value};
 
 use super::schema::{Text, check_keys, text, text_list, wrong_type};
 
@@ -160,6 +160,37 @@ impl Rule {
             Some((a, b)) if a == b => a.to_string(),
             Some((a, b)) => format!("{a}-{b}"),
         }
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = String;
+
+    /// Reads back what `Display` writes: `tcp 22 from anywhere`, `icmp from nodes`.
+    fn from_str(s: &str) -> Result<Rule, String> {
+        let (head, source) = s
+            .split_once(" from ")
+            .ok_or_else(|| format!("`{s}` is not a rule such as `tcp 22 from anywhere`"))?;
+        let mut words = head.split_whitespace();
+        let protocol = match words.next() {
+            Some("tcp") => Protocol::Tcp,
+            Some("udp") => Protocol::Udp,
+            Some("icmp") => Protocol::Icmp,
+            _ => return Err(format!("`{s}` names no protocol")),
+        };
+        let ports = match (protocol, words.next()) {
+            (Protocol::Icmp, None) => None,
+            (Protocol::Icmp, Some(_)) => return Err(format!("`{s}`: ICMP has no ports")),
+            (_, Some("all")) => Some((0, 0)),
+            (_, Some(p)) => Some(parse_ports(p)?),
+            (_, None) => return Err(format!("`{s}` names no ports")),
+        };
+        let source = parse_source(&Text::new(source, Span::default()))?;
+        Ok(Rule {
+            protocol,
+            ports,
+            source,
+        })
     }
 }
 
@@ -459,6 +490,15 @@ mod tests {
         assert_eq!(parse_ports("1000..2000"), Ok((1000, 2000)));
         assert!(parse_ports("0").is_err());
         assert!(parse_ports("9-1").is_err());
+        for text in [
+            "tcp 22 from anywhere",
+            "udp all from nodes",
+            "icmp from role:zookeeper",
+            "tcp 8000-9000 from 10.0.0.0/8",
+        ] {
+            assert_eq!(text.parse::<Rule>().unwrap().to_string(), text);
+        }
+        assert!("sctp 1 from anywhere".parse::<Rule>().is_err());
         let src = parse_source(&Text::new("10.1.2.3/8", Default::default())).unwrap();
         assert_eq!(src, Source::Cidr("10.0.0.0/8".into()));
     }

@@ -1,0 +1,374 @@
+//! SSH to the nodes (russh): keys, and sessions whose host key is pinned.
+//!
+//! fitter generates every node's host key itself and installs it before the node's first
+//! boot, so it knows the key before the first connection: a node that shows any other key
+//! is refused, never trusted on first use. The operator logs in with a key file (`--ssh-key`,
+//! `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`); when there is none, fitter makes a
+//! key for the deployment beside its state file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, AuthResult, Handle};
+use russh::keys::ssh_key::{self, HashAlg, LineEnding, PrivateKey, PublicKey};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SshError {
+    #[error(
+        "`{node}` ({address}) showed host key {found}, not the {expected} fitter installed; refusing to connect"
+    )]
+    HostKeyMismatch {
+        node: String,
+        address: SocketAddr,
+        expected: String,
+        found: String,
+    },
+    #[error("`{node}` ({address}) refused the operator key `{key}` for root")]
+    AuthRejected {
+        node: String,
+        address: SocketAddr,
+        key: String,
+    },
+    #[error(
+        "`{node}` ({address}) did not answer over SSH after {attempts} attempts in {seconds} s: {last}"
+    )]
+    Unreachable {
+        node: String,
+        address: SocketAddr,
+        attempts: u32,
+        seconds: u64,
+        last: String,
+    },
+    #[error("SSH session with `{node}` failed: {message}")]
+    Session { node: String, message: String },
+    #[error("cannot use the SSH key `{path}`: {message}")]
+    Key { path: PathBuf, message: String },
+}
+
+/// A node's host key pair, made by fitter.
+pub struct HostKey {
+    pub private_openssh: String,
+    pub public_openssh: String,
+    pub fingerprint: String,
+}
+
+/// A new Ed25519 host key.
+pub fn generate_host_key() -> Result<HostKey, SshError> {
+    let key = new_ed25519().map_err(|message| SshError::Key {
+        path: PathBuf::from("(generated host key)"),
+        message,
+    })?;
+    host_key_parts(&key)
+}
+
+fn host_key_parts(key: &PrivateKey) -> Result<HostKey, SshError> {
+    let err = |e: ssh_key::Error| SshError::Key {
+        path: PathBuf::from("(generated host key)"),
+        message: e.to_string(),
+    };
+    Ok(HostKey {
+        private_openssh: key.to_openssh(LineEnding::LF).map_err(err)?.to_string(),
+        public_openssh: key.public_key().to_openssh().map_err(err)?,
+        fingerprint: key.public_key().fingerprint(HashAlg::Sha256).to_string(),
+    })
+}
+
+fn new_ed25519() -> Result<PrivateKey, String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
+    Ok(PrivateKey::from(pair))
+}
+
+/// `SHA256:...` of an OpenSSH public key line.
+pub fn fingerprint(public_openssh: &str) -> Option<String> {
+    PublicKey::from_openssh(public_openssh.trim())
+        .ok()
+        .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+}
+
+/// The key the operator logs in with.
+#[derive(Clone)]
+pub struct OperatorKey {
+    pub path: PathBuf,
+    pub private: Arc<PrivateKey>,
+    pub public_openssh: String,
+}
+
+impl OperatorKey {
+    /// The first key that exists: `explicit`, `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`,
+    /// `~/.ssh/id_rsa`; else a key made for the deployment at `fallback` (and `.pub`).
+    pub fn find_or_create(
+        explicit: Option<&Path>,
+        fallback: &Path,
+    ) -> Result<OperatorKey, SshError> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(p) = explicit {
+            return OperatorKey::load(p);
+        }
+        if let Some(p) = std::env::var_os("FITTER_SSH_KEY") {
+            return OperatorKey::load(Path::new(&p));
+        }
+        if let Some(home) = std::env::var_os("HOME") {
+            let home = PathBuf::from(home);
+            candidates.push(home.join(".ssh/id_ed25519"));
+            candidates.push(home.join(".ssh/id_rsa"));
+        }
+        candidates.push(fallback.to_path_buf());
+        for c in &candidates {
+            if c.exists() {
+                return OperatorKey::load(c);
+            }
+        }
+        OperatorKey::create(fallback)
+    }
+
+    /// The key `find_or_create` would use, without making one.
+    pub fn find_existing(explicit: Option<&Path>, fallback: &Path) -> Option<OperatorKey> {
+        if explicit.is_none() && std::env::var_os("FITTER_SSH_KEY").is_none() {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let candidates = home
+                .iter()
+                .flat_map(|h| [h.join(".ssh/id_ed25519"), h.join(".ssh/id_rsa")])
+                .chain([fallback.to_path_buf()]);
+            return candidates
+                .into_iter()
+                .find(|c| c.exists())
+                .and_then(|c| OperatorKey::load(&c).ok());
+        }
+        OperatorKey::find_or_create(explicit, fallback).ok()
+    }
+
+    pub fn load(path: &Path) -> Result<OperatorKey, SshError> {
+        let err = |message: String| SshError::Key {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let key = PrivateKey::from_openssh(&text).map_err(|e| err(e.to_string()))?;
+        if key.is_encrypted() {
+            return Err(err(
+                "it is protected by a passphrase; give fitter an unencrypted key with `--ssh-key`"
+                    .into(),
+            ));
+        }
+        let public_openssh = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(OperatorKey {
+            path: path.to_path_buf(),
+            private: Arc::new(key),
+            public_openssh,
+        })
+    }
+
+    fn create(path: &Path) -> Result<OperatorKey, SshError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let err = |message: String| SshError::Key {
+            path: path.to_path_buf(),
+            message,
+        };
+        let key = new_ed25519().map_err(err)?;
+        let private = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| err(e.to_string()))?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| err(e.to_string()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(e.to_string()))?;
+        file.write_all(private.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
+        std::fs::write(&pub_path, format!("{public}\n")).map_err(|e| err(e.to_string()))?;
+        tracing::info!("made an SSH key for the deployment: {}", path.display());
+        Ok(OperatorKey {
+            path: path.to_path_buf(),
+            private: Arc::new(key),
+            public_openssh: public,
+        })
+    }
+}
+
+/// Accepts exactly one host key.
+struct Pinned {
+    expected: PublicKey,
+    found: Option<String>,
+    found_tx: Option<tokio::sync::oneshot::Sender<String>>,
+}
+
+impl client::Handler for Pinned {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let matches = key.key_data() == self.expected.key_data();
+        if !matches {
+            let fp = key.fingerprint(HashAlg::Sha256).to_string();
+            self.found = Some(fp.clone());
+            if let Some(tx) = self.found_tx.take() {
+                let _ = tx.send(fp);
+            }
+        }
+        Ok(matches)
+    }
+}
+
+/// An open, authenticated session with one node.
+pub struct Session {
+    node: String,
+    handle: Handle<Pinned>,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub status: u32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Session {
+    /// Connects as root, checking the host key against `host_key` (OpenSSH public line).
+    /// Retries refused and timed-out connections with backoff until `patience` is spent
+    /// (sshd may not be up yet); a wrong host key or a refused login fails at once.
+    pub async fn connect(
+        node: &str,
+        address: SocketAddr,
+        host_key: &str,
+        operator: &OperatorKey,
+        patience: Duration,
+    ) -> Result<Session, SshError> {
+        let expected = PublicKey::from_openssh(host_key.trim()).map_err(|e| SshError::Key {
+            path: PathBuf::from(format!("(host key of {node})")),
+            message: e.to_string(),
+        })?;
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(Duration::from_secs(600)),
+            ..Default::default()
+        });
+        let start = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(200);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (tx, mut rx) = tokio::sync::oneshot::channel();
+            let handler = Pinned {
+                expected: expected.clone(),
+                found: None,
+                found_tx: Some(tx),
+            };
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(10),
+                client::connect(config.clone(), address, handler),
+            )
+            .await;
+            let last = match attempt {
+                Ok(Ok(mut handle)) => {
+                    let auth = handle
+                        .authenticate_publickey(
+                            "root",
+                            PrivateKeyWithHashAlg::new(
+                                operator.private.clone(),
+                                Some(HashAlg::Sha512),
+                            ),
+                        )
+                        .await
+                        .map_err(|e| SshError::Session {
+                            node: node.to_string(),
+                            message: e.to_string(),
+                        })?;
+                    return match auth {
+                        AuthResult::Success => Ok(Session {
+                            node: node.to_string(),
+                            handle,
+                        }),
+                        AuthResult::Failure { .. } => Err(SshError::AuthRejected {
+                            node: node.to_string(),
+                            address,
+                            key: operator.path.display().to_string(),
+                        }),
+                    };
+                }
+                Ok(Err(e)) => {
+                    if let Ok(found) = rx.try_recv() {
+                        return Err(SshError::HostKeyMismatch {
+                            node: node.to_string(),
+                            address,
+                            expected: expected.fingerprint(HashAlg::Sha256).to_string(),
+                            found,
+                        });
+                    }
+                    e.to_string()
+                }
+                Err(_) => "no answer within 10 s".to_string(),
+            };
+            if start.elapsed() + delay > patience {
+                return Err(SshError::Unreachable {
+                    node: node.to_string(),
+                    address,
+                    attempts,
+                    seconds: start.elapsed().as_secs(),
+                    last,
+                });
+            }
+            tracing::debug!("{node}: SSH not ready ({last}); retrying in {delay:?}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Runs a command and collects its output and exit status.
+    pub async fn run(&self, command: &str) -> Result<CommandOutput, SshError> {
+        let err = |e: russh::Error| SshError::Session {
+            node: self.node.clone(),
+            message: e.to_string(),
+        };
+        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
+        channel.exec(true, command).await.map_err(err)?;
+        let mut out = CommandOutput {
+            status: 255,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.stdout.push_str(&String::from_utf8_lossy(&data)),
+                ChannelMsg::ExtendedData { data, .. } => {
+                    out.stderr.push_str(&String::from_utf8_lossy(&data))
+                }
+                ChannelMsg::ExitStatus { exit_status } => out.status = exit_status,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
