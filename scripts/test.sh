@@ -2,10 +2,13 @@
 # Installs what the test suite needs and runs it. Idempotent: safe to run again and again,
 # on a fresh Debian 12 machine or on one that already has everything.
 #
-# Today the suite needs only the Rust toolchain. Later stages add their own prerequisites
-# here (the LXD daemon and its image, sshd, Prism from npm), each installed only if missing.
+# The end-to-end tests need the LXD daemon, its storage pool and profile, and the node image:
+# scripts/local-cloud.sh installs and starts them (idempotent, fast when all is in place).
+# They are #[ignore]d in a plain `cargo test`; here they run with `--include-ignored`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/local-cloud.sh
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; install Rust with rustup first" >&2
@@ -15,7 +18,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked "$@" -- --include-ignored 2>&1 | tee "$log" || status=$?
 
 # cargo prints one "test result:" line per test binary, the last often a doc-test run with
 # nothing in it; close with the totals, so the last line says what really ran.

@@ -293,7 +293,8 @@ pub async fn apply(
             Op::Apply(i) => plan.changes[*i].action,
         })
         .collect();
-    let selected: Vec<bool> = ops.iter().map(|op| !matches!(op, Op::Barrier)).collect();
+    // Barriers run too (as no-ops): an unselected vertex would not hold back what follows.
+    let selected = vec![true; ops.len()];
     let ctx = Context {
         plan,
         graph,
@@ -301,14 +302,21 @@ pub async fn apply(
         state: Mutex::new(state),
         options,
     };
-    let started: std::sync::Mutex<HashMap<usize, Instant>> = Default::default();
+    let took: std::sync::Mutex<HashMap<usize, Duration>> = Default::default();
     let outcomes = engine::walk(&dag, &selected, options.parallelism, &options.cancel, |v| {
-        started.lock().unwrap().insert(v.index(), Instant::now());
-        run_op(&ctx, &ops[v.index()])
+        let (ctx, ops, took) = (&ctx, &ops, &took);
+        async move {
+            let start = Instant::now();
+            let result = run_op(ctx, &ops[v.index()]).await;
+            if let Ok(mut t) = took.lock() {
+                t.insert(v.index(), start.elapsed());
+            }
+            result
+        }
     })
     .await;
-    // Barriers are not selected, so they never fail; a failure upstream of one is reported
-    // against the change that failed.
+    // Barriers never fail; a failure upstream of one is reported against the change that
+    // failed.
     let name_of = |i: usize| match &ops[i] {
         Op::Delete { address, .. } => address.clone(),
         Op::Apply(c) => plan.changes[*c].address.clone(),
@@ -321,11 +329,11 @@ pub async fn apply(
         }
         let result = match outcome {
             Outcome::Succeeded => StepResult::Done {
-                seconds: started
+                seconds: took
                     .lock()
-                    .unwrap()
-                    .get(&i)
-                    .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                    .ok()
+                    .and_then(|t| t.get(&i).map(Duration::as_secs_f64))
+                    .unwrap_or(0.0),
             },
             Outcome::Failed(why) => StepResult::Failed(why),
             Outcome::Skipped { failed } => StepResult::Skipped {
@@ -640,6 +648,7 @@ fn build_request(
                 .and_then(parse_net)
                 .ok_or_else(|| format!("`{}` has no subnet", change.address))?,
             region: text("region"),
+            firewalls: list("firewalls"),
         })),
         ResourceKind::Firewall => {
             let members: Vec<Member> = list("nodes")

@@ -371,6 +371,22 @@ fn add_firewalls(b: &mut Builder, fittings: &Fittings) -> Vec<Option<String>> {
                 ),
             );
             let i = b.add(step);
+            // The network lists the firewalls of its nodes (LXD attaches ACLs to a network
+            // when it creates it), so a firewall comes before its nodes' network.
+            let network = members
+                .iter()
+                .find_map(|&m| fittings.nodes[m].network)
+                .map(|n| format!("network.{}", fittings.networks[n].name.value));
+            if let Some(nw) = network.and_then(|n| b.get(&n)) {
+                b.edge(i, nw, Reason::Needs, None);
+                if let Json::Array(list) = b.graph[nw]
+                    .attributes
+                    .entry("firewalls".to_string())
+                    .or_insert_with(|| Json::Array(Vec::new()))
+                {
+                    list.push(Json::String(name.clone()));
+                }
+            }
             if provider.has_account_resources()
                 && let Some(t) = b.get("tag.deployment")
             {

@@ -168,7 +168,8 @@ impl OperatorKey {
         })
     }
 
-    fn create(path: &Path) -> Result<OperatorKey, SshError> {
+    /// Makes a new Ed25519 key at `path` (mode 0600) and `path.pub`.
+    pub fn create(path: &Path) -> Result<OperatorKey, SshError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let err = |message: String| SshError::Key {

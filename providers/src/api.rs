@@ -44,6 +44,8 @@ pub struct NetworkRequest {
     pub name: String,
     pub subnet: Ipv4Net,
     pub region: Option<String>,
+    /// Firewalls of the nodes on this network, for clouds that attach them to networks.
+    pub firewalls: Vec<String>,
 }
 
 /// Where allowed traffic may come from, resolved for every kind of cloud.

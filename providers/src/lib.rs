@@ -213,8 +213,8 @@ impl ResourceKind {
         match self {
             ResourceKind::SshKey => 0,
             ResourceKind::Tag => 1,
-            ResourceKind::Network => 2,
-            ResourceKind::Firewall => 3,
+            ResourceKind::Firewall => 2,
+            ResourceKind::Network => 3,
             ResourceKind::Node => 4,
         }
     }

@@ -67,6 +67,10 @@ pub fn acl_name(deployment: &str, firewall: &str) -> String {
 pub struct Lxd {
     socket: PathBuf,
     deployment: String,
+    /// `security.acls` is one value on the network: changing it is read-modify-write, so
+    /// firewalls attach one at a time (concurrent writes lost one ACL and left the bridge
+    /// unfiltered).
+    network_config: tokio::sync::Mutex<()>,
 }
 
 /// An answer from LXD: the HTTP status and the JSON envelope.
@@ -94,6 +98,7 @@ impl Lxd {
         Lxd {
             socket: socket.to_path_buf(),
             deployment: deployment.to_string(),
+            network_config: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -131,10 +136,12 @@ impl Lxd {
             .await
             .map_err(|e| self.unreachable(resource, e))?;
         let driver = tokio::spawn(connection);
+        let method_name = method.to_string();
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("Host", "lxd");
+            .header("Host", "lxd")
+            .header("Connection", "close");
         let is_raw = headers.iter().any(|(k, _)| *k == "Content-Type");
         if !is_raw {
             builder = builder.header("Content-Type", "application/json");
@@ -150,13 +157,17 @@ impl Lxd {
             .await
             .map_err(|e| self.unreachable(resource, e))?;
         let status = response.status();
+        tracing::debug!(target: "fitter::lxd", "{method_name} {path} -> {status}");
         let bytes = response
             .into_body()
             .collect()
             .await
             .map_err(|e| self.unreachable(resource, e))?
             .to_bytes();
-        driver.abort();
+        // Let LXD close the connection itself: it finishes some work (a network's firewall
+        // rules) after answering, and a connection torn down under it cancels that work.
+        drop(sender);
+        let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
         let body = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
         Ok(Answer { status, body })
     }
@@ -205,7 +216,10 @@ impl Lxd {
             _ => Err(ProviderError::Api {
                 provider: ProviderKind::Lxd,
                 resource: resource.to_string(),
-                status: answer.status.as_u16(),
+                status: meta["status_code"]
+                    .as_u64()
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(answer.status.as_u16()),
                 message: meta["err"]
                     .as_str()
                     .unwrap_or("operation failed")
@@ -224,6 +238,11 @@ impl Lxd {
             return Err(self.refused(resource, &answer));
         }
         let meta = answer.metadata().clone();
+        if meta["managed"] == json!(false) {
+            // A bare kernel interface LXD does not manage (left by a failed delete): not an
+            // LXD object at all.
+            return Ok(None);
+        }
         let owner = meta["config"][OWNER_KEY].as_str().unwrap_or("");
         if owner != self.deployment {
             return Err(ProviderError::NotOwned {
@@ -261,6 +280,10 @@ impl Lxd {
         config.insert("ipv4.nat".into(), json!("false"));
         config.insert("ipv4.dhcp".into(), json!("false"));
         config.insert("ipv6.address".into(), json!("none"));
+        config.insert("dns.mode".into(), json!("none"));
+        // The ACLs go in at creation: LXD 5.0 restarts the bridge's dnsmasq on every network
+        // update, and updates in quick succession lost their firewall rules or failed.
+        config.insert("security.acls".into(), json!(self.acl_list(&r.firewalls)));
         // Once an ACL is attached, what no rule allows is refused.
         config.insert(
             "security.acls.default.ingress.action".into(),
@@ -278,6 +301,33 @@ impl Lxd {
             .await?;
         self.expect_ok(&resource, answer).await?;
         Ok(r.name.clone())
+    }
+
+    fn acl_list(&self, firewalls: &[String]) -> String {
+        let mut acls: Vec<String> = firewalls
+            .iter()
+            .map(|f| acl_name(&self.deployment, f))
+            .collect();
+        acls.sort();
+        acls.join(",")
+    }
+
+    /// Sets a network's ACLs when the plan's firewalls on it changed.
+    async fn set_network_acls(&self, r: &NetworkRequest) -> Result<(), ProviderError> {
+        let resource = format!("network.{}", r.name);
+        let _one_at_a_time = self.network_config.lock().await;
+        let path = format!("/1.0/networks/{}", r.name);
+        let answer = self.json(&resource, Method::GET, &path, None).await?;
+        let meta = self.expect_ok(&resource, answer).await?;
+        let wanted = self.acl_list(&r.firewalls);
+        if meta["config"]["security.acls"].as_str().unwrap_or("") == wanted {
+            return Ok(());
+        }
+        let mut config = meta["config"].clone();
+        config["security.acls"] = json!(wanted);
+        let body = json!({"config": config, "description": meta["description"]});
+        let answer = self.json(&resource, Method::PUT, &path, Some(body)).await?;
+        self.expect_ok(&resource, answer).await.map(|_| ())
     }
 
     fn acl_body(&self, r: &FirewallRequest) -> Json {
@@ -352,23 +402,21 @@ impl Lxd {
                 .await?;
             self.expect_ok(&resource, answer).await?;
         }
-        if let Some(network) = &r.network {
-            self.attach_acl(&resource, network, &name, true).await?;
-        }
         Ok(name)
     }
 
-    /// Adds or removes an ACL in a network's `security.acls`.
-    async fn attach_acl(
+    /// Removes an ACL from a network's `security.acls`, so that the ACL can be deleted.
+    async fn detach_acl(
         &self,
         resource: &str,
         network: &str,
         acl: &str,
-        attach: bool,
     ) -> Result<(), ProviderError> {
+        let attach = false;
+        let _one_at_a_time = self.network_config.lock().await;
         let path = format!("/1.0/networks/{network}");
         let answer = self.json(resource, Method::GET, &path, None).await?;
-        if answer.status == StatusCode::NOT_FOUND {
+        if answer.status == StatusCode::NOT_FOUND && !attach {
             return Ok(());
         }
         let meta = self.expect_ok(resource, answer).await?;
@@ -383,10 +431,12 @@ impl Lxd {
         } else {
             acls.retain(|a| *a != acl);
         }
-        let body = json!({"config": {"security.acls": acls.join(",")}});
-        let answer = self
-            .json(resource, Method::PATCH, &path, Some(body))
-            .await?;
+        // PUT the whole config: a PATCH of `security.acls` alone is stored by LXD 5.0 but
+        // does not reload the bridge's firewall rules.
+        let mut config = meta["config"].clone();
+        config["security.acls"] = json!(acls.join(","));
+        let body = json!({"config": config, "description": meta["description"]});
+        let answer = self.json(resource, Method::PUT, &path, Some(body)).await?;
         self.expect_ok(resource, answer).await?;
         Ok(())
     }
@@ -410,10 +460,9 @@ impl Lxd {
             );
             let mut devices = serde_json::Map::new();
             if let Some((network, _)) = &r.network {
-                let mut nic = json!({"type": "nic", "network": network, "name": "eth0"});
-                if let Some(address) = r.address {
-                    nic["ipv4.address"] = json!(address.to_string());
-                }
+                // The address is configured inside the container (networkd): LXD only takes
+                // `ipv4.address` on a nic with DHCP on, and DHCP leases did not work here.
+                let nic = json!({"type": "nic", "network": network, "name": "eth0"});
                 devices.insert("eth0".into(), nic);
             }
             let body = json!({
@@ -491,6 +540,33 @@ impl Lxd {
         self.expect_ok(resource, answer).await.map(|_| ())
     }
 
+    async fn push_symlink(
+        &self,
+        resource: &str,
+        instance: &str,
+        path: &str,
+        target: &str,
+    ) -> Result<(), ProviderError> {
+        let headers = [
+            ("Content-Type", "application/octet-stream".to_string()),
+            ("X-LXD-uid", "0".to_string()),
+            ("X-LXD-gid", "0".to_string()),
+            ("X-LXD-type", "symlink".to_string()),
+            ("X-LXD-write", "overwrite".to_string()),
+        ];
+        let url = format!("/1.0/instances/{instance}/files?path={path}");
+        let answer = self
+            .call(
+                resource,
+                Method::POST,
+                &url,
+                Some(Bytes::from(target.to_string())),
+                &headers,
+            )
+            .await?;
+        self.expect_ok(resource, answer).await.map(|_| ())
+    }
+
     async fn push_node_files(
         &self,
         resource: &str,
@@ -541,17 +617,30 @@ impl Lxd {
         )
         .await?;
         if let (Some((_, subnet)), Some(address)) = (&r.network, r.address) {
-            let network = format!(
-                "# written by fitter\n[Match]\nName=eth0\n\n[Network]\nAddress={address}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+            // A oneshot unit rather than networkd: without udev in a container, networkd
+            // leaves eth0 "pending" forever (seen with Debian 12 in LXD 5.0).
+            let unit = format!(
+                "# written by fitter: the node's static address and host name\n\
+                 [Unit]\nDescription=fitter node address and host name\nDefaultDependencies=no\n\
+                 Before=network.target ssh.service\nWants=network.target\n\n\
+                 [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+                 ExecStart=/bin/sh -c 'echo {name} > /etc/hostname && hostname {name}'\n\
+                 ExecStart=/usr/sbin/ip link set eth0 up\n\
+                 ExecStart=/usr/sbin/ip address replace {address}/{} dev eth0\n\
+                 ExecStart=/usr/sbin/ip route replace default via {}\n\n\
+                 [Install]\nWantedBy=multi-user.target\n",
                 subnet.prefix,
-                subnet.gateway()
+                subnet.gateway(),
+                name = r.name,
             );
-            self.push_file(
+            let unit_path = "/etc/systemd/system/fitter-node.service";
+            self.push_file(resource, instance, unit_path, "0644", &unit)
+                .await?;
+            self.push_symlink(
                 resource,
                 instance,
-                "/etc/systemd/network/10-fitter.network",
-                "0644",
-                &network,
+                "/etc/systemd/system/multi-user.target.wants/fitter-node.service",
+                unit_path,
             )
             .await?;
         }
@@ -672,7 +761,7 @@ impl Provider for Lxd {
                     self.expect_ok(&resource, answer).await?;
                 }
             }
-            Request::Network(_) => {}
+            Request::Network(r) => self.set_network_acls(r).await?,
         }
         self.wait_ready(request, id).await
     }
@@ -703,35 +792,74 @@ impl Provider for Lxd {
                 let Some(meta) = self.get_owned(&resource, &path).await? else {
                     return Ok(());
                 };
-                for user in meta["used_by"].as_array().into_iter().flatten() {
-                    if let Some(network) =
-                        user.as_str().and_then(|u| u.strip_prefix("/1.0/networks/"))
-                    {
-                        let network = network.split('?').next().unwrap_or(network);
-                        self.attach_acl(&resource, network, id, false).await?;
+                // In a dispose the network is already gone and the ACL goes at once. Only an
+                // ACL still attached to a network that stays is detached first. LXD 5.0 may
+                // also refuse for a moment right after a network is deleted (it tries to
+                // restart the deleted bridge's dnsmasq): that passes, so try again.
+                let mut last = None;
+                for _ in 0..20 {
+                    let answer = {
+                        let _one_at_a_time = self.network_config.lock().await;
+                        self.json(&resource, Method::DELETE, &path, None).await?
+                    };
+                    if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+                        return Ok(());
                     }
+                    if answer.error().contains("in use") {
+                        for user in meta["used_by"].as_array().into_iter().flatten() {
+                            if let Some(network) =
+                                user.as_str().and_then(|u| u.strip_prefix("/1.0/networks/"))
+                            {
+                                let network = network.split('?').next().unwrap_or(network);
+                                self.detach_acl(&resource, network, id).await?;
+                            }
+                        }
+                    }
+                    last = Some(answer);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                let answer = self.json(&resource, Method::DELETE, &path, None).await?;
-                if answer.status != StatusCode::NOT_FOUND {
-                    self.expect_ok(&resource, answer).await?;
+                if let Some(answer) = last {
+                    return Err(self.refused(&resource, &answer));
                 }
             }
             ResourceKind::Network => {
                 let resource = format!("network.{id}");
                 let path = format!("/1.0/networks/{id}");
-                // Instances detach as they are deleted; give LXD a moment to notice.
-                for attempt in 0..20 {
-                    if self.get_owned(&resource, &path).await?.is_none() {
+                // Wait until no instance uses the network before asking to delete it: a
+                // DELETE refused as "in use" left LXD 5.0 with a stray dnsmasq and firewall
+                // chains once the network was finally deleted.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    let Some(meta) = self.get_owned(&resource, &path).await? else {
                         return Ok(());
+                    };
+                    let in_use = meta["used_by"].as_array().is_some_and(|u| !u.is_empty());
+                    if !in_use {
+                        break;
                     }
-                    let answer = self.json(&resource, Method::DELETE, &path, None).await?;
-                    if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
-                        return Ok(());
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(ProviderError::Timeout {
+                            resource,
+                            seconds: 60,
+                            what: format!("still used by {}", meta["used_by"]),
+                        });
                     }
-                    if attempt == 19 {
-                        return Err(self.refused(&resource, &answer));
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                let answer = self.json(&resource, Method::DELETE, &path, None).await?;
+                if answer.status != StatusCode::NOT_FOUND {
+                    self.expect_ok(&resource, answer).await?;
+                }
+                // LXD answers before the bridge and its dnsmasq are gone; touching the ACLs
+                // meanwhile made it restart that dnsmasq and leave it behind. Done means the
+                // name is unknown even as a bare interface.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while tokio::time::Instant::now() < deadline {
+                    let answer = self.json(&resource, Method::GET, &path, None).await?;
+                    if answer.status == StatusCode::NOT_FOUND {
+                        break;
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             ResourceKind::SshKey | ResourceKind::Tag => {}
