@@ -20,7 +20,7 @@ use crate::components::Catalog;
 use crate::diagnostics::{Diagnostic, SourceFile, plural};
 use crate::fittings::{self, Fittings, LoadOptions};
 use crate::graph::{self, GraphError, ResourceGraph};
-use crate::{information, plan, ssh, state};
+use crate::{bootstrap, information, plan, ssh, state};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,6 +111,12 @@ struct ApplyArgs {
     /// Seconds a new node may take to answer SSH.
     #[arg(long, default_value_t = 180, value_name = "SECONDS")]
     ssh_timeout: u64,
+    /// How many nodes bootstrap works on at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    ssh_parallelism: usize,
+    /// Create the infrastructure and stop before configuring the nodes over SSH.
+    #[arg(long)]
+    skip_bootstrap: bool,
 }
 
 #[derive(Debug, Args)]
@@ -280,7 +286,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
             let recorded = state::read(&path, &checked.fittings.deployment)
                 .map_err(|e| format!("error: {e}"))?;
-            let plan = plan::diff(&checked.graph, recorded.as_ref());
+            let mut plan = plan::diff(&checked.graph, recorded.as_ref());
+            plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
             if json {
                 print!("{}", plan.to_json());
             } else {
@@ -310,7 +317,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     .unwrap_or_else(|| state::default_path(&args.fittings));
                 let recorded = state::read(&path, &checked.fittings.deployment)
                     .map_err(|e| format!("error: {e}"))?;
-                print!("{}", plan::diff(&checked.graph, recorded.as_ref()).render());
+                let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
+                the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+                print!("{}", the_plan.render());
                 return Ok(ExitCode::SUCCESS);
             }
             runtime()?.block_on(deploy(&args, &apply, checked))
@@ -350,6 +359,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             runtime()?.block_on(dispose(&args, &apply, checked))
         }
     }
+}
+
+fn catalog() -> Result<Catalog, String> {
+    Catalog::builtin().map_err(|e| format!("error: the built-in templates are broken: {e}"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -456,7 +469,10 @@ async fn deploy(
         eprintln!("`{address}` is gone from its provider; it will be created again.");
     }
     apply::assign_addresses(&checked.graph, &mut state_file).map_err(|e| format!("error: {e}"))?;
-    let the_plan = plan::diff(&checked.graph, Some(state_file.state()));
+    let mut the_plan = plan::diff(&checked.graph, Some(state_file.state()));
+    if !apply_args.skip_bootstrap {
+        the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+    }
     print!("{}", the_plan.render());
     let mut code = ExitCode::SUCCESS;
     if the_plan.has_changes() {
@@ -495,6 +511,16 @@ async fn deploy(
             code = ExitCode::from(1);
         }
     }
+    if !apply_args.skip_bootstrap {
+        let operator = ssh::OperatorKey::find_or_create(
+            apply_args.ssh_key.as_deref(),
+            &operator_key_fallback(&path),
+        )
+        .map_err(|e| format!("error: {e}"))?;
+        if !bootstrap_nodes(&checked, state_file.state(), &operator, apply_args).await? {
+            code = ExitCode::from(1);
+        }
+    }
     let known = information::known_hosts_path(&path);
     std::fs::write(&known, information::known_hosts(state_file.state()))
         .map_err(|e| format!("error: cannot write `{}`: {e}", known.display()))?;
@@ -512,6 +538,73 @@ async fn deploy(
     println!();
     print!("{}", info.render());
     Ok(code)
+}
+
+/// Renders and applies every ready node's configuration; false when a node failed.
+async fn bootstrap_nodes(
+    checked: &Checked,
+    state: &state::State,
+    operator: &ssh::OperatorKey,
+    args: &ApplyArgs,
+) -> Result<bool, String> {
+    use std::collections::BTreeMap;
+    let catalog = Catalog::builtin().map_err(|e| format!("error: {e}"))?;
+    let mut addresses = BTreeMap::new();
+    let mut reachable = BTreeMap::new();
+    for node in &checked.fittings.nodes {
+        let Some(r) = state.resources.get(&format!("node.{}", node.name.value)) else {
+            continue;
+        };
+        let get = |k: &str| {
+            r.outputs
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        addresses.insert(
+            node.name.value.clone(),
+            bootstrap::Addresses {
+                private: get("private_ip"),
+                public: get("public_ip"),
+            },
+        );
+        if r.status == state::Status::Ready
+            && let (Some(ip), Some(key)) = (get("public_ip").or(get("private_ip")), get("host_key"))
+            && let Ok(ip) = ip.parse::<std::net::IpAddr>()
+        {
+            reachable.insert(
+                node.name.value.clone(),
+                (std::net::SocketAddr::new(ip, 22), key),
+            );
+        }
+    }
+    let configs = bootstrap::render(&checked.fittings, &catalog, &addresses)
+        .map_err(|e| format!("error: {e}"))?;
+    let mut targets = Vec::new();
+    let mut missing = Vec::new();
+    for config in configs {
+        match reachable.remove(&config.node) {
+            Some((address, host_key)) => targets.push(bootstrap::Target {
+                config,
+                address,
+                host_key,
+            }),
+            None => missing.push(config.node),
+        }
+    }
+    let reports = bootstrap::apply(
+        targets,
+        operator,
+        args.ssh_parallelism,
+        Duration::from_secs(args.ssh_timeout),
+    )
+    .await;
+    println!();
+    for node in &missing {
+        println!("bootstrap {node}: skipped: the node is not ready");
+    }
+    print!("{}", bootstrap::render_report(&reports));
+    Ok(missing.is_empty() && reports.iter().all(|r| r.error.is_none()))
 }
 
 async fn dispose(

@@ -33,6 +33,34 @@ pub struct Component {
     /// Former names, so that a plan using one is told the new name.
     #[serde(default)]
     pub renamed_from: Vec<String>,
+    /// Whether fitter installs the packages and runs the services by default; when false the
+    /// files are still rendered and placed (a plan can turn it on: `components:`).
+    #[serde(default = "yes")]
+    pub install: bool,
+    /// Services to stop and disable on a node with this role (the Mesos packages enable
+    /// both master and agent).
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Files rendered from the component's Tera templates.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// A template in the component's folder.
+    pub template: String,
+    /// Where it goes on the node; with `each`, `{name}` is replaced per item.
+    pub path: String,
+    pub mode: String,
+    /// Render once per item of this collection of the node (`attributes`).
+    #[serde(default)]
+    pub each: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -86,7 +114,18 @@ impl Catalog {
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.ordered().len() != self.components.len() {
+            return Err("the components' `after` lists form a cycle".to_string());
+        }
         for c in self.components.values() {
+            for f in &c.files {
+                if self.template(&c.name, &f.template).is_none() {
+                    return Err(format!(
+                        "component `{}` names template `{}`, which templates/{}/ lacks",
+                        c.name, f.template, c.name
+                    ));
+                }
+            }
             for dep in &c.after {
                 if !self.components.contains_key(dep) {
                     return Err(format!(
@@ -97,6 +136,31 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// The text of a component's template.
+    pub fn template(&self, component: &str, template: &str) -> Option<&'static str> {
+        TEMPLATES
+            .get_file(format!("{component}/{template}"))
+            .and_then(|f| f.contents_utf8())
+    }
+
+    /// Components in an order where each comes after those it names in `after`.
+    pub fn ordered(&self) -> Vec<&Component> {
+        let mut done: Vec<&Component> = Vec::new();
+        while done.len() < self.components.len() {
+            let before = done.len();
+            for c in self.components.values() {
+                let ready = c.after.iter().all(|a| done.iter().any(|d| &d.name == a));
+                if ready && !done.iter().any(|d| d.name == c.name) {
+                    done.push(c);
+                }
+            }
+            if done.len() == before {
+                break; // a cycle; `check` refuses it at load
+            }
+        }
+        done
     }
 
     pub fn get(&self, name: &str) -> Option<&Component> {

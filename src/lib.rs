@@ -10,6 +10,7 @@
 //! `cli` is a thin layer over these stages.
 
 pub mod apply;
+pub mod bootstrap;
 pub mod cli;
 pub mod components;
 pub mod diagnostics;

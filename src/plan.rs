@@ -82,7 +82,58 @@ pub struct Plan {
     pub deployment: String,
     /// Creates and updates in dependency order, then deletes in reverse dependency order.
     pub changes: Vec<Change>,
+    /// What bootstrap will configure on the nodes, per component (empty for dispose).
+    pub bootstrap: Vec<ComponentPlan>,
     pub summary: Summary,
+}
+
+/// One component as bootstrap will apply it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentPlan {
+    pub component: String,
+    pub nodes: Vec<String>,
+    /// Whether its packages are installed and services run, or only its files placed.
+    pub install: bool,
+    pub services: Vec<String>,
+    pub files: usize,
+}
+
+/// Per component: which nodes get it and whether it is installed or only configured.
+pub fn bootstrap_plan(
+    fittings: &crate::fittings::Fittings,
+    catalog: &crate::components::Catalog,
+) -> Vec<ComponentPlan> {
+    let mut out = Vec::new();
+    for c in catalog.ordered() {
+        let nodes: Vec<String> = fittings
+            .nodes
+            .iter()
+            .filter(|n| {
+                c.name == crate::components::COMMON || n.roles.iter().any(|r| r.value == c.name)
+            })
+            .map(|n| n.name.value.clone())
+            .collect();
+        if nodes.is_empty() {
+            continue;
+        }
+        let install = fittings
+            .components
+            .get(&c.name)
+            .and_then(|s| s.install)
+            .unwrap_or(c.install);
+        out.push(ComponentPlan {
+            component: c.name.clone(),
+            nodes,
+            install,
+            services: if install {
+                c.services.clone()
+            } else {
+                Vec::new()
+            },
+            files: c.files.len(),
+        });
+    }
+    out
 }
 
 /// Compares the graph's resources with the state.
@@ -194,6 +245,7 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
         format_version: FORMAT_VERSION,
         deployment: graph.deployment.clone(),
         changes,
+        bootstrap: Vec::new(),
         summary,
     }
 }
@@ -229,6 +281,7 @@ pub fn destroy_all(deployment: &str, state: &State) -> Plan {
         format_version: FORMAT_VERSION,
         deployment: deployment.to_string(),
         changes,
+        bootstrap: Vec::new(),
         summary: Summary {
             add: 0,
             change: 0,
@@ -263,6 +316,7 @@ impl Plan {
                 "No changes. The infrastructure of `{}` matches the plan.\n",
                 self.deployment
             );
+            self.render_bootstrap(&mut out);
             let _ = writeln!(out, "{}", self.summary_line());
             return out;
         }
@@ -275,8 +329,49 @@ impl Plan {
             render_change(&mut out, change);
             out.push('\n');
         }
+        self.render_bootstrap(&mut out);
         let _ = writeln!(out, "{}", self.summary_line());
         out
+    }
+
+    fn render_bootstrap(&self, out: &mut String) {
+        if self.bootstrap.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "Then, over SSH on every deploy (only changed files are uploaded, only their services restarted):"
+        );
+        let width = self
+            .bootstrap
+            .iter()
+            .map(|c| c.component.len())
+            .max()
+            .unwrap_or(0);
+        for c in &self.bootstrap {
+            let what = match (c.install, c.services.is_empty()) {
+                (true, true) => format!("{} file{}", c.files, crate::diagnostics::plural(c.files)),
+                (true, false) => format!(
+                    "{} file{}, service {}",
+                    c.files,
+                    crate::diagnostics::plural(c.files),
+                    c.services.join(", ")
+                ),
+                (false, _) => format!(
+                    "{} file{} only: install: false, no service started",
+                    c.files,
+                    crate::diagnostics::plural(c.files)
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  {:width$}  {} node{}: {what}",
+                c.component,
+                c.nodes.len(),
+                crate::diagnostics::plural(c.nodes.len())
+            );
+        }
+        out.push('\n');
     }
 }
 

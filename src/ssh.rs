@@ -342,12 +342,25 @@ impl Session {
 
     /// Runs a command and collects its output and exit status.
     pub async fn run(&self, command: &str) -> Result<CommandOutput, SshError> {
+        self.run_with_input(command, &[]).await
+    }
+
+    /// Runs a command with `input` on its standard input.
+    pub async fn run_with_input(
+        &self,
+        command: &str,
+        input: &[u8],
+    ) -> Result<CommandOutput, SshError> {
         let err = |e: russh::Error| SshError::Session {
             node: self.node.clone(),
             message: e.to_string(),
         };
         let mut channel = self.handle.channel_open_session().await.map_err(err)?;
         channel.exec(true, command).await.map_err(err)?;
+        if !input.is_empty() {
+            channel.data(input).await.map_err(err)?;
+        }
+        channel.eof().await.map_err(err)?;
         let mut out = CommandOutput {
             status: 255,
             stdout: String::new(),

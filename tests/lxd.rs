@@ -344,3 +344,218 @@ fn a_deploy_killed_midway_converges_without_duplicates() {
     );
     dispose_everything(&ws);
 }
+
+/// Runs a shell command in a container through `lxc exec` (the test's own view, independent
+/// of fitter's SSH).
+fn exec(instance: &str, command: &str) -> (i32, String) {
+    let out = Command::new("lxc")
+        .args([
+            "exec",
+            &format!("{DEPLOYMENT}-{instance}"),
+            "--",
+            "sh",
+            "-c",
+            command,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `Mode:` of a ZooKeeper server, from `srvr` on port 2181.
+fn zk_mode(instance: &str) -> String {
+    let (_, out) = exec(
+        instance,
+        "echo srvr | nc -q 1 127.0.0.1 2181 2>/dev/null || true",
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .unwrap_or("not serving")
+        .trim()
+        .to_string()
+}
+
+fn wait_for_quorum(members: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let modes: Vec<String> = members.iter().map(|m| zk_mode(m)).collect();
+        let leaders = modes.iter().filter(|m| *m == "leader").count();
+        let followers = modes.iter().filter(|m| *m == "follower").count();
+        if leaders == 1 && followers == members.len() - 1 || Instant::now() > deadline {
+            return modes;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+const ZK_CLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+
+#[test]
+#[ignore = "needs LXD: run scripts/test.sh"]
+fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
+    let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Workspace::new();
+    let out = ws.fitter(&["deploy"]);
+    assert!(out.status.success(), "deploy failed:\n{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("Bootstrap: "), "{stdout}");
+
+    // A real ensemble: one leader, two followers, as `srvr` tells.
+    let modes = wait_for_quorum(&["master1", "master2", "master3"]);
+    let mut sorted = modes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["follower", "follower", "leader"],
+        "modes: {modes:?}"
+    );
+
+    // A znode written through one master is read through another.
+    let (code, out) = exec(
+        "master1",
+        &format!("{ZK_CLI} -server 10.98.0.11:2181 create /fitter-test hello 2>&1"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = exec(
+        "master2",
+        &format!("{ZK_CLI} -server 10.98.0.12:2181 get /fitter-test 2>&1"),
+    );
+    assert!(code == 0 && out.contains("hello"), "{out}");
+
+    // The Mesos, Marathon and Docker files are on the right nodes.
+    let zk = "10.98.0.11:2181,10.98.0.12:2181,10.98.0.13:2181";
+    assert_eq!(
+        exec("agent1", "cat /etc/mesos/zk").1,
+        format!("zk://{zk}/mesos\n")
+    );
+    assert_eq!(exec("master2", "cat /etc/mesos-master/quorum").1, "2\n");
+    assert!(
+        exec("master1", "cat /etc/default/marathon")
+            .1
+            .contains(&format!("MARATHON_ZK=zk://{zk}/marathon"))
+    );
+    assert!(
+        exec("agent2", "cat /etc/docker/daemon.json")
+            .1
+            .contains("\"storage-driver\": \"overlay2\"")
+    );
+    assert_ne!(
+        exec("master1", "test -e /etc/docker/daemon.json").0,
+        0,
+        "no docker config on masters"
+    );
+    assert_ne!(
+        exec(
+            "agent1",
+            "test -e /etc/zookeeper/conf/myid && grep -q server.1 /etc/zookeeper/conf/zoo.cfg"
+        )
+        .0,
+        0
+    );
+    assert!(
+        exec("agent1", "getent hosts master3")
+            .1
+            .starts_with("10.98.0.13")
+    );
+
+    // A re-deploy uploads nothing and restarts nothing.
+    let again = ws.fitter(&["deploy"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        stdout.contains("Bootstrap: 0 files uploaded, 0 services restarted, 0 nodes failed."),
+        "{stdout}"
+    );
+
+    // Drift on one node: only that file goes back, only that node's ZooKeeper restarts.
+    exec(
+        "master3",
+        "echo 'JAVA_OPTS=\"-Xmx300m\"' > /etc/default/zookeeper",
+    );
+    let fixed = ws.fitter(&["deploy"]);
+    let stdout = String::from_utf8_lossy(&fixed.stdout).into_owned();
+    assert!(
+        stdout.contains("bootstrap master3: 1 file uploaded, restarted zookeeper"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Bootstrap: 1 file uploaded, 1 service restarted, 0 nodes failed."),
+        "{stdout}"
+    );
+
+    // One value changed in the plan: only the affected file, no service restarted.
+    let plan = std::fs::read_to_string(&ws.plan).unwrap();
+    let changed = plan.replace(
+        "- agent[1..2]:\n            default: agent",
+        "- agent[1..2]:\n            default: agent\n            attributes: {rack: rack-7}",
+    );
+    assert_ne!(
+        plan, changed,
+        "the example plan's agent entry moved; update this test"
+    );
+    std::fs::write(&ws.plan, changed).unwrap();
+    let out = ws.fitter(&["deploy"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("Bootstrap: 2 files uploaded, 0 services restarted, 0 nodes failed."),
+        "{stdout}"
+    );
+    assert_eq!(
+        exec("agent2", "cat /etc/mesos-slave/attributes/rack").1,
+        "rack-7\n"
+    );
+
+    // With one master stopped the ensemble still serves.
+    exec("master3", "systemctl stop zookeeper");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut served = (1, String::new());
+    while Instant::now() < deadline {
+        served = exec(
+            "master1",
+            &format!("{ZK_CLI} -server 10.98.0.11:2181,10.98.0.12:2181 get /fitter-test 2>&1"),
+        );
+        if served.0 == 0 && served.1.contains("hello") {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        served.1.contains("hello"),
+        "two of three masters must serve:\n{}",
+        served.1
+    );
+
+    // A node whose host key does not match fails alone; the others finish.
+    let mut state = ws.state();
+    let other = node_output(&state, "master1", "host_key");
+    state
+        .resources
+        .get_mut("node.master2")
+        .unwrap()
+        .outputs
+        .insert("host_key".into(), Json::String(other));
+    std::fs::write(
+        ws.state_path(),
+        serde_json::to_string_pretty(&state).unwrap(),
+    )
+    .unwrap();
+    let out = ws.fitter(&["deploy", "--skip-bootstrap"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ws.fitter(&["deploy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("bootstrap master2: failed: `master2` (10.98.0.12:22) showed host key"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 files uploaded, 1 service restarted, 1 node failed."),
+        "master3's stopped ZooKeeper is started again:\n{stdout}"
+    );
+
+    dispose_everything(&ws);
+}

@@ -54,6 +54,18 @@ pub struct Fittings {
     pub networks: Vec<Network>,
     /// Every node, ranges expanded, in plan order.
     pub nodes: Vec<NodeSpec>,
+    /// Per-component settings (`components:` in the settings document).
+    pub components: BTreeMap<String, ComponentSettings>,
+}
+
+/// How a component is installed, when the plan says otherwise than `templates/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentSettings {
+    /// Install packages and run services (`true`), or only place the configuration.
+    pub install: Option<bool>,
+    /// Extra APT source lines to add before installing the component's packages; the
+    /// default is the node's own Debian archive.
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +131,8 @@ pub struct NodeSpec {
     pub depends_on: Vec<Text>,
     /// Peers named by run-time tokens in the node's cloud-config.
     pub references: Vec<Reference>,
+    /// Agent attributes (`rack: rack-1`), for Mesos agents.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// `{{ master1.private }}` in a node's cloud-config: the node must wait for `master1`.
@@ -160,6 +174,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "safeMode",
     "buildPolisher",
     "deployment",
+    "components",
 ];
 const DEFAULTS_RESERVED: &[&str] = &[
     "provider",
@@ -209,6 +224,7 @@ const NODE_KEYS: &[&str] = &[
     "running",
     "destroy",
     "depends_on",
+    "attributes",
     "disks",
     "backup",
     "prepare",
@@ -343,6 +359,7 @@ impl Loader<'_> {
             blueprints: Vec::new(),
             networks: Vec::new(),
             nodes: Vec::new(),
+            components: BTreeMap::new(),
         };
 
         let mut defaults_provider = None;
@@ -359,6 +376,9 @@ impl Loader<'_> {
                         fittings.links.insert(k, v.value);
                     }
                 }
+            }
+            if let Some(components) = s.get("components") {
+                fittings.components = self.components(components);
             }
             if let Some(keys) = s.get("keys") {
                 fittings.keys = text_list(&mut self.report, keys, "keys");
@@ -444,6 +464,42 @@ impl Loader<'_> {
         }
         self.cross_checks(&mut fittings);
         fittings
+    }
+
+    /// `components: {docker: {install: true, packages: ["deb http://... main"]}}`.
+    fn components(&mut self, node: &Node) -> BTreeMap<String, ComponentSettings> {
+        let mut out = BTreeMap::new();
+        for (key, value) in map(&mut self.report, node, "components").unwrap_or_default() {
+            let Some(name) = text(&mut self.report, key, "component") else {
+                continue;
+            };
+            if self.catalog.get(&name.value).is_none() {
+                let known: Vec<&str> = self.catalog.role_names().collect();
+                self.report
+                    .push(not_found(&name, "component", &known, "templates/"));
+                continue;
+            }
+            check_keys(
+                &mut self.report,
+                value,
+                &format!("component `{}`", name.value),
+                &["install", "packages"],
+            );
+            let settings = ComponentSettings {
+                install: value
+                    .get("install")
+                    .and_then(|i| boolean(&mut self.report, i, "install")),
+                packages: value
+                    .get("packages")
+                    .map(|p| text_list(&mut self.report, p, "packages"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| t.value)
+                    .collect(),
+            };
+            out.insert(name.value, settings);
+        }
+        out
     }
 
     fn deployment_name(&mut self, settings: Option<&Node>, file_name: &str) -> String {
@@ -1126,6 +1182,27 @@ impl Loader<'_> {
                 );
             }
         }
+        let mut attributes = BTreeMap::new();
+        if let Some(a) = settings.get("attributes") {
+            for (k, v) in map(&mut self.report, a, "attributes").unwrap_or_default() {
+                let (Some(k), Some(v)) = (k.scalar_text(), text(&mut self.report, v, "attribute"))
+                else {
+                    continue;
+                };
+                if k.is_empty()
+                    || !k
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    self.report.error(
+                        a.span,
+                        format!("attribute name `{k}` must be letters, digits, `_` and `-`"),
+                    );
+                    continue;
+                }
+                attributes.insert(k, v.value);
+            }
+        }
         let mut depends_on = settings
             .get("depends_on")
             .map(|d| text_list(&mut self.report, d, "depends_on"))
@@ -1152,6 +1229,7 @@ impl Loader<'_> {
             destroy_never,
             depends_on,
             references: Vec::new(),
+            attributes,
         }
     }
 

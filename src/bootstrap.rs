@@ -1,0 +1,479 @@
+//! Bootstrap: turns machines into a cluster over SSH.
+//!
+//! [`render`] computes, for every node, the files of its components (`common`, then its
+//! roles in the order of their `after:`), from the Tera templates under `templates/` and
+//! a context made of the plan and the nodes' addresses: the ZooKeeper servers and this
+//! node's `myid`, the Mesos quorum (floor(masters/2)+1), the `zk://` URLs, agent attributes.
+//! It is a pure function, so its output is snapshot-tested.
+//!
+//! [`apply`] opens one SSH session per node (host key pinned) and, in as few round trips as
+//! it can: reads the checksums of every file the node should have; uploads only those that
+//! differ (written to a temporary file, then renamed); restarts a service only when one of
+//! its files changed (or starts it when it is not running); stops and disables the services
+//! a role must not run. A second run uploads nothing and restarts nothing, and says so.
+//! Components with `install: false` (Mesos and Marathon, which no longer have a package
+//! repository) get their files and no service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::components::{COMMON, Catalog};
+use crate::fittings::Fittings;
+use crate::ssh::{OperatorKey, Session};
+
+/// A node's addresses, from the state.
+#[derive(Debug, Clone, Default)]
+pub struct Addresses {
+    pub private: Option<String>,
+    pub public: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedFile {
+    pub component: String,
+    pub path: String,
+    pub mode: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePlan {
+    pub component: String,
+    pub name: String,
+    /// Paths whose change restarts it.
+    pub files: Vec<String>,
+}
+
+/// Everything one node should look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    pub node: String,
+    pub files: Vec<RenderedFile>,
+    /// Services to run (components with `install: true`).
+    pub services: Vec<ServicePlan>,
+    /// Services to stop and disable.
+    pub disable: Vec<String>,
+    /// Packages to install when missing.
+    pub packages: Vec<String>,
+    /// APT sources the plan gives for installed components, by component.
+    pub apt_sources: BTreeMap<String, Vec<String>>,
+}
+
+/// Renders every node's files.
+pub fn render(
+    fittings: &Fittings,
+    catalog: &Catalog,
+    addresses: &BTreeMap<String, Addresses>,
+) -> Result<Vec<NodeConfig>, String> {
+    let private = |n: &str| {
+        addresses
+            .get(n)
+            .and_then(|a| a.private.clone())
+            .unwrap_or_default()
+    };
+    let has = |n: &crate::fittings::NodeSpec, role: &str| n.roles.iter().any(|r| r.value == role);
+    let zk_nodes: Vec<&crate::fittings::NodeSpec> = fittings
+        .nodes
+        .iter()
+        .filter(|n| has(n, "zookeeper"))
+        .collect();
+    let servers: Vec<serde_json::Value> = zk_nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"id": i + 1, "name": n.name.value, "address": private(&n.name.value)}))
+        .collect();
+    let zk_hosts = zk_nodes
+        .iter()
+        .map(|n| format!("{}:2181", private(&n.name.value)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let masters = fittings
+        .nodes
+        .iter()
+        .filter(|n| has(n, "mesos-master"))
+        .count();
+    let nodes: Vec<serde_json::Value> = fittings
+        .nodes
+        .iter()
+        .map(|n| json!({"name": n.name.value, "private": private(&n.name.value)}))
+        .collect();
+
+    let mut tera = tera::Tera::default();
+    let mut out = Vec::new();
+    for node in &fittings.nodes {
+        let name = &node.name.value;
+        let myid = zk_nodes
+            .iter()
+            .position(|z| &z.name.value == name)
+            .map(|i| i + 1);
+        let mut context = tera::Context::new();
+        context.insert("deployment", &fittings.deployment);
+        context.insert("nodes", &nodes);
+        context.insert(
+            "node",
+            &json!({
+                "name": name,
+                "private": private(name),
+                "public": addresses.get(name).and_then(|a| a.public.clone()),
+                "roles": node.roles.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+            }),
+        );
+        context.insert(
+            "zookeeper",
+            &json!({"servers": servers, "myid": myid, "connect": zk_hosts, "heap_mb": 256}),
+        );
+        context.insert(
+            "mesos",
+            &json!({
+                "zk": format!("zk://{zk_hosts}/mesos"),
+                "quorum": masters / 2 + 1,
+                "cluster": fittings.deployment,
+            }),
+        );
+        context.insert(
+            "marathon",
+            &json!({"zk": format!("zk://{zk_hosts}/marathon")}),
+        );
+
+        let mut config = NodeConfig {
+            node: name.clone(),
+            files: Vec::new(),
+            services: Vec::new(),
+            disable: Vec::new(),
+            packages: Vec::new(),
+            apt_sources: BTreeMap::new(),
+        };
+        let wanted: BTreeSet<&str> = std::iter::once(COMMON)
+            .chain(node.roles.iter().map(|r| r.value.as_str()))
+            .collect();
+        for component in catalog.ordered() {
+            if !wanted.contains(component.name.as_str()) {
+                continue;
+            }
+            let install = fittings
+                .components
+                .get(&component.name)
+                .and_then(|c| c.install)
+                .unwrap_or(component.install);
+            let mut paths = Vec::new();
+            for spec in &component.files {
+                let template = catalog
+                    .template(&component.name, &spec.template)
+                    .ok_or_else(|| {
+                        format!("templates/{}/{} is missing", component.name, spec.template)
+                    })?;
+                let key = format!("{}/{}", component.name, spec.template);
+                if tera.get_template_names().all(|n| n != key) {
+                    tera.add_raw_template(&key, template)
+                        .map_err(|e| format!("templates/{key}: {}", describe(&e)))?;
+                }
+                let items: Vec<(String, String)> = match spec.each.as_deref() {
+                    Some("attributes") => node.attributes.clone().into_iter().collect(),
+                    Some(other) => return Err(format!("templates/{key}: unknown `each: {other}`")),
+                    None => vec![(String::new(), String::new())],
+                };
+                for (item, value) in items {
+                    let mut ctx = context.clone();
+                    ctx.insert("attribute", &json!({"name": item, "value": value}));
+                    let text = tera.render(&key, &ctx).map_err(|e| {
+                        format!("rendering templates/{key} for `{name}`: {}", describe(&e))
+                    })?;
+                    let path = spec.path.replace("{name}", &item);
+                    paths.push(path.clone());
+                    config.files.retain(|f: &RenderedFile| f.path != path);
+                    config.files.push(RenderedFile {
+                        component: component.name.clone(),
+                        path,
+                        mode: spec.mode.clone(),
+                        content: format!("{}\n", text.trim_end_matches('\n')),
+                    });
+                }
+            }
+            if install {
+                config.packages.extend(component.packages.iter().cloned());
+                let sources = fittings
+                    .components
+                    .get(&component.name)
+                    .map(|c| c.packages.clone())
+                    .unwrap_or_default();
+                if !sources.is_empty() {
+                    config.apt_sources.insert(component.name.clone(), sources);
+                }
+                for service in &component.services {
+                    config.services.push(ServicePlan {
+                        component: component.name.clone(),
+                        name: service.clone(),
+                        files: paths.clone(),
+                    });
+                }
+            }
+            config.disable.extend(component.disable.iter().cloned());
+        }
+        // A role never disables a service another of the node's roles runs.
+        let running: BTreeSet<String> = config.services.iter().map(|s| s.name.clone()).collect();
+        config.disable.retain(|d| !running.contains(d));
+        config.disable.sort();
+        config.disable.dedup();
+        out.push(config);
+    }
+    Ok(out)
+}
+
+/// Tera's errors keep their cause in a chain; show all of it.
+fn describe(e: &tera::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let _ = write!(text, ": {s}");
+        source = s.source();
+    }
+    text
+}
+
+fn sha256(content: &str) -> String {
+    let digest = Sha256::digest(content.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What bootstrap did on one node.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub uploaded: Vec<String>,
+    pub restarted: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// How to reach a node.
+pub struct Target {
+    pub config: NodeConfig,
+    pub address: SocketAddr,
+    pub host_key: String,
+}
+
+/// Brings every node in line with its config, `parallelism` nodes at a time. A node that
+/// fails (unreachable, wrong host key, a command failing) fails alone.
+pub async fn apply(
+    targets: Vec<Target>,
+    operator: &OperatorKey,
+    parallelism: usize,
+    patience: Duration,
+) -> Vec<NodeReport> {
+    use futures::StreamExt as _;
+    futures::stream::iter(targets)
+        .map(|t| async move {
+            let node = t.config.node.clone();
+            match apply_node(&t, operator, patience).await {
+                Ok(report) => report,
+                Err(e) => NodeReport {
+                    node,
+                    error: Some(e),
+                    ..NodeReport::default()
+                },
+            }
+        })
+        .buffered(parallelism.max(1))
+        .collect()
+        .await
+}
+
+/// Shell-quotes a word.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn apply_node(
+    t: &Target,
+    operator: &OperatorKey,
+    patience: Duration,
+) -> Result<NodeReport, String> {
+    let c = &t.config;
+    let session = Session::connect(&c.node, t.address, &t.host_key, operator, patience)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = apply_session(&session, c).await;
+    session.close().await;
+    result
+}
+
+async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, String> {
+    let mut report = NodeReport {
+        node: c.node.clone(),
+        ..NodeReport::default()
+    };
+    // 1. One round trip for every checksum and every service's state.
+    let mut probe = String::from("set +e\n");
+    for f in &c.files {
+        let _ = writeln!(
+            probe,
+            "printf 'F %s\\n' \"$(sha256sum {} 2>/dev/null | cut -d' ' -f1)\"",
+            quote(&f.path)
+        );
+    }
+    for s in &c.services {
+        let _ = writeln!(
+            probe,
+            "printf 'S %s\\n' \"$(systemctl is-active {} 2>/dev/null)\"",
+            quote(&s.name)
+        );
+    }
+    let out = session.run(&probe).await.map_err(|e| e.to_string())?;
+    let mut lines = out.stdout.lines();
+    let mut changed = BTreeSet::new();
+    for f in &c.files {
+        let remote = lines
+            .next()
+            .and_then(|l| l.strip_prefix("F "))
+            .unwrap_or("");
+        if remote.trim() != sha256(&f.content) {
+            changed.insert(f.path.clone());
+        }
+    }
+    let mut inactive = BTreeSet::new();
+    for s in &c.services {
+        let state = lines
+            .next()
+            .and_then(|l| l.strip_prefix("S "))
+            .unwrap_or("");
+        if state.trim() != "active" {
+            inactive.insert(s.name.clone());
+        }
+    }
+    // 2. Packages that are missing, from the plan's APT sources when it gives some.
+    if !c.packages.is_empty() {
+        let list = c
+            .packages
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut sources = String::new();
+        for (component, lines) in &c.apt_sources {
+            let quoted: Vec<String> = lines.iter().map(|l| quote(l)).collect();
+            let _ = write!(
+                sources,
+                "printf '%s\\n' {} > /etc/apt/sources.list.d/fitter-{component}.list; ",
+                quoted.join(" ")
+            );
+        }
+        let cmd = format!(
+            "missing=$(for p in {list}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'ok installed' || echo \"$p\"; done); \
+             [ -z \"$missing\" ] || {{ {sources}DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+             DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; }}"
+        );
+        let out = session.run(&cmd).await.map_err(|e| e.to_string())?;
+        if out.status != 0 {
+            return Err(format!(
+                "`{}`: installing packages failed: {}",
+                c.node,
+                out.stderr.lines().last().unwrap_or("")
+            ));
+        }
+    }
+    // 3. Uploads, each written beside its place and renamed over it.
+    for f in c.files.iter().filter(|f| changed.contains(&f.path)) {
+        let path = quote(&f.path);
+        let tmp = quote(&format!("{}.fitter-new", f.path));
+        let cmd = format!(
+            "set -e; mkdir -p \"$(dirname {path})\"; cat > {tmp}; chmod {} {tmp}; chown root:root {tmp}; mv -f {tmp} {path}",
+            f.mode
+        );
+        let out = session
+            .run_with_input(&cmd, f.content.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.status != 0 {
+            return Err(format!(
+                "`{}`: writing {} failed: {}",
+                c.node,
+                f.path,
+                out.stderr.trim()
+            ));
+        }
+        report.uploaded.push(f.path.clone());
+    }
+    // 4. Services: restart on change, start when down, enable always.
+    for s in &c.services {
+        let touched = s.files.iter().any(|p| changed.contains(p));
+        if !touched && !inactive.contains(&s.name) {
+            continue;
+        }
+        let cmd = format!(
+            "systemctl enable {0} >/dev/null 2>&1; systemctl restart {0}",
+            quote(&s.name)
+        );
+        let out = session.run(&cmd).await.map_err(|e| e.to_string())?;
+        if out.status != 0 {
+            return Err(format!(
+                "`{}`: restarting {} failed: {}",
+                c.node,
+                s.name,
+                out.stderr.trim()
+            ));
+        }
+        report.restarted.push(s.name.clone());
+    }
+    if !c.disable.is_empty() {
+        let list = c
+            .disable
+            .iter()
+            .map(|d| quote(d))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cmd = format!(
+            "for s in {list}; do if systemctl cat \"$s\" >/dev/null 2>&1; then \
+             systemctl is-enabled -q \"$s\" 2>/dev/null && systemctl disable -q \"$s\"; \
+             systemctl is-active -q \"$s\" && systemctl stop \"$s\"; fi; done; true"
+        );
+        session.run(&cmd).await.map_err(|e| e.to_string())?;
+    }
+    Ok(report)
+}
+
+/// The summary lines of a bootstrap run.
+pub fn render_report(reports: &[NodeReport]) -> String {
+    let mut out = String::new();
+    let (mut files, mut restarts) = (0, 0);
+    for r in reports {
+        match &r.error {
+            Some(e) => {
+                let _ = writeln!(out, "bootstrap {}: failed: {e}", r.node);
+            }
+            None if r.uploaded.is_empty() && r.restarted.is_empty() => {
+                let _ = writeln!(out, "bootstrap {}: no change", r.node);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "bootstrap {}: {} file{} uploaded{}{}",
+                    r.node,
+                    r.uploaded.len(),
+                    crate::diagnostics::plural(r.uploaded.len()),
+                    if r.restarted.is_empty() {
+                        ""
+                    } else {
+                        ", restarted "
+                    },
+                    r.restarted.join(", ")
+                );
+            }
+        }
+        files += r.uploaded.len();
+        restarts += r.restarted.len();
+    }
+    let _ = writeln!(
+        out,
+        "Bootstrap: {files} file{} uploaded, {restarts} service{} restarted, {} node{} failed.",
+        crate::diagnostics::plural(files),
+        crate::diagnostics::plural(restarts),
+        reports.iter().filter(|r| r.error.is_some()).count(),
+        crate::diagnostics::plural(reports.iter().filter(|r| r.error.is_some()).count()),
+    );
+    out
+}

@@ -1,0 +1,177 @@
+//! Every file bootstrap renders for a 3-master, 9-agent cluster with fixed addresses
+//! (../shared/reference/mesos-stack.md §7: masters 10.0.0.11-13, agents 10.0.0.21-29,
+//! rack-⌈j/3⌉), as insta snapshots, plus the checks that the reference table states.
+
+use std::collections::BTreeMap;
+
+use fitter::bootstrap::{self, Addresses, NodeConfig};
+use fitter::components::Catalog;
+use fitter::fittings::{self, LoadOptions};
+
+const PLAN: &str = r#"---
+deployment: mesos-cluster
+defaults:
+  provider: lxd
+  ethernet: {name: mesos, subnet: 10.0.0.0/24}
+  master: {roles: [zookeeper, mesos-master, marathon]}
+  agent: {roles: [mesos-agent, docker]}
+---
+locationId: local
+blueprints:
+  - masters:
+      nodes:
+        - m[1..3]: {default: master}
+  - agents:
+      nodes:
+        - s[1..3]: {default: agent, attributes: {rack: rack-1}}
+        - s[4..6]: {default: agent, attributes: {rack: rack-2}}
+        - s[7..9]: {default: agent, attributes: {rack: rack-3}}
+"#;
+
+fn configs() -> Vec<NodeConfig> {
+    let catalog = Catalog::builtin().unwrap();
+    let options = LoadOptions {
+        parameters: BTreeMap::new(),
+        provider: None,
+        catalog: &catalog,
+    };
+    let loaded = fittings::load("cluster.yaml", PLAN, &options);
+    let f = loaded
+        .fittings
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let mut addresses = BTreeMap::new();
+    for i in 1..=3 {
+        addresses.insert(
+            format!("m{i}"),
+            Addresses {
+                private: Some(format!("10.0.0.1{i}")),
+                public: None,
+            },
+        );
+    }
+    for j in 1..=9u32 {
+        addresses.insert(
+            format!("s{j}"),
+            Addresses {
+                private: Some(format!("10.0.0.2{j}")),
+                public: None,
+            },
+        );
+    }
+    bootstrap::render(&f, &catalog, &addresses).unwrap()
+}
+
+fn file<'a>(configs: &'a [NodeConfig], node: &str, path: &str) -> &'a str {
+    let c = configs.iter().find(|c| c.node == node).unwrap();
+    &c.files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("{node} has no {path}"))
+        .content
+}
+
+#[test]
+fn every_rendered_file_is_a_snapshot() {
+    let configs = configs();
+    for c in &configs {
+        let mut text = String::new();
+        for f in &c.files {
+            text.push_str(&format!(
+                "==> {} (mode {}, component {})\n{}",
+                f.path, f.mode, f.component, f.content
+            ));
+        }
+        text.push_str(&format!(
+            "==> services to run: {:?}\n",
+            c.services.iter().map(|s| &s.name).collect::<Vec<_>>()
+        ));
+        text.push_str(&format!("==> services to disable: {:?}\n", c.disable));
+        insta::assert_snapshot!(format!("render-{}", c.node), text);
+    }
+}
+
+#[test]
+fn rendered_files_match_the_reference_cluster() {
+    let c = configs();
+    let zk = "10.0.0.11:2181,10.0.0.12:2181,10.0.0.13:2181";
+    // zoo.cfg: identical on all members, the §1 keys, servers in order.
+    let zoo = file(&c, "m1", "/etc/zookeeper/conf/zoo.cfg");
+    for line in [
+        "tickTime=2000",
+        "initLimit=10",
+        "syncLimit=5",
+        "dataDir=/var/lib/zookeeper",
+        "clientPort=2181",
+        "4lw.commands.whitelist=srvr,mntr,ruok",
+        "admin.enableServer=false",
+        "server.1=10.0.0.11:2888:3888\nserver.2=10.0.0.12:2888:3888\nserver.3=10.0.0.13:2888:3888",
+    ] {
+        assert!(zoo.contains(line), "zoo.cfg lacks {line}:\n{zoo}");
+    }
+    assert_eq!(zoo, file(&c, "m2", "/etc/zookeeper/conf/zoo.cfg"));
+    assert_eq!(zoo, file(&c, "m3", "/etc/zookeeper/conf/zoo.cfg"));
+    for i in 1..=3 {
+        assert_eq!(
+            file(&c, &format!("m{i}"), "/etc/zookeeper/conf/myid"),
+            format!("{i}\n")
+        );
+        assert_eq!(
+            file(&c, &format!("m{i}"), "/etc/mesos-master/quorum"),
+            "2\n"
+        );
+        assert_eq!(
+            file(&c, &format!("m{i}"), "/etc/mesos-master/ip"),
+            format!("10.0.0.1{i}\n")
+        );
+        let marathon = file(&c, &format!("m{i}"), "/etc/default/marathon");
+        assert!(marathon.contains(&format!("MARATHON_MASTER=zk://{zk}/mesos\n")));
+        assert!(marathon.contains(&format!("MARATHON_ZK=zk://{zk}/marathon\n")));
+        assert!(marathon.contains("MARATHON_MESOS_USER=root\n"));
+    }
+    for j in 1..=9u32 {
+        let s = format!("s{j}");
+        assert_eq!(file(&c, &s, "/etc/mesos/zk"), format!("zk://{zk}/mesos\n"));
+        assert_eq!(
+            file(&c, &s, "/etc/mesos-slave/containerizers"),
+            "docker,mesos\n"
+        );
+        assert_eq!(
+            file(&c, &s, "/etc/mesos-slave/executor_registration_timeout"),
+            "5mins\n"
+        );
+        assert_eq!(
+            file(&c, &s, "/etc/mesos-slave/attributes/rack"),
+            format!("rack-{}\n", j.div_ceil(3))
+        );
+        let daemon: serde_json::Value =
+            serde_json::from_str(file(&c, &s, "/etc/docker/daemon.json")).unwrap();
+        assert_eq!(daemon["storage-driver"], "overlay2");
+        assert_eq!(daemon["log-opts"]["max-size"], "10m");
+    }
+    // Every file ends in exactly one newline.
+    for cfg in &c {
+        for f in &cfg.files {
+            assert!(
+                f.content.ends_with('\n') && !f.content.ends_with("\n\n"),
+                "{} {}",
+                cfg.node,
+                f.path
+            );
+        }
+    }
+    // Masters run ZooKeeper and disable the agent; agents disable master and ZooKeeper.
+    let m1 = c.iter().find(|x| x.node == "m1").unwrap();
+    assert!(m1.services.iter().any(|s| s.name == "zookeeper"));
+    assert!(m1.disable.contains(&"mesos-slave".to_string()));
+    let s1 = c.iter().find(|x| x.node == "s1").unwrap();
+    assert!(
+        s1.disable.contains(&"zookeeper".to_string())
+            && s1.disable.contains(&"mesos-master".to_string())
+    );
+    // Mesos, Marathon and Docker have no package source here: configuration only.
+    assert!(
+        !s1.services
+            .iter()
+            .any(|s| s.name == "mesos-slave" || s.name == "docker")
+    );
+}
