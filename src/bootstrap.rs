@@ -63,13 +63,21 @@ pub struct NodeConfig {
     pub packages: Vec<String>,
     /// APT sources the plan gives for installed components, by component.
     pub apt_sources: BTreeMap<String, Vec<String>>,
+    /// Scripts (among `files`) run whenever they changed: the node's cloud-config.
+    pub run_on_change: Vec<String>,
 }
 
-/// Renders every node's files.
+/// Where the node's cloud-config becomes a script, run when it changes.
+pub const CLOUD_CONFIG_SCRIPT: &str = "/var/lib/fitter/cloud-config.sh";
+
+/// Renders every node's files. `secrets` holds the generated values of `{{ x.secret }}`
+/// and `{{ uuid.x }}` tokens; new ones are added, and the caller keeps them (in the state)
+/// so that they are the same on every run.
 pub fn render(
     fittings: &Fittings,
     catalog: &Catalog,
     addresses: &BTreeMap<String, Addresses>,
+    secrets: &mut BTreeMap<String, String>,
 ) -> Result<Vec<NodeConfig>, String> {
     let private = |n: &str| {
         addresses
@@ -148,6 +156,7 @@ pub fn render(
             disable: Vec::new(),
             packages: Vec::new(),
             apt_sources: BTreeMap::new(),
+            run_on_change: Vec::new(),
         };
         let wanted: BTreeSet<&str> = std::iter::once(COMMON)
             .chain(node.roles.iter().map(|r| r.value.as_str()))
@@ -215,6 +224,9 @@ pub fn render(
             }
             config.disable.extend(component.disable.iter().cloned());
         }
+        if let Some(cc) = &node.cloud_config {
+            cloud_config(fittings, node, cc, addresses, secrets, &mut config)?;
+        }
         // A role never disables a service another of the node's roles runs.
         let running: BTreeSet<String> = config.services.iter().map(|s| s.name.clone()).collect();
         config.disable.retain(|d| !running.contains(d));
@@ -223,6 +235,269 @@ pub fn render(
         out.push(config);
     }
     Ok(out)
+}
+
+/// plumbery's run-time tokens, rendered for `node`.
+fn resolve_token(
+    expr: &str,
+    fittings: &Fittings,
+    node: &crate::fittings::NodeSpec,
+    addresses: &BTreeMap<String, Addresses>,
+    secrets: &mut BTreeMap<String, String>,
+) -> Option<String> {
+    use crate::fittings::tokens::{Meaning, classify};
+    let address = |name: &str, attribute: &str| -> Option<String> {
+        let a = addresses.get(name)?;
+        match attribute {
+            "private" | "private_host" => a.private.clone(),
+            "public" => a.public.clone().or_else(|| Some(String::new())),
+            "name" => Some(name.to_string()),
+            "id" => Some(name.to_string()),
+            _ => None,
+        }
+    };
+    let is_node = |n: &str| fittings.nodes.iter().any(|x| x.name.value == n);
+    match classify(expr, is_node) {
+        Meaning::SelfAttribute(attribute) => address(&node.name.value, attribute),
+        Meaning::Peer {
+            node: peer,
+            attribute,
+        } => address(peer, attribute),
+        Meaning::Generated => {
+            let parts: Vec<&str> = expr.split('.').collect();
+            match parts.as_slice() {
+                ["environment", var] => std::env::var(var).ok(),
+                ["location", "id"] => Some(fittings.locations[node.location].id.value.clone()),
+                ["uuid", name] => Some(
+                    secrets
+                        .entry(format!("uuid.{name}"))
+                        .or_insert_with(random_uuid)
+                        .clone(),
+                ),
+                [name, "secret", hash @ ..] | ["secret", name, hash @ ..] => {
+                    let value = secrets
+                        .entry(format!("secret.{name}"))
+                        .or_insert_with(random_secret)
+                        .clone();
+                    match hash {
+                        [] => Some(value),
+                        ["sha256"] => Some(sha256(&value)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        Meaning::UnknownSelfAttribute(_) | Meaning::Verbatim => None,
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // Without the OS's randomness there is no secret to make: fail loudly rather than weakly.
+    getrandom::fill(&mut b).expect("the operating system provides randomness");
+    b
+}
+
+/// 9 characters, as plumbery's secrets.
+fn random_secret() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    random_bytes::<9>()
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn random_uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Renders every string of a YAML tree through the tokens.
+fn render_tokens(
+    node: &crate::yaml::Node,
+    resolve: &mut dyn FnMut(&str) -> Option<String>,
+) -> serde_json::Value {
+    use crate::yaml::Value;
+    match &node.value {
+        Value::Str(s) => {
+            serde_json::Value::String(crate::fittings::tokens::render(s, &mut *resolve))
+        }
+        Value::Seq(items) => {
+            serde_json::Value::Array(items.iter().map(|i| render_tokens(i, resolve)).collect())
+        }
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.scalar_text().unwrap_or_default(),
+                        render_tokens(v, resolve),
+                    )
+                })
+                .collect(),
+        ),
+        _ => node.to_json(),
+    }
+}
+
+/// The cloud-config keys bootstrap applies over SSH.
+pub const CLOUD_CONFIG_KEYS: &[&str] = &[
+    "write_files",
+    "runcmd",
+    "bootcmd",
+    "packages",
+    "users",
+    "ssh_authorized_keys",
+    "hostname",
+];
+
+/// A node's cloud-config: `write_files` become files; `hostname`, `packages`, `users`,
+/// `ssh_authorized_keys`, `bootcmd` and `runcmd` become one script that runs when it changes
+/// (cloud-init runs them once per instance; fitter once per change of what they say).
+fn cloud_config(
+    fittings: &Fittings,
+    node: &crate::fittings::NodeSpec,
+    cc: &crate::yaml::Node,
+    addresses: &BTreeMap<String, Addresses>,
+    secrets: &mut BTreeMap<String, String>,
+    config: &mut NodeConfig,
+) -> Result<(), String> {
+    let mut resolve = |expr: &str| resolve_token(expr, fittings, node, addresses, secrets);
+    let cc = render_tokens(cc, &mut resolve);
+    let name = &node.name.value;
+    let text = |v: &serde_json::Value| -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    };
+    for f in cc["write_files"].as_array().into_iter().flatten() {
+        let path = f["path"]
+            .as_str()
+            .ok_or_else(|| format!("`{name}`: a write_files entry has no path"))?;
+        let mut content = text(&f["content"]);
+        if matches!(f["encoding"].as_str(), Some("b64" | "base64")) {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(content.trim())
+                .map_err(|e| format!("`{name}`: write_files {path}: {e}"))?;
+            content = String::from_utf8(bytes)
+                .map_err(|_| format!("`{name}`: write_files {path} is not text"))?;
+        } else if content.is_empty() && f["content"].is_null() {
+            content = String::new();
+        }
+        config.files.retain(|x| x.path != path);
+        config.files.push(RenderedFile {
+            component: "cloud-config".into(),
+            path: path.to_string(),
+            mode: f["permissions"]
+                .as_str()
+                .unwrap_or("0644")
+                .trim_start_matches("0o")
+                .to_string(),
+            content,
+        });
+    }
+    let mut script = String::from(
+        "#!/bin/sh\n# written by fitter: the node's cloud-config, run when it changes\nset -e\n",
+    );
+    for cmd in cc["bootcmd"].as_array().into_iter().flatten() {
+        script.push_str(&command_line(cmd));
+    }
+    if let Some(h) = cc["hostname"].as_str() {
+        let _ = writeln!(script, "echo {0} > /etc/hostname; hostname {0}", quote(h));
+    }
+    let packages: Vec<String> = cc["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if !packages.is_empty() {
+        let list = packages
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            script,
+            "missing=$(for p in {list}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'ok installed' || echo \"$p\"; done)\n\
+             [ -z \"$missing\" ] || {{ DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y $missing; }}"
+        );
+    }
+    let authorize = |script: &mut String, home: &str, user: &str, key: &str| {
+        let _ = writeln!(
+            script,
+            "mkdir -p {home}/.ssh; touch {home}/.ssh/authorized_keys; grep -qxF {k} {home}/.ssh/authorized_keys || echo {k} >> {home}/.ssh/authorized_keys; chown -R {user}: {home}/.ssh; chmod 700 {home}/.ssh; chmod 600 {home}/.ssh/authorized_keys",
+            k = quote(key)
+        );
+    };
+    for key in cc["ssh_authorized_keys"].as_array().into_iter().flatten() {
+        authorize(&mut script, "/root", "root", &text(key));
+    }
+    for user in cc["users"].as_array().into_iter().flatten() {
+        let Some(login) = user["name"].as_str() else {
+            continue;
+        }; // `default`: nothing to do
+        let shell = user["shell"].as_str().unwrap_or("/bin/bash");
+        let _ = writeln!(
+            script,
+            "id -u {0} >/dev/null 2>&1 || useradd -m -s {1} {0}",
+            quote(login),
+            quote(shell)
+        );
+        if let Some(groups) = user["groups"].as_str() {
+            let _ = writeln!(script, "usermod -aG {} {}", quote(groups), quote(login));
+        }
+        if let Some(sudo) = user["sudo"].as_str() {
+            let _ = writeln!(
+                script,
+                "echo {} > /etc/sudoers.d/90-fitter-{login}; chmod 440 /etc/sudoers.d/90-fitter-{login}",
+                quote(&format!("{login} {sudo}"))
+            );
+        }
+        let home = format!("$(getent passwd {} | cut -d: -f6)", quote(login));
+        for key in user["ssh_authorized_keys"].as_array().into_iter().flatten() {
+            authorize(&mut script, &home, login, &text(key));
+        }
+    }
+    for cmd in cc["runcmd"].as_array().into_iter().flatten() {
+        script.push_str(&command_line(cmd));
+    }
+    config.files.push(RenderedFile {
+        component: "cloud-config".into(),
+        path: CLOUD_CONFIG_SCRIPT.into(),
+        mode: "0700".into(),
+        content: script,
+    });
+    config.run_on_change.push(CLOUD_CONFIG_SCRIPT.into());
+    Ok(())
+}
+
+/// A runcmd entry: a string is a shell line; a list is an argv.
+fn command_line(cmd: &serde_json::Value) -> String {
+    match cmd {
+        serde_json::Value::Array(argv) => {
+            let words: Vec<String> = argv
+                .iter()
+                .map(|a| quote(a.as_str().unwrap_or("")))
+                .collect();
+            format!("{}\n", words.join(" "))
+        }
+        serde_json::Value::String(s) => format!("{s}\n"),
+        other => format!("{other}\n"),
+    }
 }
 
 /// Tera's errors keep their cause in a chain; show all of it.
@@ -376,48 +651,86 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
             ));
         }
     }
-    // 3. Uploads, each written beside its place and renamed over it.
-    for f in c.files.iter().filter(|f| changed.contains(&f.path)) {
-        let path = quote(&f.path);
-        let tmp = quote(&format!("{}.fitter-new", f.path));
-        let cmd = format!(
-            "set -e; mkdir -p \"$(dirname {path})\"; cat > {tmp}; chmod {} {tmp}; chown root:root {tmp}; mv -f {tmp} {path}",
-            f.mode
-        );
+    // 3. Uploads, all in one round trip: a script that writes each file beside its place
+    //    (base64, so any content is safe) and renames it over the old one.
+    let uploads: Vec<&RenderedFile> = c
+        .files
+        .iter()
+        .filter(|f| changed.contains(&f.path))
+        .collect();
+    if !uploads.is_empty() {
+        use base64::Engine as _;
+        let mut script = String::from("set -e\n");
+        for f in &uploads {
+            let path = quote(&f.path);
+            let tmp = quote(&format!("{}.fitter-new", f.path));
+            let data = base64::engine::general_purpose::STANDARD.encode(f.content.as_bytes());
+            let _ = writeln!(
+                script,
+                "mkdir -p \"$(dirname {path})\"\nbase64 -d > {tmp} <<'FITTER_EOF'\n{data}\nFITTER_EOF\nchmod {} {tmp}; chown root:root {tmp}; mv -f {tmp} {path}",
+                f.mode
+            );
+        }
         let out = session
-            .run_with_input(&cmd, f.content.as_bytes())
+            .run_with_input("sh -s", script.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         if out.status != 0 {
             return Err(format!(
-                "`{}`: writing {} failed: {}",
+                "`{}`: writing files failed: {}",
                 c.node,
-                f.path,
                 out.stderr.trim()
             ));
         }
-        report.uploaded.push(f.path.clone());
+        report
+            .uploaded
+            .extend(uploads.iter().map(|f| f.path.clone()));
     }
-    // 4. Services: restart on change, start when down, enable always.
-    for s in &c.services {
-        let touched = s.files.iter().any(|p| changed.contains(p));
-        if !touched && !inactive.contains(&s.name) {
-            continue;
+    // The cloud-config script, when it changed.
+    for script in c.run_on_change.iter().filter(|p| changed.contains(*p)) {
+        let out = session
+            .run(&format!("sh {}", quote(script)))
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.status != 0 {
+            let tail: Vec<&str> = out.stderr.lines().rev().take(3).collect();
+            return Err(format!(
+                "`{}`: its cloud-config failed (exit {}): {}",
+                c.node,
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ));
         }
-        let cmd = format!(
-            "systemctl enable {0} >/dev/null 2>&1; systemctl restart {0}",
-            quote(&s.name)
-        );
-        let out = session.run(&cmd).await.map_err(|e| e.to_string())?;
+    }
+    // 4. Services, in one round trip: restart on change, start when down, enable always.
+    let restart: Vec<&ServicePlan> = c
+        .services
+        .iter()
+        .filter(|s| inactive.contains(&s.name) || s.files.iter().any(|p| changed.contains(p)))
+        .collect();
+    if !restart.is_empty() {
+        let mut script = String::from("set -e\n");
+        for s in &restart {
+            let _ = writeln!(
+                script,
+                "systemctl enable {0} >/dev/null 2>&1 || true; systemctl restart {0}",
+                quote(&s.name)
+            );
+        }
+        let out = session
+            .run_with_input("sh -s", script.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         if out.status != 0 {
             return Err(format!(
-                "`{}`: restarting {} failed: {}",
+                "`{}`: restarting services failed: {}",
                 c.node,
-                s.name,
                 out.stderr.trim()
             ));
         }
-        report.restarted.push(s.name.clone());
+        report
+            .restarted
+            .extend(restart.iter().map(|s| s.name.clone()));
     }
     if !c.disable.is_empty() {
         let list = c

@@ -517,7 +517,7 @@ async fn deploy(
             &operator_key_fallback(&path),
         )
         .map_err(|e| format!("error: {e}"))?;
-        if !bootstrap_nodes(&checked, state_file.state(), &operator, apply_args).await? {
+        if !bootstrap_nodes(&checked, &mut state_file, &operator, apply_args).await? {
             code = ExitCode::from(1);
         }
     }
@@ -543,10 +543,12 @@ async fn deploy(
 /// Renders and applies every ready node's configuration; false when a node failed.
 async fn bootstrap_nodes(
     checked: &Checked,
-    state: &state::State,
+    state_file: &mut state::StateFile,
     operator: &ssh::OperatorKey,
     args: &ApplyArgs,
 ) -> Result<bool, String> {
+    let state = state_file.state().clone();
+    let state = &state;
     use std::collections::BTreeMap;
     let catalog = Catalog::builtin().map_err(|e| format!("error: {e}"))?;
     let mut addresses = BTreeMap::new();
@@ -578,8 +580,15 @@ async fn bootstrap_nodes(
             );
         }
     }
-    let configs = bootstrap::render(&checked.fittings, &catalog, &addresses)
+    let mut secrets = state.secrets.clone();
+    let configs = bootstrap::render(&checked.fittings, &catalog, &addresses, &mut secrets)
         .map_err(|e| format!("error: {e}"))?;
+    if secrets != state.secrets {
+        // Saved before any node sees them, so a rerun renders the same values.
+        state_file
+            .update(|s| s.secrets = secrets)
+            .map_err(|e| format!("error: {e}"))?;
+    }
     let mut targets = Vec::new();
     let mut missing = Vec::new();
     for config in configs {

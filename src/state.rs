@@ -39,6 +39,10 @@ pub struct State {
     /// keeps its address, and recorded before the node exists.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub addresses: BTreeMap<String, String>,
+    /// Values of the plan's `{{ x.secret }}` and `{{ uuid.x }}` tokens, generated once and
+    /// the same on every run (plumbery kept them in a `.secrets` file).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +90,7 @@ impl State {
             deployment: deployment.to_string(),
             resources: BTreeMap::new(),
             addresses: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }

@@ -461,6 +461,15 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
             .1
             .starts_with("10.98.0.13")
     );
+    // The plan's cloud-config, tokens rendered.
+    assert_eq!(
+        exec("agent2", "cat /etc/fitter/zookeeper").1,
+        format!("{zk}\n")
+    );
+    assert_eq!(
+        exec("master2", "cat /etc/motd").1,
+        "master2: part of a Mesos cluster deployed by fitter\n"
+    );
 
     // A re-deploy uploads nothing and restarts nothing.
     let again = ws.fitter(&["deploy"]);

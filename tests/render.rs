@@ -58,7 +58,7 @@ fn configs() -> Vec<NodeConfig> {
             },
         );
     }
-    bootstrap::render(&f, &catalog, &addresses).unwrap()
+    bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new()).unwrap()
 }
 
 fn file<'a>(configs: &'a [NodeConfig], node: &str, path: &str) -> &'a str {
@@ -174,4 +174,92 @@ fn rendered_files_match_the_reference_cluster() {
             .iter()
             .any(|s| s.name == "mesos-slave" || s.name == "docker")
     );
+}
+
+#[test]
+fn cloud_config_is_rendered_with_tokens_and_stable_secrets() {
+    let plan = r#"---
+defaults:
+  provider: lxd
+  ethernet: {name: cc, subnet: 10.0.0.0/24}
+  cloud-config:
+    runcmd:
+      - echo defaults-first
+---
+locationId: local
+blueprints:
+  - cc:
+      nodes:
+        - db1: {roles: [zookeeper]}
+        - web1:
+            cloud-config:
+              hostname: web-one
+              write_files:
+                - path: /etc/web.conf
+                  permissions: '0600'
+                  content: "db={{ db1.private }} me={{ node.private }} pw={{ web.secret }} other={{ something.else }}"
+              ssh_authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests user@host"]
+              runcmd:
+                - [touch, /tmp/it worked]
+                - echo "{{ db1.private }}"
+"#;
+    let catalog = Catalog::builtin().unwrap();
+    let options = LoadOptions {
+        parameters: BTreeMap::new(),
+        provider: None,
+        catalog: &catalog,
+    };
+    let loaded = fittings::load("cc.yaml", plan, &options);
+    let f = loaded
+        .fittings
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let mut addresses = BTreeMap::new();
+    addresses.insert(
+        "db1".to_string(),
+        Addresses {
+            private: Some("10.0.0.10".into()),
+            public: None,
+        },
+    );
+    addresses.insert(
+        "web1".to_string(),
+        Addresses {
+            private: Some("10.0.0.11".into()),
+            public: None,
+        },
+    );
+    let mut secrets = BTreeMap::new();
+    let first = bootstrap::render(&f, &catalog, &addresses, &mut secrets).unwrap();
+    let web = first.iter().find(|c| c.node == "web1").unwrap();
+    let conf = web
+        .files
+        .iter()
+        .find(|x| x.path == "/etc/web.conf")
+        .unwrap();
+    let pw = &secrets["secret.web"];
+    assert_eq!(pw.len(), 9);
+    assert_eq!(
+        conf.content,
+        format!("db=10.0.0.10 me=10.0.0.11 pw={pw} other={{{{ something.else }}}}")
+    );
+    assert_eq!(conf.mode, "0600");
+    let script = &web
+        .files
+        .iter()
+        .find(|x| x.path == bootstrap::CLOUD_CONFIG_SCRIPT)
+        .unwrap()
+        .content;
+    // defaults' runcmd first (lists concatenate), then the node's; argv lists are quoted.
+    let defaults_at = script.find("echo defaults-first").unwrap();
+    assert!(
+        script[defaults_at..].contains("'touch' '/tmp/it worked'"),
+        "{script}"
+    );
+    assert!(script.contains("echo \"10.0.0.10\""), "{script}");
+    assert!(script.contains("hostname 'web-one'"), "{script}");
+    assert!(script.contains("FakeKeyForTests"), "{script}");
+    assert_eq!(web.run_on_change, [bootstrap::CLOUD_CONFIG_SCRIPT]);
+    // The same secrets give the same files: a second run changes nothing.
+    let again = bootstrap::render(&f, &catalog, &addresses, &mut secrets).unwrap();
+    assert_eq!(first, again);
 }

@@ -225,6 +225,7 @@ const NODE_KEYS: &[&str] = &[
     "destroy",
     "depends_on",
     "attributes",
+    "derive_firewall",
     "disks",
     "backup",
     "prepare",
@@ -1110,6 +1111,13 @@ impl Loader<'_> {
         if let Some(fw) = settings.get("firewall") {
             rules::parse_firewall(&mut self.report, fw, &mut rules);
         }
+        let derive = match settings.get("derive_firewall") {
+            Some(d) => boolean(&mut self.report, d, "derive_firewall").unwrap_or(true),
+            None => true,
+        };
+        if derive {
+            rules.extend(self.derived_rules(&roles));
+        }
         rules.sort();
         rules.dedup();
 
@@ -1141,7 +1149,18 @@ impl Loader<'_> {
         }
 
         let cloud_config = settings.get("cloud-config").and_then(|cc| {
-            map(&mut self.report, cc, "cloud-config")?;
+            for (key, _) in map(&mut self.report, cc, "cloud-config")? {
+                let k = key.scalar_text().unwrap_or_default();
+                if !crate::bootstrap::CLOUD_CONFIG_KEYS.contains(&k.as_str()) {
+                    self.report.warning(
+                        key.span,
+                        format!(
+                            "cloud-config key `{k}` is not applied by fitter (it applies {})",
+                            crate::bootstrap::CLOUD_CONFIG_KEYS.join(", ")
+                        ),
+                    );
+                }
+            }
             self.collect_node_tokens(cc, index);
             Some(cc.clone())
         });
@@ -1484,6 +1503,42 @@ impl Loader<'_> {
         for w in warnings {
             self.report.push(w);
         }
+    }
+
+    /// The inbound rules the node's components need (their `ports:`): ZooKeeper's among
+    /// its members, Mesos between masters and agents, SSH for fitter itself.
+    fn derived_rules(&self, roles: &[Text]) -> Vec<Rule> {
+        let mut out = Vec::new();
+        let names = std::iter::once(COMMON).chain(roles.iter().map(|r| r.value.as_str()));
+        for component in names.filter_map(|n| self.catalog.get(n)) {
+            for port in &component.ports {
+                let protocol = match port.protocol.as_str() {
+                    "udp" => rules::Protocol::Udp,
+                    "icmp" => rules::Protocol::Icmp,
+                    _ => rules::Protocol::Tcp,
+                };
+                let range = match &port.port {
+                    crate::components::PortSpec::One(p) => Some((*p, *p)),
+                    crate::components::PortSpec::Range(r) => r
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?))),
+                };
+                let Some(range) = range else { continue };
+                for from in &port.from {
+                    let source = if from == "anywhere" {
+                        Source::Anywhere
+                    } else {
+                        Source::Role(Text::new(from.clone(), Span::default()))
+                    };
+                    out.push(Rule {
+                        protocol,
+                        ports: (protocol != rules::Protocol::Icmp).then_some(range),
+                        source,
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn unknown_role(&self, role: &Text) -> Diagnostic {

@@ -107,6 +107,22 @@ pub fn classify<'a>(expr: &'a str, is_node: impl Fn(&str) -> bool) -> Meaning<'a
     Meaning::Verbatim
 }
 
+/// Replaces every token `resolve` knows; the others stay as written (plumbery's rule).
+pub fn render(text: &str, mut resolve: impl FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for token in scan(text) {
+        out.push_str(&text[last..token.start]);
+        match resolve(token.expr) {
+            Some(value) => out.push_str(&value),
+            None => out.push_str(&text[token.start..token.end]),
+        }
+        last = token.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +136,14 @@ mod tests {
         assert_eq!(&s[tokens[0].start..tokens[0].end], "{{ master1.private }}");
         assert_eq!(tokens[1].expr, "master2.private");
         assert!(scan("no tokens {{ here").is_empty());
+    }
+
+    #[test]
+    fn renders_known_tokens_and_keeps_the_others() {
+        let out = render("a {{ x }} b {{ y }} c", |e| {
+            (e == "x").then(|| "1".to_string())
+        });
+        assert_eq!(out, "a 1 b {{ y }} c");
     }
 
     #[test]
