@@ -28,6 +28,15 @@ struct Workspace {
     key: PathBuf,
 }
 
+/// A failed test still disposes, so that the next test (or run) starts from nothing.
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.fitter(&["dispose"]);
+        }
+    }
+}
+
 impl Workspace {
     /// A copy of the example plan in a temporary folder, so its state lives there too.
     fn new() -> Workspace {
@@ -464,7 +473,8 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
     // The plan's cloud-config, tokens rendered.
     assert_eq!(
         exec("agent2", "cat /etc/fitter/zookeeper").1,
-        format!("{zk}\n")
+        zk,
+        "written as given, as cloud-init's write_files does"
     );
     assert_eq!(
         exec("master2", "cat /etc/motd").1,
@@ -565,6 +575,23 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
         stdout.contains("0 files uploaded, 1 service restarted, 1 node failed."),
         "master3's stopped ZooKeeper is started again:\n{stdout}"
     );
+
+    // An unreachable node fails alone too, with its own message.
+    let stop = Command::new("lxc")
+        .args(["stop", "--force", &format!("{DEPLOYMENT}-agent1")])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let out = ws.fitter(&["deploy", "--ssh-timeout", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout
+            .contains("bootstrap agent1: failed: `agent1` (10.98.0.10:22) did not answer over SSH"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bootstrap agent2: no change"), "{stdout}");
 
     dispose_everything(&ws);
 }

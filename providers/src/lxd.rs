@@ -377,7 +377,11 @@ impl Lxd {
             if protocol != "icmp4" && !port.is_empty() {
                 entry["destination_port"] = json!(port);
             }
-            ingress.push(entry);
+            // Roles that live on the same nodes resolve to the same addresses; LXD refuses a
+            // rule that duplicates another.
+            if !ingress.contains(&entry) {
+                ingress.push(entry);
+            }
         }
         json!({
             "description": format!("fitter deployment {}, firewall {}", self.deployment, r.name),
@@ -478,7 +482,18 @@ impl Lxd {
                 .await?;
             self.expect_ok(&resource, answer).await?;
         }
-        let state = self.instance_status(&resource, &name).await?;
+        let mut state = self.instance_status(&resource, &name).await?;
+        if existing.is_some() && state.as_deref() == Some("Running") {
+            // A container of this deployment that the state does not know as ready (a run
+            // killed after its start, or a state file lost): its host key may not be the one
+            // fitter holds now. Stop it, install the keys again, start it.
+            let body = json!({"action": "stop", "force": true, "timeout": 30});
+            let answer = self
+                .json(&resource, Method::PUT, &format!("{path}/state"), Some(body))
+                .await?;
+            self.expect_ok(&resource, answer).await?;
+            state = Some("Stopped".to_string());
+        }
         if state.as_deref() != Some("Running") {
             // Files go in before the first boot, and again after a crash before it.
             self.push_node_files(&resource, &name, r).await?;

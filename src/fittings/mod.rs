@@ -1149,8 +1149,21 @@ impl Loader<'_> {
         }
 
         let cloud_config = settings.get("cloud-config").and_then(|cc| {
-            for (key, _) in map(&mut self.report, cc, "cloud-config")? {
+            for (key, value) in map(&mut self.report, cc, "cloud-config")? {
                 let k = key.scalar_text().unwrap_or_default();
+                if k == "runcmd" || k == "bootcmd" {
+                    for item in value.as_seq().unwrap_or_default() {
+                        if item.as_map().is_some() {
+                            self.report.push(
+                                Diagnostic::error(
+                                    item.span,
+                                    format!("this `{k}` entry is a mapping, not a command"),
+                                )
+                                .with_help("a `: ` in an unquoted line makes YAML read a key; quote the whole line"),
+                            );
+                        }
+                    }
+                }
                 if !crate::bootstrap::CLOUD_CONFIG_KEYS.contains(&k.as_str()) {
                     self.report.warning(
                         key.span,
