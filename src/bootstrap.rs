@@ -158,9 +158,12 @@ pub fn render(
             apt_sources: BTreeMap::new(),
             run_on_change: Vec::new(),
         };
-        let wanted: BTreeSet<&str> = std::iter::once(COMMON)
+        let mut wanted: BTreeSet<&str> = std::iter::once(COMMON)
             .chain(node.roles.iter().map(|r| r.value.as_str()))
             .collect();
+        if fittings.harden_ssh {
+            wanted.insert("sshd");
+        }
         for component in catalog.ordered() {
             if !wanted.contains(component.name.as_str()) {
                 continue;

@@ -109,7 +109,9 @@ pub fn bootstrap_plan(
             .nodes
             .iter()
             .filter(|n| {
-                c.name == crate::components::COMMON || n.roles.iter().any(|r| r.value == c.name)
+                c.name == crate::components::COMMON
+                    || (c.name == "sshd" && fittings.harden_ssh)
+                    || n.roles.iter().any(|r| r.value == c.name)
             })
             .map(|n| n.name.value.clone())
             .collect();

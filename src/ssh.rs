@@ -368,9 +368,19 @@ impl Session {
         };
         while let Some(msg) = channel.wait().await {
             match msg {
-                ChannelMsg::Data { data } => out.stdout.push_str(&String::from_utf8_lossy(&data)),
+                ChannelMsg::Data { data } => {
+                    let text = String::from_utf8_lossy(&data);
+                    for line in text.lines() {
+                        tracing::debug!(target: "fitter::ssh", "{}: {line}", self.node);
+                    }
+                    out.stdout.push_str(&text)
+                }
                 ChannelMsg::ExtendedData { data, .. } => {
-                    out.stderr.push_str(&String::from_utf8_lossy(&data))
+                    let text = String::from_utf8_lossy(&data);
+                    for line in text.lines() {
+                        tracing::debug!(target: "fitter::ssh", "{} (stderr): {line}", self.node);
+                    }
+                    out.stderr.push_str(&text)
                 }
                 ChannelMsg::ExitStatus { exit_status } => out.status = exit_status,
                 _ => {}

@@ -470,6 +470,13 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
             .1
             .starts_with("10.98.0.13")
     );
+    // `ssh: {harden: true}`: sshd takes no passwords.
+    assert!(
+        exec("agent1", "sshd -T | grep -i '^passwordauthentication'")
+            .1
+            .trim()
+            == "passwordauthentication no"
+    );
     // The plan's cloud-config, tokens rendered.
     assert_eq!(
         exec("agent2", "cat /etc/fitter/zookeeper").1,

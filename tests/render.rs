@@ -263,3 +263,32 @@ blueprints:
     let again = bootstrap::render(&f, &catalog, &addresses, &mut secrets).unwrap();
     assert_eq!(first, again);
 }
+
+#[test]
+fn sshd_hardening_is_added_when_the_plan_asks() {
+    let catalog = Catalog::builtin().unwrap();
+    let options = LoadOptions {
+        parameters: BTreeMap::new(),
+        provider: None,
+        catalog: &catalog,
+    };
+    let plan = "---\nssh: {harden: true}\ndefaults: {provider: lxd, ethernet: {name: h, subnet: 10.0.0.0/24}}\n---\nlocationId: local\nblueprints:\n  - h:\n      nodes: [n1]\n";
+    let f = fittings::load("h.yaml", plan, &options).fittings.unwrap();
+    let mut addresses = BTreeMap::new();
+    addresses.insert(
+        "n1".to_string(),
+        Addresses {
+            private: Some("10.0.0.10".into()),
+            public: None,
+        },
+    );
+    let c = bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new()).unwrap();
+    let conf = c[0]
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/ssh/sshd_config.d/50-fitter.conf")
+        .unwrap();
+    assert!(conf.content.contains("PasswordAuthentication no\n"));
+    assert!(conf.content.contains("PermitRootLogin prohibit-password\n"));
+    assert!(c[0].services.iter().any(|s| s.name == "ssh"));
+}

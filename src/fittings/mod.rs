@@ -56,6 +56,9 @@ pub struct Fittings {
     pub nodes: Vec<NodeSpec>,
     /// Per-component settings (`components:` in the settings document).
     pub components: BTreeMap<String, ComponentSettings>,
+    /// `ssh: {harden: true}`: every node gets the `sshd` component (no passwords, root by
+    /// key only).
+    pub harden_ssh: bool,
 }
 
 /// How a component is installed, when the plan says otherwise than `templates/`.
@@ -175,6 +178,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "buildPolisher",
     "deployment",
     "components",
+    "ssh",
 ];
 const DEFAULTS_RESERVED: &[&str] = &[
     "provider",
@@ -361,6 +365,7 @@ impl Loader<'_> {
             networks: Vec::new(),
             nodes: Vec::new(),
             components: BTreeMap::new(),
+            harden_ssh: false,
         };
 
         let mut defaults_provider = None;
@@ -377,6 +382,13 @@ impl Loader<'_> {
                         fittings.links.insert(k, v.value);
                     }
                 }
+            }
+            if let Some(ssh) = s.get("ssh") {
+                check_keys(&mut self.report, ssh, "ssh", &["harden"]);
+                fittings.harden_ssh = ssh
+                    .get("harden")
+                    .and_then(|h| boolean(&mut self.report, h, "harden"))
+                    .unwrap_or(false);
             }
             if let Some(components) = s.get("components") {
                 fittings.components = self.components(components);
