@@ -484,6 +484,7 @@ async fn deploy(
             apply_args.ssh_key.as_deref(),
             &operator_key_fallback(&path),
         )
+        .await
         .map_err(|e| format!("error: {e}"))?;
         let options = apply::Options {
             parallelism: apply_args.parallelism,
@@ -516,6 +517,7 @@ async fn deploy(
             apply_args.ssh_key.as_deref(),
             &operator_key_fallback(&path),
         )
+        .await
         .map_err(|e| format!("error: {e}"))?;
         if !bootstrap_nodes(&checked, &mut state_file, &operator, apply_args).await? {
             code = ExitCode::from(1);
@@ -660,6 +662,7 @@ async fn dispose(
         apply_args.ssh_key.as_deref(),
         &operator_key_fallback(&path),
     )
+    .await
     .map_err(|e| format!("error: {e}"))?;
     let options = apply::Options {
         parallelism: apply_args.parallelism,

@@ -95,37 +95,71 @@ pub fn fingerprint(public_openssh: &str) -> Option<String> {
 /// The key the operator logs in with.
 #[derive(Clone)]
 pub struct OperatorKey {
+    /// The key file, or `ssh-agent` for a key the agent holds.
     pub path: PathBuf,
-    pub private: Arc<PrivateKey>,
+    signer: Signer,
     pub public_openssh: String,
 }
 
+#[derive(Clone)]
+enum Signer {
+    File(Arc<PrivateKey>),
+    /// A key held by the ssh-agent at `SSH_AUTH_SOCK`: it signs, fitter never sees it.
+    Agent(PublicKey),
+}
+
 impl OperatorKey {
-    /// The first key that exists: `explicit`, `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`,
-    /// `~/.ssh/id_rsa`; else a key made for the deployment at `fallback` (and `.pub`).
-    pub fn find_or_create(
+    /// The first key that can be used: `explicit`, `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`,
+    /// `~/.ssh/id_rsa` (unless passphrase-protected), the deployment's own key at
+    /// `fallback` if an earlier run made it, the first key of the ssh-agent at
+    /// `SSH_AUTH_SOCK`; else a key made for the deployment at `fallback` (and `.pub`).
+    pub async fn find_or_create(
         explicit: Option<&Path>,
         fallback: &Path,
     ) -> Result<OperatorKey, SshError> {
-        let mut candidates: Vec<PathBuf> = Vec::new();
         if let Some(p) = explicit {
             return OperatorKey::load(p);
         }
         if let Some(p) = std::env::var_os("FITTER_SSH_KEY") {
             return OperatorKey::load(Path::new(&p));
         }
+        let mut candidates: Vec<PathBuf> = Vec::new();
         if let Some(home) = std::env::var_os("HOME") {
             let home = PathBuf::from(home);
             candidates.push(home.join(".ssh/id_ed25519"));
             candidates.push(home.join(".ssh/id_rsa"));
         }
         candidates.push(fallback.to_path_buf());
-        for c in &candidates {
-            if c.exists() {
-                return OperatorKey::load(c);
+        for c in candidates.iter().filter(|c| c.exists()) {
+            match OperatorKey::load(c) {
+                Ok(key) => return Ok(key),
+                // An encrypted key: the agent may hold it.
+                Err(e) if c != fallback => tracing::info!("{e}"),
+                Err(e) => return Err(e),
             }
         }
+        if let Some(key) = OperatorKey::from_agent().await {
+            return Ok(key);
+        }
         OperatorKey::create(fallback)
+    }
+
+    /// The first identity of the ssh-agent at `SSH_AUTH_SOCK`, if there is one.
+    pub async fn from_agent() -> Option<OperatorKey> {
+        std::env::var_os("SSH_AUTH_SOCK")?;
+        let mut agent = russh::keys::agent::client::AgentClient::connect_env()
+            .await
+            .ok()?;
+        let identities = agent.request_identities().await.ok()?;
+        let key = identities.into_iter().find_map(|i| match i {
+            russh::keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
+            _ => None,
+        })?;
+        Some(OperatorKey {
+            path: PathBuf::from("ssh-agent"),
+            public_openssh: key.to_openssh().ok()?,
+            signer: Signer::Agent(key),
+        })
     }
 
     /// The key `find_or_create` would use, without making one.
@@ -141,7 +175,13 @@ impl OperatorKey {
                 .find(|c| c.exists())
                 .and_then(|c| OperatorKey::load(&c).ok());
         }
-        OperatorKey::find_or_create(explicit, fallback).ok()
+        match explicit
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("FITTER_SSH_KEY").map(PathBuf::from))
+        {
+            Some(p) => OperatorKey::load(&p).ok(),
+            None => None,
+        }
     }
 
     pub fn load(path: &Path) -> Result<OperatorKey, SshError> {
@@ -163,7 +203,7 @@ impl OperatorKey {
             .map_err(|e| err(e.to_string()))?;
         Ok(OperatorKey {
             path: path.to_path_buf(),
-            private: Arc::new(key),
+            signer: Signer::File(Arc::new(key)),
             public_openssh,
         })
     }
@@ -201,7 +241,7 @@ impl OperatorKey {
         tracing::info!("made an SSH key for the deployment: {}", path.display());
         Ok(OperatorKey {
             path: path.to_path_buf(),
-            private: Arc::new(key),
+            signer: Signer::File(Arc::new(key)),
             public_openssh: public,
         })
     }
@@ -287,19 +327,33 @@ impl Session {
             .await;
             let last = match attempt {
                 Ok(Ok(mut handle)) => {
-                    let auth = handle
-                        .authenticate_publickey(
-                            "root",
-                            PrivateKeyWithHashAlg::new(
-                                operator.private.clone(),
-                                Some(HashAlg::Sha512),
-                            ),
-                        )
-                        .await
-                        .map_err(|e| SshError::Session {
-                            node: node.to_string(),
-                            message: e.to_string(),
-                        })?;
+                    let auth = match &operator.signer {
+                        Signer::File(key) => handle
+                            .authenticate_publickey(
+                                "root",
+                                PrivateKeyWithHashAlg::new(key.clone(), Some(HashAlg::Sha512)),
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Signer::Agent(public) => {
+                            match russh::keys::agent::client::AgentClient::connect_env().await {
+                                Ok(mut agent) => handle
+                                    .authenticate_publickey_with(
+                                        "root",
+                                        public.clone(),
+                                        Some(HashAlg::Sha512),
+                                        &mut agent,
+                                    )
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(format!("cannot reach the ssh-agent: {e}")),
+                            }
+                        }
+                    }
+                    .map_err(|message| SshError::Session {
+                        node: node.to_string(),
+                        message,
+                    })?;
                     return match auth {
                         AuthResult::Success => Ok(Session {
                             node: node.to_string(),

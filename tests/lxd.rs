@@ -602,3 +602,72 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
 
     dispose_everything(&ws);
 }
+
+#[test]
+#[ignore = "needs LXD: run scripts/test.sh"]
+fn an_ssh_agent_key_is_used_when_there_is_no_key_file() {
+    let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Workspace::new();
+    let dir = ws.plan.parent().unwrap().to_path_buf();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let socket = dir.join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(&ws.key)
+        .env("SSH_AUTH_SOCK", &socket)
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let public = std::fs::read_to_string(ws.key.with_extension("pub")).unwrap_or_else(|_| {
+        let mut p = ws.key.as_os_str().to_owned();
+        p.push(".pub");
+        std::fs::read_to_string(PathBuf::from(p)).unwrap()
+    });
+    // No --ssh-key, no key in HOME: the agent's key, and no key made for the deployment.
+    let run = |cmd: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fitter"))
+            .args([cmd, "--yes"])
+            .arg(&ws.plan)
+            .env("HOME", &home)
+            .env("SSH_AUTH_SOCK", &socket)
+            .env_remove("FITTER_SSH_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = run("deploy");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 nodes failed."),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        exec("agent1", "cat /root/.ssh/authorized_keys")
+            .1
+            .split_whitespace()
+            .nth(1),
+        public.split_whitespace().nth(1)
+    );
+    let mut fallback = ws.state_path().into_os_string();
+    fallback.push(".id_ed25519");
+    assert!(
+        !PathBuf::from(fallback).exists(),
+        "no key is made when the agent has one"
+    );
+    let out = run("dispose");
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(running_instances().is_empty());
+}
