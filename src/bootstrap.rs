@@ -274,7 +274,7 @@ fn resolve_token(
                 ["uuid", name] => Some(
                     secrets
                         .entry(format!("uuid.{name}"))
-                        .or_insert_with(random_uuid)
+                        .or_insert_with(crate::state::random_uuid)
                         .clone(),
                 ),
                 [name, "secret", hash @ ..] | ["secret", name, hash @ ..] => {
@@ -309,21 +309,6 @@ fn random_secret() -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
-}
-
-fn random_uuid() -> String {
-    let mut b = random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// Renders every string of a YAML tree through the tokens.

@@ -414,6 +414,22 @@ async fn connect_providers(fittings: &Fittings) -> Result<Providers, String> {
     Ok(providers)
 }
 
+/// How `deploy` and `dispose` carry out their plan: the operator's key, the limits, Ctrl-C.
+async fn apply_options(args: &ApplyArgs, state_path: &Path) -> Result<apply::Options, String> {
+    let operator = ssh::OperatorKey::find_or_create(
+        args.ssh_key.as_deref(),
+        &operator_key_fallback(state_path),
+    )
+    .await
+    .map_err(|e| format!("error: {e}"))?;
+    Ok(apply::Options {
+        parallelism: args.parallelism,
+        cancel: cancel_on_ctrl_c(),
+        operator,
+        ssh_patience: Duration::from_secs(args.ssh_timeout),
+    })
+}
+
 /// Asks before changing anything, unless `--yes`; refuses when nobody can answer.
 fn confirm(yes: bool, what: &str) -> Result<bool, String> {
     use std::io::IsTerminal as _;
@@ -480,18 +496,7 @@ async fn deploy(
             eprintln!("Nothing changed.");
             return Ok(ExitCode::from(1));
         }
-        let operator = ssh::OperatorKey::find_or_create(
-            apply_args.ssh_key.as_deref(),
-            &operator_key_fallback(&path),
-        )
-        .await
-        .map_err(|e| format!("error: {e}"))?;
-        let options = apply::Options {
-            parallelism: apply_args.parallelism,
-            cancel: cancel_on_ctrl_c(),
-            operator,
-            ssh_patience: Duration::from_secs(apply_args.ssh_timeout),
-        };
+        let options = apply_options(apply_args, &path).await?;
         let report = apply::apply(
             &the_plan,
             &checked.graph,
@@ -658,18 +663,7 @@ async fn dispose(
         eprintln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
-    let operator = ssh::OperatorKey::find_or_create(
-        apply_args.ssh_key.as_deref(),
-        &operator_key_fallback(&path),
-    )
-    .await
-    .map_err(|e| format!("error: {e}"))?;
-    let options = apply::Options {
-        parallelism: apply_args.parallelism,
-        cancel: cancel_on_ctrl_c(),
-        operator,
-        ssh_patience: Duration::from_secs(apply_args.ssh_timeout),
-    };
+    let options = apply_options(apply_args, &path).await?;
     let report = apply::apply(
         &the_plan,
         &checked.graph,

@@ -216,21 +216,7 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
     let mut deletes: Vec<Change> = recorded
         .iter()
         .filter(|(address, _)| !desired.contains(address.as_str()))
-        .map(|(address, old)| Change {
-            address: address.clone(),
-            kind: old.kind,
-            name: address
-                .split_once('.')
-                .map_or(address.as_str(), |(_, n)| n)
-                .to_string(),
-            provider: old.provider,
-            action: Action::Delete,
-            before: Some(old.attributes.clone()),
-            after: None,
-            after_unknown: Vec::new(),
-            replace_because: Vec::new(),
-            depends_on: Vec::new(),
-        })
+        .map(|(address, old)| delete_change(address, old))
         .collect();
     deletes.sort_by(|a, b| {
         (Reverse(a.kind.rank()), &a.address).cmp(&(Reverse(b.kind.rank()), &b.address))
@@ -254,26 +240,30 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
 
 use std::cmp::Reverse;
 
+fn delete_change(address: &str, old: &crate::state::ResourceState) -> Change {
+    Change {
+        address: address.to_string(),
+        kind: old.kind,
+        name: address
+            .split_once('.')
+            .map_or(address, |(_, n)| n)
+            .to_string(),
+        provider: old.provider,
+        action: Action::Delete,
+        before: Some(old.attributes.clone()),
+        after: None,
+        after_unknown: Vec::new(),
+        replace_because: Vec::new(),
+        depends_on: Vec::new(),
+    }
+}
+
 /// The plan that destroys everything the state records: `dispose`.
 pub fn destroy_all(deployment: &str, state: &State) -> Plan {
     let mut changes: Vec<Change> = state
         .resources
         .iter()
-        .map(|(address, old)| Change {
-            address: address.clone(),
-            kind: old.kind,
-            name: address
-                .split_once('.')
-                .map_or(address.as_str(), |(_, n)| n)
-                .to_string(),
-            provider: old.provider,
-            action: Action::Delete,
-            before: Some(old.attributes.clone()),
-            after: None,
-            after_unknown: Vec::new(),
-            replace_because: Vec::new(),
-            depends_on: Vec::new(),
-        })
+        .map(|(address, old)| delete_change(address, old))
         .collect();
     changes.sort_by(|a, b| {
         (Reverse(a.kind.rank()), &a.address).cmp(&(Reverse(b.kind.rank()), &b.address))

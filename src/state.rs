@@ -86,7 +86,7 @@ impl State {
         State {
             version: STATE_VERSION,
             serial: 0,
-            lineage: new_lineage(),
+            lineage: random_uuid(),
             deployment: deployment.to_string(),
             resources: BTreeMap::new(),
             addresses: BTreeMap::new(),
@@ -95,8 +95,8 @@ impl State {
     }
 }
 
-/// A random version-4 UUID.
-fn new_lineage() -> String {
+/// A random version-4 UUID (a lineage, a `{{ uuid.x }}` token).
+pub fn random_uuid() -> String {
     let mut b = [0u8; 16];
     // Without the OS's randomness a lineage still only has to differ between deployments.
     if getrandom::fill(&mut b).is_err() {

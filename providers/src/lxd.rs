@@ -534,25 +534,8 @@ impl Lxd {
         mode: &str,
         content: &str,
     ) -> Result<(), ProviderError> {
-        let headers = [
-            ("Content-Type", "application/octet-stream".to_string()),
-            ("X-LXD-uid", "0".to_string()),
-            ("X-LXD-gid", "0".to_string()),
-            ("X-LXD-mode", mode.to_string()),
-            ("X-LXD-type", "file".to_string()),
-            ("X-LXD-write", "overwrite".to_string()),
-        ];
-        let url = format!("/1.0/instances/{instance}/files?path={path}");
-        let answer = self
-            .call(
-                resource,
-                Method::POST,
-                &url,
-                Some(Bytes::from(content.to_string())),
-                &headers,
-            )
-            .await?;
-        self.expect_ok(resource, answer).await.map(|_| ())
+        self.push(resource, instance, path, "file", Some(mode), content)
+            .await
     }
 
     async fn push_symlink(
@@ -562,20 +545,37 @@ impl Lxd {
         path: &str,
         target: &str,
     ) -> Result<(), ProviderError> {
-        let headers = [
+        self.push(resource, instance, path, "symlink", None, target)
+            .await
+    }
+
+    /// The files API: a file (its content) or a symlink (its target), owned by root.
+    async fn push(
+        &self,
+        resource: &str,
+        instance: &str,
+        path: &str,
+        kind: &str,
+        mode: Option<&str>,
+        body: &str,
+    ) -> Result<(), ProviderError> {
+        let mut headers = vec![
             ("Content-Type", "application/octet-stream".to_string()),
             ("X-LXD-uid", "0".to_string()),
             ("X-LXD-gid", "0".to_string()),
-            ("X-LXD-type", "symlink".to_string()),
+            ("X-LXD-type", kind.to_string()),
             ("X-LXD-write", "overwrite".to_string()),
         ];
+        if let Some(mode) = mode {
+            headers.push(("X-LXD-mode", mode.to_string()));
+        }
         let url = format!("/1.0/instances/{instance}/files?path={path}");
         let answer = self
             .call(
                 resource,
                 Method::POST,
                 &url,
-                Some(Bytes::from(target.to_string())),
+                Some(Bytes::from(body.to_string())),
                 &headers,
             )
             .await?;
