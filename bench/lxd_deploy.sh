@@ -483,7 +483,7 @@ fw_max=$(for r in $(awk '$2 ~ /^timed:firewall\./ { print $2 }' "$results" | sor
 disturbed=$(awk '$2 == "cpu_other" && $3 > 1 { printf "%s%s", (n++ ? ", " : ""), $1 }' "$results")
 verdict=$(awk -v net="$net_med" -v node="$node_med" -v dep="$dep_med" -v fit="$c_fit" -v re="$re_med" \
     -v pc="$pp_create" -v pf="$pp_files" -v pst="$pp_start" -v pssh="$pp_ssh" -v pn="$pp_node" -v sn="$ps_node" \
-    -v ss="$ps_start" -v sssh="$ps_ssh" -v pboot="$pp_boot" -v papply="$pp_apply" -v pw="$wp_wall" -v sw="$ws_wall" \
+    -v ss="$ps_start" -v sssh="$ps_ssh" -v pboot="$pp_boot" -v papply="$pp_apply" -v sapply="$ps_apply" -v pw="$wp_wall" -v sw="$ws_wall" \
     -v own="$own" -v cores="$cores" -v lxd="$c_lxd" -v ct="$c_ct" -v other="$c_other" -v host="$c_host" \
     -v disturbed="$disturbed" -v runs="$RUNS" 'BEGIN {
     boot = (pboot != "" && pboot != "n/a")
@@ -496,11 +496,12 @@ verdict=$(awk -v net="$net_med" -v node="$node_med" -v dep="$dep_med" -v fit="$c
           (pssh - pst >= 0.3) ? "the boot to sshd is the largest part" : "those two are the bulk, about even"
     printf "Of a node'"'"'s time, LXD starting the container takes %s s and the boot to an SSH answer %s s, creating it from the btrfs image %s s and pushing its files %s s: %s. ", pst, pssh, pc, pf, big
     printf "One node at a time, a node takes %s s (start %s s, boot to SSH %s s); five at once, %s s each", sn, ss, sssh, pn
-    if (sw != "" && pw != "") printf " (whole warm-up deploy: %s s one at a time, %s s at once, a speed-up of %.1f on %d cores)", sw, pw, sw / pw, cores
+    if (papply != "n/a" && sapply != "n/a" && papply > 0)
+        printf " (start of the warm-up deploy to all resources ready: %s s one at a time, %s s at once, a speed-up of %.1f on %d cores)", sapply, papply, sapply / papply, cores
     printf ". "
-    cts = boot ? "the containers (their boot, then the services the bootstrap starts)" : "the containers'"'"' own boot"
-    who = (lxd >= ct) ? sprintf("mostly the LXD daemon (%s core-s) rather than %s (%s core-s)", lxd, cts, ct) \
-                      : sprintf("mostly %s (%s core-s) rather than the LXD daemon (%s core-s)", cts, ct, lxd)
+    cts = boot ? "their boot, then the services the bootstrap starts" : "their boot"
+    who = (lxd >= ct) ? sprintf("mostly the LXD daemon (%s core-s) rather than the 5 containers (%s core-s: %s)", lxd, ct, cts) \
+                      : sprintf("mostly the 5 containers (%s core-s: %s) rather than the LXD daemon (%s core-s)", ct, cts, lxd)
     if (own >= 70 && pn > 1.5 * sn)
         printf "That is where the %d cores are the limit: the deployment alone keeps them %d%% busy on average, %s, so the concurrent starts and boots queue for CPU and more parallelism cannot shorten the deploy on this machine.", cores, own, who
     else
