@@ -659,17 +659,7 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
                 f.mode
             );
         }
-        let out = session
-            .run_with_input("sh -s", script.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        if out.status != 0 {
-            return Err(format!(
-                "`{}`: writing files failed: {}",
-                c.node,
-                out.stderr.trim()
-            ));
-        }
+        run_script(session, &c.node, &script, "writing files").await?;
         report
             .uploaded
             .extend(uploads.iter().map(|f| f.path.clone()));
@@ -705,17 +695,7 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
                 quote(&s.name)
             );
         }
-        let out = session
-            .run_with_input("sh -s", script.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        if out.status != 0 {
-            return Err(format!(
-                "`{}`: restarting services failed: {}",
-                c.node,
-                out.stderr.trim()
-            ));
-        }
+        run_script(session, &c.node, &script, "restarting services").await?;
         report
             .restarted
             .extend(restart.iter().map(|s| s.name.clone()));
@@ -735,6 +715,18 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
         session.run(&cmd).await.map_err(|e| e.to_string())?;
     }
     Ok(report)
+}
+
+/// Runs a shell script on the node in one round trip; `what` names it in the error.
+async fn run_script(session: &Session, node: &str, script: &str, what: &str) -> Result<(), String> {
+    let out = session
+        .run_with_input("sh -s", script.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status != 0 {
+        return Err(format!("`{node}`: {what} failed: {}", out.stderr.trim()));
+    }
+    Ok(())
 }
 
 /// The summary lines of a bootstrap run.
