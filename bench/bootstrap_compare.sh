@@ -506,9 +506,9 @@ body=$tmp/section.md
     echo "  deployment from LXD (the \`--skip-bootstrap\` time above)."
     echo "- ansible-core 2.19 writes a template that is a single integer expression (\`{{ n }}\` + newline) without its"
     echo "  newline; myid.j2 and mesos-quorum.j2 pipe through \`| string\` so that the files are byte-identical to fitter's."
-    echo "- The plan sets \`derive_firewall: false\`: at this commit the firewall rules fitter derives from the components'"
-    echo "  ports hold duplicates for LXD (\`tcp 2181 from role:marathon\` and \`from role:mesos-master\` are the same"
-    echo "  addresses), and LXD refuses the masters' ACL (\`Duplicate of ingress rule\`). The firewall plays no part in bootstrap."
+    echo "- The plan sets \`derive_firewall: false\`: when it was written (64236a2) the rules fitter derived from the"
+    echo "  components' ports held duplicates that LXD refused for the masters' ACL (\`Duplicate of ingress rule\`); 90e04cb"
+    echo "  made them unique. The firewall plays no part in bootstrap."
 } >"$body"
 
 cat "$body"
