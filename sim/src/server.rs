@@ -1,0 +1,382 @@
+//! HTTP: the accept loop, one hyper HTTP/1 connection task per client, and the pipeline every
+//! `/v2` request goes through: record, authenticate, rate-limit, apply faults, handle, answer.
+//!
+//! Each `/v2` request is handled in a task of its own, so a client that gives up (a timeout)
+//! does not cancel a change half-way: like a real server, the simulator finishes what it
+//! accepted. [`crate::Fault::LostResponse`] works by telling the connection task to drop the
+//! connection instead of writing the response the handler produced.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HOST};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value as Json, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::Shared;
+use crate::api::{self, ApiError, Call};
+use crate::ratelimit::{Budget, Verdict};
+use crate::types::{Config, Fault, RecordedRequest};
+use crate::util::unix_seconds;
+
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(stream, shared.clone(), shutdown.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let lose = Arc::new(Notify::new());
+    let service = {
+        let lose = lose.clone();
+        service_fn(move |request| handle(shared.clone(), lose.clone(), request))
+    };
+    let connection = http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        // Dropping the connection closes the socket with nothing written.
+        _ = lose.notified() => tracing::debug!("response lost on purpose: connection dropped"),
+        _ = shutdown.changed() => {}
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn handle(
+    shared: Arc<Shared>,
+    lose: Arc<Notify>,
+    request: Request<Incoming>,
+) -> Result<Reply, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    if path.starts_with("/_sim/") {
+        return Ok(control(&shared, parts.method.as_str(), &path, &body));
+    }
+    if path != "/v2" && !path.starts_with("/v2/") {
+        return Ok(respond(
+            404,
+            Some(&ApiError::not_found().body("")),
+            Vec::new(),
+        ));
+    }
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let request = V2Request {
+        method: parts.method.as_str().to_owned(),
+        base: format!(
+            "http://{}",
+            header(HOST).unwrap_or_else(|| shared.addr.to_string())
+        ),
+        authorization: header(AUTHORIZATION),
+        path,
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        body,
+    };
+    // Its own task: see the module documentation.
+    match tokio::spawn(v2(shared, request)).await {
+        Ok(Outcome {
+            response,
+            lost: false,
+        }) => Ok(response),
+        Ok(Outcome { lost: true, .. }) => {
+            lose.notify_one();
+            std::future::pending().await
+        }
+        Err(error) => {
+            tracing::error!(%error, "request handler failed");
+            Ok(respond(
+                500,
+                Some(&ApiError::for_status(500).body("")),
+                Vec::new(),
+            ))
+        }
+    }
+}
+
+struct V2Request {
+    method: String,
+    path: String,
+    query: String,
+    base: String,
+    authorization: Option<String>,
+    body: Bytes,
+}
+
+struct Outcome {
+    response: Reply,
+    lost: bool,
+}
+
+/// The token of an acceptable `Authorization` header.
+fn bearer<'h>(header: Option<&'h str>, config: &Config) -> Option<&'h str> {
+    let token = header?.strip_prefix("Bearer ")?.trim();
+    match &config.token {
+        _ if token.is_empty() => None,
+        Some(expected) if expected != token => None,
+        _ => Some(token),
+    }
+}
+
+fn rate_headers(budget: Budget) -> Vec<(&'static str, String)> {
+    let reset = SystemTime::now() + budget.reset_in + Duration::from_millis(999);
+    vec![
+        ("ratelimit-limit", budget.limit.to_string()),
+        ("ratelimit-remaining", budget.remaining.to_string()),
+        ("ratelimit-reset", unix_seconds(reset).to_string()),
+    ]
+}
+
+fn seconds_ceil(duration: Duration) -> u64 {
+    (duration.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
+    let started = Instant::now();
+    let V2Request {
+        method,
+        path,
+        query,
+        base,
+        authorization,
+        body,
+    } = request;
+    let finish = |slot: (u64, usize), status: u16, response: Reply, lost: bool| {
+        shared.state().record_status(slot, status);
+        tracing::debug!(
+            %method, %path, %query, status, lost,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        Outcome { response, lost }
+    };
+
+    // Under the lock: record, authenticate, rate-limit, faults.
+    let (slot, effects, budget, request_id) = {
+        let mut guard = shared.state();
+        let state = &mut *guard;
+        let now = Instant::now();
+        let slot = state.record(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            status: 0,
+            body: serde_json::from_slice(&body).ok(),
+        });
+        state.counts.total += 1;
+        match method.as_str() {
+            "GET" => state.counts.get += 1,
+            "POST" => state.counts.post += 1,
+            "PUT" => state.counts.put += 1,
+            "PATCH" => state.counts.patch += 1,
+            "DELETE" => state.counts.delete += 1,
+            _ => {}
+        }
+        let request_id = state.next_request_id();
+
+        let Some(token) = bearer(authorization.as_deref(), &state.config) else {
+            let budget = Budget {
+                limit: state.config.rate_limit_per_hour,
+                remaining: state.config.rate_limit_per_hour,
+                reset_in: Duration::ZERO,
+            };
+            drop(guard);
+            let error = ApiError::for_status(401);
+            let response = respond(401, Some(&error.body(&request_id)), rate_headers(budget));
+            return finish(slot, 401, response, false);
+        };
+        let token = token.to_owned();
+        let key_list = method == "GET" && path == "/v2/account/keys";
+        if let Verdict::Limited(budget, after) =
+            state
+                .limits
+                .check(&state.config, &token, key_list, false, now)
+        {
+            state.counts.rate_limited += 1;
+            drop(guard);
+            let mut headers = rate_headers(budget);
+            headers.push(("retry-after", seconds_ceil(after).to_string()));
+            let error = ApiError::for_status(429);
+            let response = respond(429, Some(&error.body(&request_id)), headers);
+            return finish(slot, 429, response, false);
+        }
+
+        let effects = state.faults.apply(&method, &path);
+        let budget = match effects.status {
+            // An injected 429 is a rejection like the real one: it does not count.
+            Some(429) => state.limits.peek(&state.config, &token, now),
+            _ => match state
+                .limits
+                .check(&state.config, &token, key_list, true, now)
+            {
+                Verdict::Allowed(budget) | Verdict::Limited(budget, _) => budget,
+            },
+        };
+        if effects.status == Some(429) {
+            state.counts.rate_limited += 1;
+        }
+        (slot, effects, budget, request_id)
+    };
+
+    // Faults compose: a slow fault delays an injected status too, and a lost response loses
+    // whatever the answer was.
+    if !effects.delay.is_zero() {
+        tokio::time::sleep(effects.delay).await;
+    }
+    let mut headers = rate_headers(budget);
+    let (status, response) = match effects.status {
+        Some(status) => {
+            // Nothing is handled: the state stays as it was.
+            let body = (status >= 400).then(|| ApiError::for_status(status).body(&request_id));
+            if status == 429 {
+                headers.push(("retry-after", "1".to_owned()));
+            }
+            (status, respond(status, body.as_ref(), headers))
+        }
+        None => {
+            let result = {
+                let mut state = shared.state();
+                let call = Call::new(&method, &path, &query, &body, &base, Instant::now());
+                api::route(&mut state, &call)
+            };
+            match result {
+                Ok(reply) => (
+                    reply.status,
+                    respond_text(reply.status, reply.body, headers),
+                ),
+                Err(error) => (
+                    error.status,
+                    respond(error.status, Some(&error.body(&request_id)), headers),
+                ),
+            }
+        }
+    };
+    finish(slot, status, response, effects.lost)
+}
+
+/// The control API under `/_sim`: not DigitalOcean's, no auth, no rate limit.
+fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
+    let bad = |error: serde_json::Error| {
+        respond(
+            400,
+            Some(&json!({"error": format!("invalid JSON body: {error}")})),
+            Vec::new(),
+        )
+    };
+    match (method, path) {
+        ("GET", "/_sim/state") => {
+            let snapshot = shared.state().snapshot(&format!("http://{}", shared.addr));
+            respond_value(200, &snapshot)
+        }
+        ("GET", "/_sim/requests") => {
+            let requests = shared.state().requests.clone();
+            respond_value(200, &requests)
+        }
+        ("POST", "/_sim/faults") => match serde_json::from_slice::<Fault>(body) {
+            Ok(fault) => {
+                shared.state().faults.inject(fault);
+                respond(204, None, Vec::new())
+            }
+            Err(error) => bad(error),
+        },
+        ("DELETE", "/_sim/faults") => {
+            shared.state().faults.clear();
+            respond(204, None, Vec::new())
+        }
+        ("POST", "/_sim/reset") => {
+            shared.state().reset();
+            respond(204, None, Vec::new())
+        }
+        ("GET", "/_sim/config") => {
+            let config = shared.state().config.clone();
+            respond_value(200, &config)
+        }
+        ("PUT", "/_sim/config") => match serde_json::from_slice::<Config>(body) {
+            Ok(config) => {
+                shared.state().config = config;
+                respond(204, None, Vec::new())
+            }
+            Err(error) => bad(error),
+        },
+        _ => respond(
+            404,
+            Some(&json!({"error": format!("no control endpoint {method} {path}")})),
+            Vec::new(),
+        ),
+    }
+}
+
+fn respond_value(status: u16, value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_value(value) {
+        Ok(json) => respond(status, Some(&json), Vec::new()),
+        Err(error) => respond(500, Some(&json!({"error": error.to_string()})), Vec::new()),
+    }
+}
+
+fn respond(status: u16, body: Option<&Json>, headers: Vec<(&'static str, String)>) -> Reply {
+    respond_text(status, body.map(Json::to_string), headers)
+}
+
+fn respond_text(status: u16, body: Option<String>, headers: Vec<(&'static str, String)>) -> Reply {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let bytes = match body {
+        Some(text) => {
+            builder = builder.header("content-type", "application/json");
+            Bytes::from(text)
+        }
+        None => Bytes::new(),
+    };
+    builder
+        .body(Full::new(bytes))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}

@@ -1,0 +1,165 @@
+//! The simulator's public vocabulary: its configuration, the faults a test can inject, and what
+//! a test can read back. All of it is serde-(de)serializable so the control API under `/_sim`
+//! speaks the same language as the Rust API; durations travel as integer milliseconds
+//! (`*_ms` fields).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// How the fake behaves. Every field has a default, so a partial JSON object is a valid config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How long a droplet stays `new` after its creation before it is `active`.
+    #[serde(rename = "active_delay_ms", with = "millis")]
+    pub active_delay: Duration,
+    /// How long a deleted droplet stays visible (listed, in its VPC) after the 204.
+    #[serde(rename = "delete_delay_ms", with = "millis")]
+    pub delete_delay: Duration,
+    /// Requests per token in any rolling 60 s window.
+    pub rate_limit_per_minute: u32,
+    /// Requests per token in any rolling hour; also the `ratelimit-limit` header.
+    pub rate_limit_per_hour: u32,
+    /// `GET /v2/account/keys` (the list) per token in any rolling 60 s window.
+    pub key_list_per_minute: u32,
+    /// `Some(t)`: only `Bearer t` is accepted. `None`: any non-empty bearer token.
+    pub token: Option<String>,
+    /// `Some(n)`: a create that would make more than `n` droplets gets a 422.
+    pub droplet_limit: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            active_delay: Duration::from_secs(2),
+            delete_delay: Duration::from_secs(1),
+            rate_limit_per_minute: 250,
+            rate_limit_per_hour: 5000,
+            key_list_per_minute: 10,
+            token: None,
+            droplet_limit: None,
+        }
+    }
+}
+
+/// Something to go wrong on purpose. Faults apply to requests that passed authentication and
+/// the rate limit; several can match one request, and they combine (the first matching
+/// `Status` wins, `Slow` delays add up, `LostResponse` drops whatever the answer was).
+/// Serialized with a `kind` tag:
+/// `{"kind":"status","matcher":{"method":"POST","path_prefix":"/v2/droplets","times":1},"status":503}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer with `status` and a DigitalOcean-style error body; nothing changes. A 429 also
+    /// carries `retry-after: 1`.
+    Status { matcher: Matcher, status: u16 },
+    /// Sleep `delay` before handling; the state changes after the sleep.
+    Slow {
+        matcher: Matcher,
+        #[serde(rename = "delay_ms", with = "millis")]
+        delay: Duration,
+    },
+    /// Handle the request completely (a create does happen), then close the connection
+    /// without sending a byte of the response: the client sees a network error.
+    LostResponse { matcher: Matcher },
+    /// Droplets named `name` stay `new` for as long as this fault is in place.
+    StuckNew { name: String },
+}
+
+/// Which requests a fault applies to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Matcher {
+    /// `Some("POST")`: only that method (any case). `None`: any method.
+    pub method: Option<String>,
+    /// The request path must start with this, e.g. `/v2/droplets`. Empty matches everything.
+    pub path_prefix: String,
+    /// Let this many matching requests through untouched first.
+    pub skip: u32,
+    /// Affect this many matching requests, then stop. 0: no end.
+    pub times: u32,
+}
+
+impl Matcher {
+    /// Every request with `method` (`None`: any) whose path starts with `path_prefix`.
+    pub fn new(method: Option<&str>, path_prefix: &str) -> Matcher {
+        Matcher {
+            method: method.map(str::to_owned),
+            path_prefix: path_prefix.to_owned(),
+            skip: 0,
+            times: 0,
+        }
+    }
+
+    /// Lets the first `skip` matching requests through.
+    pub fn skip(mut self, skip: u32) -> Matcher {
+        self.skip = skip;
+        self
+    }
+
+    /// Affects only `times` matching requests (0: all).
+    pub fn times(mut self, times: u32) -> Matcher {
+        self.times = times;
+        self
+    }
+
+    pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && path.starts_with(&self.path_prefix)
+    }
+}
+
+/// Every resource, rendered as the API would return it at the time of the snapshot (droplets
+/// deleted but not yet gone included), plus the request counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub droplets: Vec<Json>,
+    pub vpcs: Vec<Json>,
+    pub firewalls: Vec<Json>,
+    pub tags: Vec<Json>,
+    pub ssh_keys: Vec<Json>,
+    pub counts: Counts,
+}
+
+/// Counters over `/v2` requests since the start or the last reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: u64,
+    pub get: u64,
+    pub post: u64,
+    pub put: u64,
+    pub patch: u64,
+    pub delete: u64,
+    /// 429 answers sent, from the rate limiter or from a [`Fault::Status`].
+    pub rate_limited: u64,
+}
+
+/// One `/v2` request as the simulator saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw query string, without `?` (empty when there is none).
+    pub query: String,
+    pub status: u16,
+    /// The request body when it parsed as JSON.
+    pub body: Option<Json>,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
