@@ -5,10 +5,15 @@
 # The end-to-end tests need the LXD daemon, its storage pool and profile, and the node image:
 # scripts/local-cloud.sh installs and starts them (idempotent, fast when all is in place).
 # They are #[ignore]d in a plain `cargo test`; here they run with `--include-ignored`.
+# The DigitalOcean tests need Prism, which scripts/prism.sh installs with npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/local-cloud.sh
+
+# The DigitalOcean tests put Prism (npm: @stoplight/prism-cli) between fitter and fitter-sim
+# to hold both to the official spec; install it once (idempotent, cached).
+scripts/prism.sh install >/dev/null
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; install Rust with rustup first" >&2

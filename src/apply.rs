@@ -19,11 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fitter_providers::api::{
     FirewallRequest, FirewallRule, Ipv4Net, Member, NetworkRequest, NodeRequest, Provider, Request,
-    RuleSource,
+    RuleSource, SshKeyRequest, TagRequest,
 };
 use fitter_providers::{ProviderKind, ResourceKind};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, Outcome};
 use crate::fittings::rules::{Protocol, Rule, Source};
-use crate::graph::{ResourceGraph, StepKind, deployment_tag};
+use crate::graph::{ResourceGraph, StepKind, deployment_tag, firewall_tag, role_tag};
 use crate::plan::{Action, Plan};
 use crate::ssh::{self, OperatorKey, Session};
 use crate::state::{ResourceState, StateError, StateFile, Status};
@@ -62,6 +63,10 @@ pub struct Options {
     pub operator: OperatorKey,
     /// How long a new node may take to answer SSH.
     pub ssh_patience: Duration,
+    /// Whether a new node counts as ready only once it answers SSH with its host key. Off
+    /// for `deploy --skip-bootstrap`, whose operator reaches the nodes otherwise (and whose
+    /// simulated droplets are not hosts).
+    pub probe_ssh: bool,
 }
 
 /// What happened to one change.
@@ -143,8 +148,10 @@ pub async fn refresh(state: &mut StateFile, providers: &Providers) -> Result<Vec
                     .map_err(|e| e.to_string())?
                     .is_some()
             }
-            // A create interrupted before the provider named the resource.
-            None => false,
+            // A create interrupted before the provider named the resource: kept, with the
+            // host key it generated, for the next create, which adopts what the provider
+            // finds by name and tag before creating anything.
+            None => true,
         };
         if !exists {
             gone.push(address);
@@ -274,6 +281,26 @@ struct Context<'a> {
     providers: &'a Providers,
     state: Mutex<&'a mut StateFile>,
     options: &'a Options,
+    /// Provider calls in flight: `--parallelism` of them. Waiting for a resource to become
+    /// ready holds no slot, so a thousand droplets booting do not stop the next creates.
+    calls: tokio::sync::Semaphore,
+    /// Group commit: changes made in memory, and how many of them are on disk.
+    changed: AtomicU64,
+    written: AtomicU64,
+    writer: Mutex<()>,
+}
+
+/// Why an operation did not complete.
+enum OpError {
+    Failed(String),
+    /// Ctrl-C came before its provider call could start.
+    Interrupted,
+}
+
+impl From<String> for OpError {
+    fn from(s: String) -> Self {
+        OpError::Failed(s)
+    }
 }
 
 /// Carries out the plan. Never loses a recorded resource: the state is saved after every
@@ -301,9 +328,14 @@ pub async fn apply(
         providers,
         state: Mutex::new(state),
         options,
+        calls: tokio::sync::Semaphore::new(options.parallelism.max(1)),
+        changed: AtomicU64::new(0),
+        written: AtomicU64::new(0),
+        writer: Mutex::new(()),
     };
     let took: std::sync::Mutex<HashMap<usize, Duration>> = Default::default();
-    let outcomes = engine::walk(&dag, &selected, options.parallelism, &options.cancel, |v| {
+    // Every ready step starts; `ctx.calls` bounds the provider calls among them.
+    let outcomes = engine::walk(&dag, &selected, ops.len(), &options.cancel, |v| {
         let (ctx, ops, took) = (&ctx, &ops, &took);
         async move {
             let start = Instant::now();
@@ -335,7 +367,8 @@ pub async fn apply(
                     .and_then(|t| t.get(&i).map(Duration::as_secs_f64))
                     .unwrap_or(0.0),
             },
-            Outcome::Failed(why) => StepResult::Failed(why),
+            Outcome::Failed(OpError::Failed(why)) => StepResult::Failed(why),
+            Outcome::Failed(OpError::Interrupted) => StepResult::NotStarted,
             Outcome::Skipped { failed } => StepResult::Skipped {
                 because: name_of(failed.index()),
             },
@@ -373,7 +406,9 @@ fn schedule(plan: &Plan) -> (Vec<Op>, DiGraph<(), ()>) {
                 },
             );
             by_rank
-                .entry(std::cmp::Reverse(change.kind.rank()))
+                .entry(std::cmp::Reverse(
+                    change.kind.teardown_rank(change.provider),
+                ))
                 .or_default()
                 .push(v);
         }
@@ -413,7 +448,18 @@ fn schedule(plan: &Plan) -> (Vec<Op>, DiGraph<(), ()>) {
     (ops, dag)
 }
 
-async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), String> {
+/// One provider call slot, unless Ctrl-C comes first.
+async fn slot<'c>(ctx: &'c Context<'_>) -> Result<tokio::sync::SemaphorePermit<'c>, OpError> {
+    if ctx.options.cancel.is_cancelled() {
+        return Err(OpError::Interrupted);
+    }
+    tokio::select! {
+        permit = ctx.calls.acquire() => permit.map_err(|_| OpError::Interrupted),
+        _ = ctx.options.cancel.cancelled() => Err(OpError::Interrupted),
+    }
+}
+
+async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), OpError> {
     match op {
         Op::Barrier => Ok(()),
         Op::Delete {
@@ -431,12 +477,13 @@ async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), String> {
                 .and_then(|r| r.id.clone());
             if let Some(id) = id {
                 let p = ctx.providers.get(*provider, address)?;
+                let _slot = slot(ctx).await?;
                 p.delete(*kind, &id).await.map_err(|e| e.to_string())?;
             }
-            save(ctx, |s| {
+            Ok(save(ctx, |s| {
                 s.resources.remove(address);
             })
-            .await
+            .await?)
         }
         Op::Apply(i) => {
             let change = &ctx.plan.changes[*i];
@@ -449,18 +496,30 @@ async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), String> {
     }
 }
 
+/// Applies a change to the state and returns once it is on disk. Changes that arrive while
+/// another write is under way share the next write (group commit): with a thousand nodes,
+/// one write per change would rewrite the whole file thousands of times.
 async fn save(
     ctx: &Context<'_>,
     change: impl FnOnce(&mut crate::state::State),
 ) -> Result<(), String> {
-    ctx.state
-        .lock()
-        .await
-        .update(change)
-        .map_err(|e| e.to_string())
+    let generation = {
+        let mut state = ctx.state.lock().await;
+        state.modify(change);
+        ctx.changed.fetch_add(1, Ordering::SeqCst) + 1
+    };
+    let _writer = ctx.writer.lock().await;
+    if ctx.written.load(Ordering::SeqCst) >= generation {
+        return Ok(());
+    }
+    let mut state = ctx.state.lock().await;
+    let upto = ctx.changed.load(Ordering::SeqCst);
+    state.save().map_err(|e| e.to_string())?;
+    ctx.written.store(upto, Ordering::SeqCst);
+    Ok(())
 }
 
-async fn create(ctx: &Context<'_>, i: usize) -> Result<(), String> {
+async fn create(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     let change = &ctx.plan.changes[i];
     let address = change.address.clone();
     let provider = ctx.providers.get(change.provider, &address)?;
@@ -522,7 +581,10 @@ async fn create(ctx: &Context<'_>, i: usize) -> Result<(), String> {
     })
     .await?;
 
-    let id = provider.create(&request).await.map_err(|e| e.to_string())?;
+    let id = {
+        let _slot = slot(ctx).await?;
+        provider.create(&request).await.map_err(|e| e.to_string())?
+    };
     if predicted.as_deref() != Some(id.as_str()) {
         save(ctx, |s| {
             if let Some(r) = s.resources.get_mut(&address) {
@@ -537,7 +599,9 @@ async fn create(ctx: &Context<'_>, i: usize) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     outputs.extend(ready);
 
-    if let Request::Node(r) = &request {
+    if let Request::Node(r) = &request
+        && ctx.options.probe_ssh
+    {
         let ip = outputs
             .get("public_ip")
             .or_else(|| outputs.get("private_ip"))
@@ -556,17 +620,17 @@ async fn create(ctx: &Context<'_>, i: usize) -> Result<(), String> {
         session.close().await;
     }
     outputs.remove("host_key_private");
-    save(ctx, |s| {
+    Ok(save(ctx, |s| {
         if let Some(r) = s.resources.get_mut(&address) {
             r.outputs = outputs;
             r.status = Status::Ready;
             r.id = Some(id);
         }
     })
-    .await
+    .await?)
 }
 
-async fn update(ctx: &Context<'_>, i: usize) -> Result<(), String> {
+async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     let change = &ctx.plan.changes[i];
     let address = change.address.clone();
     let provider = ctx.providers.get(change.provider, &address)?;
@@ -587,18 +651,21 @@ async fn update(ctx: &Context<'_>, i: usize) -> Result<(), String> {
         let state = ctx.state.lock().await;
         build_request(ctx, i, state.state(), &outputs)?
     };
-    let fresh = provider
-        .update(&request, &id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let fresh = {
+        let _slot = slot(ctx).await?;
+        provider
+            .update(&request, &id)
+            .await
+            .map_err(|e| e.to_string())?
+    };
     let attributes = change.after.clone().unwrap_or_default();
-    save(ctx, |s| {
+    Ok(save(ctx, |s| {
         if let Some(r) = s.resources.get_mut(&address) {
             r.attributes = attributes;
             r.outputs.extend(fresh);
         }
     })
-    .await
+    .await?)
 }
 
 /// The provider's request for a change, with everything resolved: subnets, addresses,
@@ -686,7 +753,7 @@ fn build_request(
                             .collect(),
                     },
                     Source::Role(role) => RuleSource::Group {
-                        tag: format!("{}-{}", deployment_tag(&deployment), role.value),
+                        tag: role_tag(&deployment, &role.value),
                         addresses: all_nodes
                             .iter()
                             .filter(|n| {
@@ -711,7 +778,7 @@ fn build_request(
                 });
             }
             Ok(Request::Firewall(FirewallRequest {
-                member_tag: format!("{}-fw-{}", deployment_tag(&deployment), change.name),
+                member_tag: firewall_tag(&deployment, &change.name),
                 deployment,
                 name: change.name.clone(),
                 network,
@@ -721,7 +788,21 @@ fn build_request(
         }
         ResourceKind::Node => {
             let network = text("network").and_then(|n| Some((n.clone(), subnet_of(&n)?)));
+            let network_id = text("network").and_then(|n| {
+                state
+                    .resources
+                    .get(&format!("network.{n}"))
+                    .and_then(|r| r.id.clone())
+            });
+            // The plan's tags, plus one per role and one per firewall, which the cloud's
+            // firewalls name (DigitalOcean filters by tag).
+            let mut tags = list("tags");
+            tags.extend(list("roles").iter().map(|r| role_tag(&deployment, r)));
+            if let Some(fw) = text("firewall") {
+                tags.push(firewall_tag(&deployment, &fw));
+            }
             Ok(Request::Node(NodeRequest {
+                network_id,
                 address: node_address(&change.name),
                 deployment,
                 name: change.name.clone(),
@@ -740,13 +821,20 @@ fn build_request(
                     .unwrap_or_default()
                     .to_string(),
                 authorized_keys: vec![ctx.options.operator.public_openssh.clone()],
-                tags: list("tags"),
+                tags,
             }))
         }
-        ResourceKind::SshKey | ResourceKind::Tag => Err(format!(
-            "`{}`: {} resources are not supported by this build yet",
-            change.address, change.kind
-        )),
+        ResourceKind::SshKey => Ok(Request::SshKey(SshKeyRequest {
+            key_name: text("name").unwrap_or_else(|| deployment_tag(&deployment)),
+            deployment,
+            name: change.name.clone(),
+            public_key: ctx.options.operator.public_openssh.clone(),
+        })),
+        ResourceKind::Tag => Ok(Request::Tag(TagRequest {
+            tag: text("name").unwrap_or_else(|| deployment_tag(&deployment)),
+            deployment,
+            name: change.name.clone(),
+        })),
     }
 }
 

@@ -12,7 +12,7 @@ use fitter_providers::ProviderKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fitter_providers::lxd;
+use fitter_providers::{digitalocean, lxd};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, Providers};
@@ -117,6 +117,9 @@ struct ApplyArgs {
     /// Create the infrastructure and stop before configuring the nodes over SSH.
     #[arg(long)]
     skip_bootstrap: bool,
+    /// Seconds a new cloud server may take to become active.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    ready_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -380,7 +383,7 @@ fn operator_key_fallback(state_path: &Path) -> PathBuf {
 }
 
 /// The providers the plan's locations use, connected.
-async fn connect_providers(fittings: &Fittings) -> Result<Providers, String> {
+async fn connect_providers(fittings: &Fittings, args: &ApplyArgs) -> Result<Providers, String> {
     let mut providers = Providers::default();
     let mut kinds: Vec<ProviderKind> = fittings.locations.iter().map(|l| l.provider).collect();
     kinds.sort();
@@ -403,11 +406,12 @@ async fn connect_providers(fittings: &Fittings) -> Result<Providers, String> {
                 providers.insert(Arc::new(lxd::Lxd::new(&socket, &fittings.deployment)));
             }
             ProviderKind::DigitalOcean => {
-                return Err(
-                    "error: the digitalocean provider is not built yet (issue #3); \
-                            `fitter plan` works for DigitalOcean plans, `deploy` does not"
-                        .to_string(),
-                );
+                let mut settings =
+                    digitalocean::Settings::from_env().map_err(|e| format!("error: {e}"))?;
+                settings.ready_timeout = Duration::from_secs(args.ready_timeout);
+                let provider = digitalocean::DigitalOcean::new(&fittings.deployment, settings)
+                    .map_err(|e| format!("error: {e}"))?;
+                providers.insert(Arc::new(provider));
             }
         }
     }
@@ -427,6 +431,7 @@ async fn apply_options(args: &ApplyArgs, state_path: &Path) -> Result<apply::Opt
         cancel: cancel_on_ctrl_c(),
         operator,
         ssh_patience: Duration::from_secs(args.ssh_timeout),
+        probe_ssh: !args.skip_bootstrap,
     })
 }
 
@@ -475,7 +480,7 @@ async fn deploy(
         .state
         .clone()
         .unwrap_or_else(|| state::default_path(&args.fittings));
-    let providers = connect_providers(&checked.fittings).await?;
+    let providers = connect_providers(&checked.fittings, apply_args).await?;
     let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
         .map_err(|e| format!("error: {e}"))?;
     let gone = apply::refresh(&mut state_file, &providers)
@@ -632,7 +637,7 @@ async fn dispose(
         .state
         .clone()
         .unwrap_or_else(|| state::default_path(&args.fittings));
-    let providers = connect_providers(&checked.fittings).await?;
+    let providers = connect_providers(&checked.fittings, apply_args).await?;
     let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
         .map_err(|e| format!("error: {e}"))?;
     apply::refresh(&mut state_file, &providers)

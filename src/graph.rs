@@ -193,6 +193,17 @@ pub fn deployment_tag(deployment: &str) -> String {
     format!("fitter-{deployment}")
 }
 
+/// The tag of the deployment's nodes with a role, which firewall rules `from role:x` name.
+/// Deployment names have no `:`, so `fitter-a:...` never belongs to a deployment `a-b`.
+pub fn role_tag(deployment: &str, role: &str) -> String {
+    format!("{}:role:{role}", deployment_tag(deployment))
+}
+
+/// The tag of the nodes a firewall protects, which the cloud firewall is applied to.
+pub fn firewall_tag(deployment: &str, firewall: &str) -> String {
+    format!("{}:fw:{firewall}", deployment_tag(deployment))
+}
+
 struct Builder {
     graph: DiGraph<Step, Edge>,
     index: HashMap<String, NodeIndex>,

@@ -264,6 +264,12 @@ impl StateFile {
         self.save()
     }
 
+    /// Applies `change` in memory only; the caller saves soon after (several changes made at
+    /// once can share one write).
+    pub fn modify(&mut self, change: impl FnOnce(&mut State)) {
+        change(&mut self.state);
+    }
+
     /// Writes the state: temporary file, fsync, backup of the previous version, rename.
     pub fn save(&mut self) -> Result<(), StateError> {
         let err = |path: &Path| {

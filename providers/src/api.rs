@@ -96,6 +96,8 @@ pub struct NodeRequest {
     pub image: String,
     pub region: Option<String>,
     pub network: Option<(String, Ipv4Net)>,
+    /// The provider's id of that network, once it exists (a DigitalOcean VPC's uuid).
+    pub network_id: Option<String>,
     /// The private address fitter assigned (LXD) or fixed (`glue: primary`).
     pub address: Option<Ipv4Addr>,
     /// The node's SSH host key, OpenSSH private key format: installed before first boot so
@@ -108,8 +110,32 @@ pub struct NodeRequest {
     pub tags: Vec<String>,
 }
 
+/// The operator's public key, uploaded to the cloud account (DigitalOcean).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshKeyRequest {
+    pub deployment: String,
+    /// `operator`, the plan's name for it.
+    pub name: String,
+    /// The name it gets in the account.
+    pub key_name: String,
+    /// OpenSSH format.
+    pub public_key: String,
+}
+
+/// A tag that marks what a deployment owns (DigitalOcean).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRequest {
+    pub deployment: String,
+    /// `deployment`, the plan's name for it.
+    pub name: String,
+    /// The tag itself, `fitter-<deployment>`.
+    pub tag: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    SshKey(SshKeyRequest),
+    Tag(TagRequest),
     Network(NetworkRequest),
     Firewall(FirewallRequest),
     Node(NodeRequest),
@@ -118,6 +144,8 @@ pub enum Request {
 impl Request {
     pub fn kind(&self) -> ResourceKind {
         match self {
+            Request::SshKey(_) => ResourceKind::SshKey,
+            Request::Tag(_) => ResourceKind::Tag,
             Request::Network(_) => ResourceKind::Network,
             Request::Firewall(_) => ResourceKind::Firewall,
             Request::Node(_) => ResourceKind::Node,
@@ -126,6 +154,8 @@ impl Request {
 
     pub fn name(&self) -> &str {
         match self {
+            Request::SshKey(r) => &r.name,
+            Request::Tag(r) => &r.name,
             Request::Network(r) => &r.name,
             Request::Firewall(r) => &r.name,
             Request::Node(r) => &r.name,

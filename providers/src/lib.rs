@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod api;
+pub mod digitalocean;
 pub mod lxd;
 
 /// A cloud fitter can deploy to.
@@ -216,6 +217,20 @@ impl ResourceKind {
             ResourceKind::Firewall => 2,
             ResourceKind::Network => 3,
             ResourceKind::Node => 4,
+        }
+    }
+
+    /// The order of teardown: resources of a higher rank are deleted first.
+    ///
+    /// On DigitalOcean firewalls go first, then droplets, then VPCs (which refuse to go while
+    /// they have members), then the tags and the key. On LXD the containers go first, then the
+    /// bridges, then the ACLs, which LXD refuses to delete while a bridge uses them.
+    pub fn teardown_rank(self, provider: ProviderKind) -> u8 {
+        match (provider, self) {
+            (ProviderKind::DigitalOcean, ResourceKind::Firewall) => 4,
+            (ProviderKind::DigitalOcean, ResourceKind::Node) => 3,
+            (ProviderKind::DigitalOcean, ResourceKind::Network) => 2,
+            (_, kind) => kind.rank(),
         }
     }
 

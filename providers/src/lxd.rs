@@ -683,6 +683,17 @@ fn machine_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+impl Lxd {
+    /// LXD has no account: keys are pushed as files, ownership is a config key.
+    fn no_account_resources(&self, request: &Request) -> ProviderError {
+        ProviderError::Unsupported {
+            provider: ProviderKind::Lxd,
+            resource: request.address(),
+            message: "lxd has no account to hold keys or tags".into(),
+        }
+    }
+}
+
 #[async_trait]
 impl Provider for Lxd {
     fn kind(&self) -> ProviderKind {
@@ -694,6 +705,7 @@ impl Provider for Lxd {
             Request::Network(r) => r.name.clone(),
             Request::Firewall(r) => acl_name(&self.deployment, &r.name),
             Request::Node(r) => instance_name(&self.deployment, &r.name),
+            Request::SshKey(_) | Request::Tag(_) => return None,
         })
     }
 
@@ -702,6 +714,7 @@ impl Provider for Lxd {
             Request::Network(r) => self.create_network(r).await,
             Request::Firewall(r) => self.create_firewall(r).await,
             Request::Node(r) => self.create_node(r).await,
+            Request::SshKey(_) | Request::Tag(_) => Err(self.no_account_resources(request)),
         }
     }
 
@@ -777,6 +790,7 @@ impl Provider for Lxd {
                 }
             }
             Request::Network(r) => self.set_network_acls(r).await?,
+            Request::SshKey(_) | Request::Tag(_) => return Err(self.no_account_resources(request)),
         }
         self.wait_ready(request, id).await
     }

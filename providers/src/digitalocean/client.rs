@@ -1,0 +1,548 @@
+//! HTTP for DigitalOcean's API: the bearer token, a client-side rate limiter, 429s honoured,
+//! idempotent calls retried, lists paginated.
+//!
+//! Retry policy, from what godo and the Terraform provider got wrong (see
+//! `shared/reference/digitalocean-api.md`):
+//! - a 429 means the request was not processed: every call waits (`retry-after`, else the
+//!   `ratelimit-reset` header, else backoff) and goes again, creates included;
+//! - a 5xx or a network error on GET, PUT or DELETE is retried with exponential backoff and
+//!   jitter; on a create (POST) it is *ambiguous*, because the resource may exist, and is
+//!   returned to the caller as [`Failure::Ambiguous`] so that it looks before it creates again.
+//!
+//! The limiter is a rolling window, as the server's is: at most [`PER_MINUTE`] requests in any
+//! 60 s and [`PER_HOUR`] in any hour, a little under DigitalOcean's 250 and 5,000 so that
+//! clock skew and another client on the same token leave some room. When the server says
+//! `ratelimit-remaining: 0`, nothing is sent until its reset time.
+//!
+//! The token is never printed: it lives in a header marked sensitive and `Client`'s `Debug`
+//! leaves it out; errors carry the API's message, the method and the path, never headers.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng as _;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value as Json;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Requests allowed in any 60 s (DigitalOcean allows 250).
+pub const PER_MINUTE: usize = 240;
+/// Requests allowed in any hour (DigitalOcean allows 5,000).
+pub const PER_HOUR: usize = 4_900;
+/// Items per page when listing: the API's maximum.
+pub const PER_PAGE: usize = 200;
+
+/// How a call may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// GET, PUT, DELETE: safe to send again.
+    Idempotent,
+    /// A POST that creates something: never sent twice blindly.
+    Create,
+}
+
+/// Why a call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The API answered with an error.
+    Status { status: u16, message: String },
+    /// The API could not be reached (after the retries an idempotent call gets).
+    Unreachable(String),
+    /// A create's outcome is unknown: the resource may or may not exist.
+    Ambiguous(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status { status, message } => write!(f, "{message} (HTTP {status})"),
+            Failure::Unreachable(m) => write!(f, "{m}"),
+            Failure::Ambiguous(m) => write!(f, "no answer to a create: {m}"),
+        }
+    }
+}
+
+/// An answer: its status (2xx or 404) and its JSON body (`null` when empty).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Json,
+}
+
+/// Retry timings; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Retries {
+    /// Tries of an idempotent call that meets 5xx or network errors.
+    pub attempts: u32,
+    /// First backoff; doubled each time up to `cap`, with jitter.
+    pub base: Duration,
+    pub cap: Duration,
+    /// Tries of a call that keeps getting 429.
+    pub rate_limited_attempts: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            attempts: 5,
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(10),
+            rate_limited_attempts: 30,
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: HeaderValue,
+    limiter: Limiter,
+    retries: Retries,
+    sent: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str, retries: Retries) -> Result<Client, String> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the DigitalOcean token contains characters a header cannot carry")?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("fitter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+            limiter: Limiter::new(PER_MINUTE, PER_HOUR),
+            retries,
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests sent so far, retries included.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Sends one call, retrying as its kind allows. A 404 is an answer, not a failure: the
+    /// caller decides what "gone" means.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+        call: Call,
+    ) -> Result<Answer, Failure> {
+        let mut failures = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            self.limiter.acquire().await;
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .header(AUTHORIZATION, self.auth.clone());
+            if let Some(b) = body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(b.to_string());
+            }
+            tracing::debug!(%method, path, "digitalocean request");
+            let outcome = request.send().await;
+            let response = match outcome {
+                Ok(r) => r,
+                Err(e) => {
+                    let why = describe(&e);
+                    // A connection that was never made carried nothing: even a create can
+                    // go again. Anything later may have reached the API.
+                    if call == Call::Create && !e.is_connect() {
+                        return Err(Failure::Ambiguous(why));
+                    }
+                    failures += 1;
+                    if failures >= self.retries.attempts {
+                        return Err(Failure::Unreachable(why));
+                    }
+                    tracing::debug!(%method, path, error = %why, "retrying");
+                    tokio::time::sleep(self.backoff(failures)).await;
+                    continue;
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            self.limiter.observe(&headers).await;
+            let text = match response.text().await {
+                Ok(t) => t,
+                Err(e) => {
+                    let why = describe(&e);
+                    if call == Call::Create {
+                        return Err(Failure::Ambiguous(why));
+                    }
+                    failures += 1;
+                    if failures >= self.retries.attempts {
+                        return Err(Failure::Unreachable(why));
+                    }
+                    tokio::time::sleep(self.backoff(failures)).await;
+                    continue;
+                }
+            };
+            let json: Json = if text.trim().is_empty() {
+                Json::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Json::String(text))
+            };
+            if status.is_success() || status == StatusCode::NOT_FOUND {
+                return Ok(Answer {
+                    status: status.as_u16(),
+                    body: json,
+                });
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                rate_limited += 1;
+                if rate_limited >= self.retries.rate_limited_attempts {
+                    return Err(Failure::Status {
+                        status: 429,
+                        message: message_of(&json),
+                    });
+                }
+                let wait = wait_for_429(&headers).unwrap_or_else(|| self.backoff(rate_limited));
+                tracing::info!(
+                    %method,
+                    path,
+                    seconds = wait.as_secs_f64(),
+                    "rate limited by DigitalOcean; waiting"
+                );
+                self.limiter.block_for(wait).await;
+                continue;
+            }
+            if status.is_server_error() {
+                let why = format!("{} (HTTP {})", message_of(&json), status.as_u16());
+                if call == Call::Create {
+                    return Err(Failure::Ambiguous(why));
+                }
+                failures += 1;
+                if failures >= self.retries.attempts {
+                    return Err(Failure::Status {
+                        status: status.as_u16(),
+                        message: message_of(&json),
+                    });
+                }
+                tokio::time::sleep(self.backoff(failures)).await;
+                continue;
+            }
+            return Err(Failure::Status {
+                status: status.as_u16(),
+                message: message_of(&json),
+            });
+        }
+    }
+
+    /// Every item of a list, following the pages. `path` may carry a query already.
+    pub async fn list(&self, path: &str, key: &str) -> Result<Vec<Json>, Failure> {
+        let mut items = Vec::new();
+        let mut page = 1u64;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        loop {
+            let answer = self
+                .send(
+                    Method::GET,
+                    &format!("{path}{sep}page={page}&per_page={PER_PAGE}"),
+                    None,
+                    Call::Idempotent,
+                )
+                .await?;
+            if answer.status == 404 {
+                return Ok(items);
+            }
+            let got = answer
+                .body
+                .get(key)
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let count = got.len();
+            items.extend(got);
+            let next = answer
+                .body
+                .pointer("/links/pages/next")
+                .and_then(Json::as_str)
+                .and_then(page_of);
+            match next {
+                Some(n) if n > page && count > 0 => page = n,
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retries
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let d = exp.min(self.retries.cap);
+        // Jitter between half and all of it, so that many waiters do not come back together.
+        let f: f64 = rand::rng().random_range(0.5..=1.0);
+        d.mul_f64(f)
+    }
+}
+
+/// The page number in a `links.pages.next` URL. The URL's host is the server's view of
+/// itself (a proxy in front of it changes nothing here): only the page number is used.
+fn page_of(url: &str) -> Option<u64> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("page="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// What to wait after a 429: `retry-after`, else until `ratelimit-reset`.
+fn wait_for_429(headers: &HeaderMap) -> Option<Duration> {
+    let number =
+        |name: &str| -> Option<f64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    if let Some(s) = number("retry-after") {
+        return Some(Duration::from_secs_f64(s.clamp(0.1, 120.0)));
+    }
+    let reset = number("ratelimit-reset")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some(Duration::from_secs_f64((reset - now).clamp(0.1, 120.0)))
+}
+
+/// The API's error message: DigitalOcean's `{id, message}`, or a proxy's problem+json.
+fn message_of(body: &Json) -> String {
+    if let Some(m) = body.get("message").and_then(Json::as_str) {
+        return m.to_string();
+    }
+    if let Some(title) = body.get("title").and_then(Json::as_str) {
+        let mut m = title.to_string();
+        if let Some(d) = body.get("detail").and_then(Json::as_str) {
+            m = format!("{m}: {d}");
+        }
+        if let Some(v) = body.get("validation").and_then(Json::as_array) {
+            let parts: Vec<String> = v
+                .iter()
+                .filter_map(|x| {
+                    Some(format!(
+                        "{} {}",
+                        x.get("location")?
+                            .as_array()?
+                            .iter()
+                            .filter_map(Json::as_str)
+                            .collect::<Vec<_>>()
+                            .join("."),
+                        x.get("message")?.as_str()?
+                    ))
+                })
+                .collect();
+            if !parts.is_empty() {
+                m = format!("{m} [{}]", parts.join("; "));
+            }
+        }
+        return m;
+    }
+    match body {
+        Json::String(s) if !s.is_empty() => s.chars().take(200).collect(),
+        _ => "no message".to_string(),
+    }
+}
+
+/// A reqwest error in a few words, without the URL's query (which never holds the token, but
+/// says nothing useful either).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off"
+    } else {
+        "request failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut cause = String::new();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    match e.url() {
+        Some(u) if cause.is_empty() => format!("{kind}: {}", u.path()),
+        Some(u) => format!("{kind}: {} ({cause})", u.path()),
+        None => kind.to_string(),
+    }
+}
+
+/// A rolling-window limiter shared by every call of one client.
+struct Limiter {
+    state: Mutex<Windows>,
+}
+
+struct Windows {
+    minute: Window,
+    hour: Window,
+    blocked_until: Option<Instant>,
+}
+
+struct Window {
+    cap: usize,
+    period: Duration,
+    sent: VecDeque<Instant>,
+}
+
+impl Window {
+    /// How long until one more request fits; zero when it fits now.
+    fn wait(&mut self, now: Instant) -> Duration {
+        while let Some(&t) = self.sent.front() {
+            if now.duration_since(t) >= self.period {
+                self.sent.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.sent.len() < self.cap {
+            Duration::ZERO
+        } else {
+            (self.sent[0] + self.period).saturating_duration_since(now)
+        }
+    }
+}
+
+impl Limiter {
+    fn new(per_minute: usize, per_hour: usize) -> Limiter {
+        Limiter {
+            state: Mutex::new(Windows {
+                minute: Window {
+                    cap: per_minute,
+                    period: Duration::from_secs(60),
+                    sent: VecDeque::new(),
+                },
+                hour: Window {
+                    cap: per_hour,
+                    period: Duration::from_secs(3600),
+                    sent: VecDeque::new(),
+                },
+                blocked_until: None,
+            }),
+        }
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut w = self.state.lock().await;
+                let now = Instant::now();
+                let blocked = w
+                    .blocked_until
+                    .map(|b| b.saturating_duration_since(now))
+                    .unwrap_or_default();
+                let wait = blocked.max(w.minute.wait(now)).max(w.hour.wait(now));
+                if wait.is_zero() {
+                    w.minute.sent.push_back(now);
+                    w.hour.sent.push_back(now);
+                    return;
+                }
+                wait
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Holds every call back for `wait` (after a 429).
+    async fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut w = self.state.lock().await;
+        if w.blocked_until.is_none_or(|b| b < until) {
+            w.blocked_until = Some(until);
+        }
+    }
+
+    /// Follows the server's own count: when it says nothing remains, wait for its reset.
+    async fn observe(&self, headers: &HeaderMap) {
+        let number =
+            |name: &str| -> Option<f64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+        if number("ratelimit-remaining") == Some(0.0)
+            && let Some(reset) = number("ratelimit-reset")
+            && let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH)
+        {
+            let wait = (reset - now.as_secs_f64()).clamp(0.0, 60.0);
+            self.block_for(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_page_is_read_from_the_link_whatever_its_host() {
+        assert_eq!(
+            page_of("http://127.0.0.1:4010/v2/droplets?page=3&per_page=200&tag_name=x"),
+            Some(3)
+        );
+        assert_eq!(page_of("https://api.digitalocean.com/v2/droplets"), None);
+    }
+
+    #[test]
+    fn messages_come_from_digitalocean_errors_and_proxy_problems() {
+        let m = message_of(
+            &serde_json::json!({"id": "unauthorized", "message": "Unable to authenticate you"}),
+        );
+        assert_eq!(m, "Unable to authenticate you");
+        let m = message_of(&serde_json::json!({
+            "title": "Invalid request", "detail": "Your request is not valid",
+            "validation": [{"location": ["body", "ssh_keys"], "message": "must be array"}]
+        }));
+        assert_eq!(
+            m,
+            "Invalid request: Your request is not valid [body.ssh_keys must be array]"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_never_lets_more_than_its_cap_through_in_a_period() {
+        let limiter = Limiter::new(3, 100);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            limiter.acquire().await;
+            times.push(start.elapsed());
+        }
+        // Three at once, three a minute later, one two minutes later.
+        assert_eq!(times[2], Duration::ZERO);
+        assert_eq!(times[3], Duration::from_secs(60));
+        assert_eq!(times[5], Duration::from_secs(60));
+        assert_eq!(times[6], Duration::from_secs(120));
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times
+                .iter()
+                .filter(|u| **u <= *t && *t - **u < Duration::from_secs(60))
+                .count();
+            assert!(in_window <= 3, "request {i} had {in_window} in its window");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let c = Client::new("http://127.0.0.1:1", "dop_v1_secret", Retries::default()).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("dop_v1_secret"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+}

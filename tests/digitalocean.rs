@@ -1,0 +1,773 @@
+//! fitter against DigitalOcean's API as `fitter-sim` fakes it, with Prism in between checking
+//! every request and answer against DigitalOcean's official OpenAPI spec
+//! (`../shared/digitalocean-openapi.yaml`): a request or an answer that breaks the spec makes
+//! Prism answer 422 or 500, which fails the deploy and so the test.
+//!
+//! Prism comes from `scripts/prism.sh install` (run by `scripts/test.sh`); these tests fail,
+//! rather than skip, when it is missing. They share one simulator and one Prism, so they run
+//! one at a time, each on its own deployment with the simulator reset.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use fitter_sim::{Config, Fault, Matcher, Simulator, Snapshot};
+use serde_json::Value as Json;
+
+const TOKEN: &str = "dop_v1_fitter_test_token_0123456789";
+const PLAN: &str = "fittings/mesos-digitalocean.yaml";
+const TAG: &str = "fitter-mesos-digitalocean";
+
+struct Cloud {
+    sim: Simulator,
+    /// Prism's address: what fitter is pointed at.
+    api_url: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn spec_path() -> PathBuf {
+    root().join("../shared/digitalocean-openapi.yaml")
+}
+
+fn prism_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FITTER_PRISM") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(root().join("scripts/prism.sh"))
+        .arg("path")
+        .output()
+        .expect("scripts/prism.sh runs");
+    assert!(
+        out.status.success(),
+        "Prism is not installed: run `scripts/prism.sh install` (scripts/test.sh does)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts Prism in front of the simulator, under a watchdog shell that stops it when this
+/// test process is gone (a static is never dropped).
+fn start_prism(upstream: SocketAddr) -> String {
+    let port = free_port();
+    let prism = prism_binary();
+    let script = format!(
+        "\"$0\" proxy -h 127.0.0.1 -p {port} --errors \"$1\" http://{upstream} >\"$2\" 2>&1 & p=$!; \
+         while kill -0 {me} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p 2>/dev/null",
+        me = std::process::id()
+    );
+    let log = std::env::temp_dir().join(format!("fitter-prism-{port}.log"));
+    let mut watchdog: Child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(&prism)
+        .arg(spec_path())
+        .arg(&log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("prism starts");
+    std::thread::spawn(move || watchdog.wait());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "Prism did not listen on {port} within 90 s; its log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+fn sim_config() -> Config {
+    Config {
+        active_delay: Duration::from_secs(2),
+        delete_delay: Duration::from_millis(500),
+        token: Some(TOKEN.to_string()),
+        ..Config::default()
+    }
+}
+
+/// The shared simulator and Prism, for one test at a time.
+fn cloud() -> MutexGuard<'static, Cloud> {
+    static CLOUD: OnceLock<Mutex<Cloud>> = OnceLock::new();
+    let cloud = CLOUD.get_or_init(|| {
+        let sim = Simulator::start_background("127.0.0.1:0".parse().unwrap(), sim_config())
+            .expect("the simulator starts");
+        let api_url = start_prism(sim.addr());
+        Mutex::new(Cloud { sim, api_url })
+    });
+    let guard = cloud.lock().unwrap_or_else(|p| p.into_inner());
+    guard.sim.reset();
+    guard.sim.set_config(sim_config());
+    guard
+}
+
+/// A scratch directory with the plan's state and the operator's key in it.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("do.state.json")
+    }
+
+    fn command(&self, api_url: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fitter"));
+        cmd.current_dir(root())
+            .args(args)
+            .arg("--state")
+            .arg(self.state())
+            .arg(PLAN)
+            .env("DIGITALOCEAN_TOKEN", TOKEN)
+            .env("DIGITALOCEAN_API_URL", api_url)
+            .env("HOME", self.dir.path())
+            .env_remove("DIGITALOCEAN_ACCESS_TOKEN")
+            .env_remove("FITTER_SSH_KEY")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, api_url: &str, args: &[&str]) -> Output {
+        self.command(api_url, args).output().unwrap()
+    }
+
+    fn deploy(&self, api_url: &str) -> Output {
+        self.run(api_url, &["deploy", "--yes", "--skip-bootstrap"])
+    }
+
+    fn state_json(&self) -> Json {
+        serde_json::from_str(&std::fs::read_to_string(self.state()).unwrap()).unwrap()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn droplets_of(snap: &Snapshot) -> Vec<&Json> {
+    snap.droplets
+        .iter()
+        .filter(|d| {
+            d["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == TAG))
+        })
+        .collect()
+}
+
+fn names(droplets: &[&Json]) -> Vec<String> {
+    let mut n: Vec<String> = droplets
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+fn expected_names() -> Vec<String> {
+    let mut n: Vec<String> = (1..=3)
+        .map(|i| format!("master{i}"))
+        .chain((1..=9).map(|i| format!("agent{i}")))
+        .collect();
+    n.sort();
+    n
+}
+
+fn ours<'a>(items: &'a [Json], prefix: &str) -> Vec<&'a Json> {
+    items
+        .iter()
+        .filter(|i| i["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .collect()
+}
+
+/// Exactly the plan: 12 droplets with distinct names, 1 VPC, 2 firewalls, the tag.
+fn assert_exactly_the_plan(snap: &Snapshot) {
+    let droplets = droplets_of(snap);
+    assert_eq!(
+        names(&droplets),
+        expected_names(),
+        "droplets of the deployment"
+    );
+    let vpcs = ours(&snap.vpcs, &format!("{TAG}-"));
+    assert_eq!(vpcs.len(), 1, "VPCs: {vpcs:?}");
+    assert_eq!(vpcs[0]["ip_range"], "10.10.0.0/24");
+    for d in &droplets {
+        assert_eq!(
+            d["vpc_uuid"], vpcs[0]["id"],
+            "{} is in the deployment's VPC",
+            d["name"]
+        );
+    }
+    let firewalls = ours(&snap.firewalls, &format!("{TAG}-"));
+    let mut fw: Vec<&str> = firewalls
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    fw.sort();
+    assert_eq!(fw, [format!("{TAG}-agents"), format!("{TAG}-masters")]);
+    assert!(
+        snap.tags.iter().any(|t| t["name"] == TAG),
+        "the deployment tag exists"
+    );
+}
+
+fn assert_nothing_left(snap: &Snapshot) {
+    assert!(
+        droplets_of(snap).is_empty(),
+        "droplets left: {:?}",
+        droplets_of(snap)
+    );
+    assert!(
+        ours(&snap.vpcs, TAG).is_empty(),
+        "VPCs left: {:?}",
+        snap.vpcs
+    );
+    assert!(
+        ours(&snap.firewalls, TAG).is_empty(),
+        "firewalls left: {:?}",
+        snap.firewalls
+    );
+    assert!(
+        ours(&snap.tags, TAG).is_empty(),
+        "tags left: {:?}",
+        snap.tags
+    );
+    assert!(
+        ours(&snap.ssh_keys, TAG).is_empty(),
+        "keys left: {:?}",
+        snap.ssh_keys
+    );
+}
+
+fn writes(snap: &Snapshot) -> u64 {
+    snap.counts.post + snap.counts.put + snap.counts.patch + snap.counts.delete
+}
+
+#[test]
+fn deploy_redeploy_information_dispose_through_prism() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let snap = cloud.sim.snapshot();
+    assert_exactly_the_plan(&snap);
+    for d in droplets_of(&snap) {
+        assert_eq!(d["status"], "active");
+    }
+    // Batches of up to ten: 3 masters and 9 agents are two or three create calls, not 12.
+    let creates = cloud
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/droplets")
+        .count();
+    assert!(
+        creates <= 3,
+        "{creates} droplet create calls for 12 droplets"
+    );
+    // Every droplet knows its host key and the operator's key before its first boot.
+    let state = ws.state_json();
+    for name in expected_names() {
+        let r = &state["resources"][format!("node.{name}")];
+        // `creating` is recorded; `ready` is the default and left out.
+        assert!(
+            r["status"].is_null() || r["status"] == "ready",
+            "{name}: {r}"
+        );
+        assert!(
+            r["outputs"]["public_ip"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.")
+        );
+        assert!(
+            r["outputs"]["private_ip"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.10.0.")
+        );
+    }
+    let user_data: Vec<String> = cloud
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/droplets")
+        .filter_map(|r| r.body.as_ref()?["user_data"].as_str().map(str::to_string))
+        .collect();
+    for name in expected_names() {
+        let public = state["resources"][format!("node.{name}")]["outputs"]["host_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            user_data
+                .iter()
+                .any(|u| u.contains(&format!("\"{name}\" %}}")) && u.contains(&public)),
+            "{name}'s host key is in its batch's user_data"
+        );
+    }
+
+    // A second deploy: no change, no write call, the state untouched.
+    let before = cloud.sim.snapshot();
+    let serial = ws.state_json()["serial"].clone();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "second deploy: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        text(&out)
+    );
+    let after = cloud.sim.snapshot();
+    assert_eq!(writes(&after), writes(&before), "the second deploy wrote");
+    assert_eq!(ws.state_json()["serial"], serial);
+
+    // information: every node with both addresses.
+    let out = ws.run(&cloud.api_url, &["information"]);
+    assert!(out.status.success(), "information: {}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for d in droplets_of(&after) {
+        for net in d["networks"]["v4"].as_array().unwrap() {
+            let ip = net["ip_address"].as_str().unwrap();
+            assert!(
+                shown.contains(ip),
+                "{ip} of {} missing:\n{shown}",
+                d["name"]
+            );
+        }
+    }
+    let out = ws.run(&cloud.api_url, &["information", "--json"]);
+    assert!(out.status.success(), "information --json: {}", text(&out));
+    let info: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = info["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 12);
+    for n in nodes {
+        assert!(
+            n["public_ip"].is_string() && n["private_ip"].is_string(),
+            "{n}"
+        );
+    }
+    assert!(!shown.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN));
+
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+    assert!(!text(&out).contains(TOKEN));
+}
+
+#[test]
+fn faults_429_5xx_and_lost_creates_still_give_exactly_the_plan() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let m = |method: &str, path: &str, skip: u32, times: u32| Matcher {
+        method: Some(method.to_string()),
+        path_prefix: path.to_string(),
+        skip,
+        times,
+    };
+    let sim = &cloud.sim;
+    sim.inject(Fault::Status {
+        matcher: m("POST", "/v2/droplets", 0, 1),
+        status: 429,
+    });
+    sim.inject(Fault::Status {
+        matcher: m("POST", "/v2/droplets", 1, 1),
+        status: 500,
+    });
+    sim.inject(Fault::LostResponse {
+        matcher: m("POST", "/v2/droplets", 2, 1),
+    });
+    sim.inject(Fault::LostResponse {
+        matcher: m("POST", "/v2/firewalls", 0, 1),
+    });
+    sim.inject(Fault::LostResponse {
+        matcher: m("POST", "/v2/vpcs", 0, 1),
+    });
+    sim.inject(Fault::Status {
+        matcher: m("GET", "/v2/droplets", 0, 2),
+        status: 503,
+    });
+    sim.inject(Fault::Status {
+        matcher: m("GET", "/v2/droplets", 3, 1),
+        status: 429,
+    });
+    sim.inject(Fault::Status {
+        matcher: m("POST", "/v2/tags", 0, 1),
+        status: 502,
+    });
+
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy under faults: {}", text(&out));
+    let snap = sim.snapshot();
+    assert_exactly_the_plan(&snap);
+    let statuses: BTreeMap<u16, usize> = sim.requests().iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.status).or_default() += 1;
+        m
+    });
+    for code in [429u16, 500, 502, 503] {
+        assert!(
+            statuses.contains_key(&code),
+            "no {code} was served: {statuses:?}"
+        );
+    }
+
+    sim.clear_faults();
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&sim.snapshot());
+}
+
+/// Kills a deploy when `when` first holds of the simulator's state.
+fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
+    let mut child = ws
+        .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if when(&cloud.sim.snapshot()) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the deploy ended ({status}) before the kill point `{what}`");
+        }
+        assert!(Instant::now() < deadline, "kill point `{what}` never came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_deploy_killed_at_several_points_resumes_without_duplicates() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    // Slow creates widen the windows between the kill points.
+    cloud.sim.set_config(Config {
+        active_delay: Duration::from_secs(3),
+        ..sim_config()
+    });
+    cloud.sim.inject(Fault::Slow {
+        matcher: Matcher {
+            method: Some("POST".into()),
+            path_prefix: "/v2/droplets".into(),
+            skip: 0,
+            times: 0,
+        },
+        delay: Duration::from_millis(300),
+    });
+
+    deploy_killed_when(&cloud, &ws, "the VPC exists", |s| {
+        !ours(&s.vpcs, TAG).is_empty()
+    });
+    deploy_killed_when(&cloud, &ws, "the first droplets exist", |s| {
+        !droplets_of(s).is_empty()
+    });
+    deploy_killed_when(&cloud, &ws, "more droplets exist", |s| {
+        droplets_of(s).len() >= 11
+    });
+    let snap = cloud.sim.snapshot();
+    assert!(
+        droplets_of(&snap).iter().all(|d| d["status"] == "new") || droplets_of(&snap).len() < 12,
+        "the last kill came before the deploy could finish"
+    );
+
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "resumed deploy: {}", text(&out));
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    let out = ws.deploy(&cloud.api_url);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "a deploy after the resume: {}",
+        text(&out)
+    );
+
+    cloud.sim.clear_faults();
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
+/// The failure line of a report: `node.x: failed: ...`.
+fn failure_lines(out: &Output) -> Vec<String> {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all.lines()
+        .filter(|l| l.contains(": failed:") || l.starts_with("error:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_bad_token_fails_with_one_clear_line_and_no_token_shown() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws
+        .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
+        .env("DIGITALOCEAN_TOKEN", "dop_v1_wrong_token")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        !all.contains("dop_v1_wrong_token") && !all.contains(TOKEN),
+        "{all}"
+    );
+    let failed: Vec<String> = failure_lines(&out)
+        .into_iter()
+        .filter(|l| l.contains(": failed:"))
+        .collect();
+    assert!(!failed.is_empty(), "{all}");
+    for line in &failed {
+        assert!(
+            line.contains("Unable to authenticate you")
+                && line.contains("(HTTP 401)")
+                && line.contains("DIGITALOCEAN_TOKEN"),
+            "{line}"
+        );
+        let resource = line.split(':').next().unwrap();
+        assert!(
+            line.contains(&format!("`{resource}`")),
+            "names its resource: {line}"
+        );
+    }
+    assert!(droplets_of(&cloud.sim.snapshot()).is_empty());
+}
+
+#[test]
+fn a_droplet_limit_422_names_the_droplets_and_keeps_what_was_made() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    cloud.sim.set_config(Config {
+        droplet_limit: Some(5),
+        ..sim_config()
+    });
+    let out = ws.deploy(&cloud.api_url);
+    assert!(!out.status.success(), "{}", text(&out));
+    let failed: Vec<String> = failure_lines(&out)
+        .into_iter()
+        .filter(|l| l.contains(": failed:"))
+        .collect();
+    assert!(!failed.is_empty(), "{}", text(&out));
+    for line in &failed {
+        assert!(line.starts_with("node."), "{line}");
+        assert!(
+            line.contains("droplet limit") && line.contains("(HTTP 422)"),
+            "{line}"
+        );
+    }
+    // What was created is in the state: the VPC, the firewalls, the droplets that fit.
+    let state = ws.state_json();
+    let snap = cloud.sim.snapshot();
+    let made = droplets_of(&snap);
+    assert!(
+        !made.is_empty() && made.len() <= 5,
+        "{} droplets",
+        made.len()
+    );
+    for d in made {
+        let r = &state["resources"][format!("node.{}", d["name"].as_str().unwrap())];
+        assert_eq!(r["id"].as_str(), Some(d["id"].to_string().as_str()), "{r}");
+    }
+    assert!(state["resources"]["network.mesos"]["id"].is_string());
+
+    // An unreachable API: a clear line, and the state exactly as it was.
+    let before = std::fs::read(ws.state()).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = ws.deploy(&dead);
+    assert!(!out.status.success(), "{}", text(&out));
+    let lines = failure_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", text(&out));
+    assert!(
+        lines[0].contains("cannot be reached") && lines[0].contains('`'),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        std::fs::read(ws.state()).unwrap(),
+        before,
+        "the state changed"
+    );
+
+    cloud.sim.set_config(sim_config());
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
+/// Every key of every JSON body fitter sent exists in the spec's schema for that request:
+/// Prism cannot tell, because the spec allows additional properties.
+#[test]
+fn every_key_fitter_sends_is_in_the_spec() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    let requests = cloud.sim.requests();
+    drop(cloud);
+
+    // Through the positioned tree: serde_json refuses the spec's 2^64 - 1 maximums.
+    let text = std::fs::read_to_string(spec_path()).unwrap();
+    let docs = fitter::yaml::parse_documents(&text, Some(1));
+    assert!(docs.syntax_error.is_none(), "{:?}", docs.syntax_error);
+    let spec: Json = docs.docs[0].to_json();
+    assert!(
+        spec["paths"]["/v2/droplets"]["post"].is_object(),
+        "the spec has its paths"
+    );
+    let mut checked = BTreeSet::new();
+    let mut problems = Vec::new();
+    for r in &requests {
+        let Some(body) = &r.body else { continue };
+        let Some(schema) = request_schema(&spec, &r.method, &r.path) else {
+            problems.push(format!("{} {}: no operation in the spec", r.method, r.path));
+            continue;
+        };
+        let mut unknown = Vec::new();
+        check_keys(&spec, schema, body, "", &mut unknown);
+        for k in unknown {
+            problems.push(format!("{} {}: `{k}` is not in the spec", r.method, r.path));
+        }
+        checked.insert(format!(
+            "{} {}",
+            r.method,
+            template_of(&spec, &r.path).unwrap_or_default()
+        ));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    for op in [
+        "POST /v2/droplets",
+        "POST /v2/firewalls",
+        "POST /v2/vpcs",
+        "POST /v2/tags",
+        "POST /v2/account/keys",
+    ] {
+        assert!(checked.contains(op), "{op} was not exercised: {checked:?}");
+    }
+}
+
+fn template_of(spec: &Json, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    spec["paths"]
+        .as_object()?
+        .keys()
+        .find(|t| {
+            let ts: Vec<&str> = t.trim_matches('/').split('/').collect();
+            ts.len() == segments.len()
+                && ts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .cloned()
+}
+
+fn request_schema<'a>(spec: &'a Json, method: &str, path: &str) -> Option<&'a Json> {
+    let template = template_of(spec, path)?;
+    let op = &spec["paths"][&template][method.to_lowercase()];
+    let body = resolve(spec, &op["requestBody"]);
+    let schema = body.pointer("/content/application~1json/schema")?;
+    Some(schema)
+}
+
+fn resolve<'a>(spec: &'a Json, mut schema: &'a Json) -> &'a Json {
+    while let Some(r) = schema.get("$ref").and_then(Json::as_str) {
+        schema = spec
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or(&Json::Null);
+    }
+    schema
+}
+
+/// The alternatives a schema is made of (allOf, oneOf, anyOf flattened), resolved.
+fn parts<'a>(spec: &'a Json, schema: &'a Json, out: &mut Vec<&'a Json>) {
+    let schema = resolve(spec, schema);
+    out.push(schema);
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for s in schema[key].as_array().into_iter().flatten() {
+            parts(spec, s, out);
+        }
+    }
+}
+
+fn check_keys(spec: &Json, schema: &Json, value: &Json, at: &str, unknown: &mut Vec<String>) {
+    let mut all = Vec::new();
+    parts(spec, schema, &mut all);
+    match value {
+        Json::Object(map) => {
+            if all.iter().any(|s| {
+                s.get("additionalProperties")
+                    .is_some_and(|a| a != &Json::Bool(false))
+            }) {
+                return;
+            }
+            for (k, v) in map {
+                let subs: Vec<&Json> = all.iter().filter_map(|s| s["properties"].get(k)).collect();
+                if subs.is_empty() {
+                    unknown.push(format!("{at}{k}"));
+                    continue;
+                }
+                // A key is fine if one of the schemas that declare it accepts what is below.
+                unknown.extend(fewest_unknown(spec, &subs, v, &format!("{at}{k}.")));
+            }
+        }
+        Json::Array(items) => {
+            let item_schemas: Vec<&Json> = all.iter().filter_map(|s| s.get("items")).collect();
+            for (i, item) in items.iter().enumerate() {
+                unknown.extend(fewest_unknown(
+                    spec,
+                    &item_schemas,
+                    item,
+                    &format!("{at}{i}."),
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The unknown keys of `value` under the schema, among `schemas`, that knows it best.
+fn fewest_unknown(spec: &Json, schemas: &[&Json], value: &Json, at: &str) -> Vec<String> {
+    schemas
+        .iter()
+        .map(|s| {
+            let mut u = Vec::new();
+            check_keys(spec, s, value, at, &mut u);
+            u
+        })
+        .min_by_key(Vec::len)
+        .unwrap_or_default()
+}
