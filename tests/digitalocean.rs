@@ -443,6 +443,25 @@ fn faults_429_5xx_and_lost_creates_still_give_exactly_the_plan() {
     assert_nothing_left(&sim.snapshot());
 }
 
+#[test]
+fn dispose_without_the_state_file_finds_everything_by_tag() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    std::fs::remove_file(ws.state()).unwrap();
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("`node.agent9` carries the deployment's mark but was not in the state"),
+        "{}",
+        text(&out)
+    );
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 /// Kills a deploy when `when` first holds of the simulator's state.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
     let mut child = ws

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Benchmark: `fitter deploy --skip-bootstrap` of 100 and 1,000 droplets against fitter-sim
+# with a 30 s new -> active delay and DigitalOcean's real rate limit (250 requests in any
+# 60 s, 5,000 in any hour). A benchmark, not a test: it reports, it never fails on a slow
+# result. Targets (issue #3): total time within 10% of the lower bound, at most 1.5 API
+# requests per droplet, peak RSS under 100 MB.
+#
+#   bench/do_sim.sh                      # 3 runs per size
+#   RUNS=1 SIZES=100 bench/do_sim.sh
+#   DELAY_MS=10000 bench/do_sim.sh       # a shorter delay, for a quick look
+#
+# The lower bound: no client can see its last droplet active before it has sent the creates
+# and the delay has passed. With C = ceil(N / 10) create calls (batches of ten) and 2 calls
+# that must come first (the SSH key and the VPC), the last create cannot go before the
+# rolling window lets request number C + 2 through: 60 s x floor((C + 1) / 250) s. So
+#     bound = 60 x floor((ceil(N / 10) + 1) / 250) + delay
+# which is the delay alone up to 2,480 droplets. Measured time is the whole command, from
+# exec to exit: plan, key, tags, firewalls, VPC, creates, waiting, state writes, the final
+# `information` report. Requests are what the simulator counted (429 answers included).
+#
+# Writes the table into docs/benchmarks.md under its own heading (only that section).
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+SIZES=${SIZES:-"100 1000"}
+DELAY_MS=${DELAY_MS:-30000}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+doc=docs/benchmarks.md
+section="## DigitalOcean: deploy against fitter-sim"
+
+if [[ ! -x /usr/bin/time ]]; then
+    sudo=()
+    if ((EUID != 0)); then sudo=(sudo); fi
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq time >&2
+fi
+
+echo "building: cargo build --release -p fitter -p fitter-sim" >&2
+cargo build --release --quiet -p fitter -p fitter-sim
+fitter="$root/target/release/fitter"
+sim="$root/target/release/fitter-sim"
+
+tmp=$(mktemp -d)
+sim_pid=""
+cleanup() {
+    [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_sim() {
+    local port=$1
+    "$sim" --listen "127.0.0.1:$port" --active-delay-ms "$DELAY_MS" \
+        --rate-limit-per-minute 250 --rate-limit-per-hour 5000 >"$tmp/sim.out" 2>&1 &
+    sim_pid=$!
+    for _ in $(seq 100); do
+        grep -q listening "$tmp/sim.out" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "fitter-sim did not start: $(cat "$tmp/sim.out")" >&2
+    exit 1
+}
+
+rows=()
+verdicts=()
+for n in $SIZES; do
+    plan="$tmp/bench-$n.yaml"
+    python3 bench/gen_plan.py "$n" >"$plan"
+    creates=$(((n + 9) / 10))
+    bound=$(awk -v c="$creates" -v d="$DELAY_MS" 'BEGIN { printf "%.1f", 60 * int((c + 1) / 250) + d / 1000 }')
+    : >"$tmp/times"
+    : >"$tmp/rss"
+    : >"$tmp/requests"
+    : >"$tmp/limited"
+    for ((run = 1; run <= RUNS; run++)); do
+        port=$(free_port)
+        start_sim "$port"
+        state="$tmp/bench-$n.state.json"
+        rm -f "$state"*
+        t0=$EPOCHREALTIME
+        if ! DIGITALOCEAN_TOKEN=bench DIGITALOCEAN_API_URL="http://127.0.0.1:$port" HOME="$tmp" \
+            /usr/bin/time -f '%M' -o "$tmp/time.out" \
+            "$fitter" deploy --yes --skip-bootstrap --state "$state" "$plan" >"$tmp/deploy.out" 2>&1; then
+            echo "deploy of $n droplets failed:" >&2
+            tail -20 "$tmp/deploy.out" >&2
+            exit 1
+        fi
+        t1=$EPOCHREALTIME
+        seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+        read -r total limited active < <(curl -sf "http://127.0.0.1:$port/_sim/state" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+active = sum(1 for d in s["droplets"] if d["status"] == "active")
+print(s["counts"]["total"], s["counts"]["rate_limited"], active)')
+        if [[ $active != "$n" ]]; then
+            echo "expected $n active droplets, the simulator has $active" >&2
+            exit 1
+        fi
+        kill "$sim_pid"
+        wait "$sim_pid" 2>/dev/null || true
+        sim_pid=""
+        echo "N=$n run $run: ${seconds} s, $total requests ($limited answered 429), $(cat "$tmp/time.out") KB peak" >&2
+        echo "$seconds" >>"$tmp/times"
+        cat "$tmp/time.out" >>"$tmp/rss"
+        echo "$total" >>"$tmp/requests"
+        echo "$limited" >>"$tmp/limited"
+    done
+    t=$(median <"$tmp/times")
+    worst=$(sort -g "$tmp/times" | tail -1)
+    req=$(median <"$tmp/requests")
+    lim=$(sort -g "$tmp/limited" | tail -1)
+    rss_mb=$(sort -n "$tmp/rss" | tail -1 | awk '{ printf "%.1f", $1 / 1024 }')
+    over=$(awk -v t="$t" -v b="$bound" 'BEGIN { printf "%.1f", (t / b - 1) * 100 }')
+    per=$(awk -v r="$req" -v n="$n" 'BEGIN { printf "%.3f", r / n }')
+    rows+=("$(printf '| %s | %.1f | %.2f | %.2f | %s%% | %s | %s | %s | %s |' \
+        "$n" "$bound" "$t" "$worst" "$over" "$req" "$per" "$lim" "$rss_mb")")
+    met=$(awk -v t="$t" -v b="$bound" -v p="$per" -v m="$rss_mb" \
+        'BEGIN { print (t <= b * 1.1 && p <= 1.5 && m < 100) ? "met" : "NOT met" }')
+    verdicts+=("- $n droplets: **$met** (median ${t} s against a bound of ${bound} s, +${over}%; $per requests per droplet; ${rss_mb} MB).")
+done
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain -- src providers sim Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+    rev="$rev (with uncommitted changes)"
+fi
+body="$tmp/section.md"
+{
+    echo "$section"
+    echo
+    echo "Command: \`RUNS=$RUNS SIZES=\"$SIZES\" DELAY_MS=$DELAY_MS bench/do_sim.sh\`: \`fitter deploy --yes --skip-bootstrap\` of"
+    echo "\`python3 bench/gen_plan.py N\` (3 masters and N - 3 agents, one VPC, a firewall per blueprint) against"
+    echo "\`fitter-sim --active-delay-ms $DELAY_MS --rate-limit-per-minute 250 --rate-limit-per-hour 5000\`, a fresh simulator per run,"
+    echo "release build, default \`--parallelism 10\`."
+    echo
+    echo "Machine: $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); $(rustc --version 2>/dev/null || echo rustc); commit $rev."
+    echo
+    echo "Lower bound = 60 s x floor((ceil(N / 10) + 1) / 250) + delay: the last of the ceil(N / 10) batch creates"
+    echo "(plus the key and the VPC before them) cannot go before the rolling 250-per-minute window lets it, and its"
+    echo "droplets are not active until the delay has passed. Up to 2,480 droplets that is the delay alone."
+    echo "Time is the whole command, exec to exit, median of $RUNS runs (worst shown too); requests are those the"
+    echo "simulator counted, 429s included (median); peak RSS is \`/usr/bin/time %M\`, the largest of the runs."
+    echo
+    echo "| droplets | lower bound (s) | median (s) | worst (s) | over the bound | requests | per droplet | 429s | peak RSS (MB) |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "Targets (within 10% of the bound, at most 1.5 requests per droplet, under 100 MB):"
+    printf '%s\n' "${verdicts[@]}"
+} >"$body"
+
+cat "$body"
+
+python3 - "$doc" "$body" "$section" <<'PY'
+import os, sys
+doc, body_path, heading = sys.argv[1:4]
+body = open(body_path).read().rstrip("\n") + "\n"
+lines = open(doc).read().splitlines(keepends=True) if os.path.exists(doc) else ["# Benchmarks\n"]
+start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
+if start is None:
+    text = "".join(lines).rstrip("\n") + "\n\n" + body
+else:
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    text = "".join(lines[:start]) + body + ("\n" + tail if tail else "")
+open(doc, "w").write(text)
+PY
+echo "wrote $doc" >&2
