@@ -512,9 +512,18 @@ async fn save(
     if ctx.written.load(Ordering::SeqCst) >= generation {
         return Ok(());
     }
-    let mut state = ctx.state.lock().await;
-    let upto = ctx.changed.load(Ordering::SeqCst);
-    state.save().map_err(|e| e.to_string())?;
+    // The text is made under the state's lock; the file and its fsyncs happen outside it, so
+    // that other steps keep changing the state (and making calls) meanwhile.
+    let (upto, write) = {
+        let mut state = ctx.state.lock().await;
+        let upto = ctx.changed.load(Ordering::SeqCst);
+        (upto, state.prepare().map_err(|e| e.to_string())?)
+    };
+    let stamp = tokio::task::spawn_blocking(move || write.run())
+        .await
+        .map_err(|e| format!("the state write stopped: {e}"))?
+        .map_err(|e| e.to_string())?;
+    ctx.state.lock().await.written(stamp);
     ctx.written.store(upto, Ordering::SeqCst);
     Ok(())
 }

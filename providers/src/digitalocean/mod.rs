@@ -131,6 +131,7 @@ struct Inner {
     claimed: Mutex<HashSet<u64>>,
     /// Tags known to exist.
     tags: Mutex<HashSet<String>>,
+    tag_creation: Mutex<()>,
     /// Creates waiting for their batch to be sent.
     batches: Mutex<HashMap<DropletSpec, Vec<Pending>>>,
     watch: Mutex<Watch>,
@@ -165,6 +166,7 @@ impl DigitalOcean {
                 droplets: Mutex::new(None),
                 claimed: Mutex::new(HashSet::new()),
                 tags: Mutex::new(HashSet::new()),
+                tag_creation: Mutex::new(()),
                 batches: Mutex::new(HashMap::new()),
                 watch: Mutex::new(Watch::default()),
             }),
@@ -216,6 +218,25 @@ fn id_of(value: &Json) -> Option<String> {
     }
 }
 
+/// What the provider keeps of a listed droplet: a full one is over a kilobyte of JSON (its
+/// image, size and region spelled out), and a thousand of them were a fifth of the memory.
+fn compact(droplet: &Json) -> Json {
+    let v4: Vec<Json> = droplet
+        .pointer("/networks/v4")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .map(|n| json!({"ip_address": n["ip_address"], "type": n["type"]}))
+        .collect();
+    json!({
+        "id": droplet["id"],
+        "name": droplet["name"],
+        "status": droplet["status"],
+        "locked": droplet["locked"],
+        "networks": {"v4": v4},
+    })
+}
+
 /// `public_ip` and `private_ip` of an active droplet; `None` while it is pending.
 fn droplet_ready(droplet: &Json) -> Option<Outputs> {
     if droplet["status"] != "active" || droplet["locked"] == json!(true) {
@@ -255,22 +276,48 @@ impl Inner {
             .await
             .map_err(|f| api_error(resource, f))?;
         let map: HashMap<u64, Json> = items
-            .into_iter()
-            .filter_map(|d| Some((d.get("id")?.as_u64()?, d)))
+            .iter()
+            .filter_map(|d| Some((d.get("id")?.as_u64()?, compact(d))))
             .collect();
         *self.droplets.lock().await = Some(map.clone());
         Ok(map)
     }
 
-    /// The index, listed once per run unless something asked for a fresh one.
-    async fn droplet_index(&self, resource: &str) -> Result<HashMap<u64, Json>, ProviderError> {
-        if let Some(map) = self.droplets.lock().await.clone() {
-            return Ok(map);
+    /// Lists the deployment's droplets once per run, unless something asked for a fresh list.
+    async fn ensure_index(&self, resource: &str) -> Result<(), ProviderError> {
+        if self.droplets.lock().await.is_none() {
+            self.list_droplets(resource).await?;
         }
-        self.list_droplets(resource).await
+        Ok(())
     }
 
-    /// A droplet of this deployment with that name that no create of this run has taken.
+    /// A droplet in the index, as last listed.
+    async fn indexed(&self, resource: &str, id: u64) -> Result<Option<Json>, ProviderError> {
+        self.ensure_index(resource).await?;
+        Ok(self
+            .droplets
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|m| m.get(&id).cloned()))
+    }
+
+    /// A droplet of this deployment with that name that no create of this run has taken,
+    /// from the index.
+    async fn adopt_indexed(
+        &self,
+        resource: &str,
+        name: &str,
+    ) -> Result<Option<u64>, ProviderError> {
+        self.ensure_index(resource).await?;
+        let index = self.droplets.lock().await;
+        Ok(match index.as_ref() {
+            Some(map) => self.adopt_droplet(name, map).await,
+            None => None,
+        })
+    }
+
+    /// A droplet of `index` with that name that no create of this run has taken.
     async fn adopt_droplet(&self, name: &str, index: &HashMap<u64, Json>) -> Option<u64> {
         let mut claimed = self.claimed.lock().await;
         let mut found: Vec<u64> = index
@@ -285,6 +332,8 @@ impl Inner {
     }
 
     async fn ensure_tags(&self, resource: &str, tags: &[String]) -> Result<(), ProviderError> {
+        // Held throughout, so that two firewalls naming the same tags create them once.
+        let _one_at_a_time = self.tag_creation.lock().await;
         for t in tags {
             if self.tags.lock().await.contains(t) {
                 continue;
@@ -527,14 +576,15 @@ impl Inner {
                     };
                     let mut by_name: HashMap<String, u64> = HashMap::new();
                     {
-                        let mut claimed = self.claimed.lock().await;
+                        // Same order as `adopt_indexed`: the index, then the claims.
                         let mut index = self.droplets.lock().await;
+                        let mut claimed = self.claimed.lock().await;
                         for d in created {
                             if let (Some(name), Some(id)) = (d["name"].as_str(), d["id"].as_u64()) {
                                 by_name.insert(name.to_string(), id);
                                 claimed.insert(id);
                                 if let Some(map) = index.as_mut() {
-                                    map.insert(id, d.clone());
+                                    map.insert(id, compact(&d));
                                 }
                             }
                         }
@@ -606,8 +656,7 @@ impl Inner {
         let spec = self.droplet_spec(r)?;
         // A droplet of this name already carrying the deployment's tag is one an earlier,
         // interrupted run created: adopt it.
-        let index = self.droplet_index(&resource).await?;
-        if let Some(id) = self.adopt_droplet(&r.name, &index).await {
+        if let Some(id) = self.adopt_indexed(&resource, &r.name).await? {
             tracing::info!(%resource, id, "adopting a droplet an earlier run created");
             return Ok(id.to_string());
         }
@@ -710,8 +759,10 @@ impl Inner {
                 }
                 Err(e) => tracing::warn!(error = %e, "listing droplets failed; will poll again"),
             }
-            // Never more than about half the minute's budget on polling.
-            let cap = Duration::from_millis(500 * pages as u64).max(Duration::from_secs(2));
+            // While nothing changes, back off to a second per page of the listing (5 s for a
+            // thousand droplets, 25 requests a minute), so the creates keep most of the
+            // 250-a-minute budget; while droplets keep turning active, poll every half second.
+            let cap = Duration::from_secs(pages as u64).max(Duration::from_secs(2));
             if progress {
                 wait = Duration::from_millis(500);
                 quiet = Duration::from_secs(1);
@@ -983,9 +1034,9 @@ impl Provider for DigitalOcean {
             ResourceKind::Node => {
                 let resource = format!("droplet {id}");
                 if let Ok(numeric) = id.parse::<u64>()
-                    && let Some(d) = inner.droplet_index(&resource).await?.get(&numeric)
+                    && let Some(d) = inner.indexed(&resource, numeric).await?
                 {
-                    return Ok(Some(droplet_ready(d).unwrap_or_default()));
+                    return Ok(Some(droplet_ready(&d).unwrap_or_default()));
                 }
                 (resource, format!("/v2/droplets/{id}"), "droplet")
             }
