@@ -462,6 +462,101 @@ fn dispose_without_the_state_file_finds_everything_by_tag() {
     assert_nothing_left(&cloud.sim.snapshot());
 }
 
+/// Behind Prism a dropped connection comes back as Prism's own 500; straight to the
+/// simulator it is what a real network does: no answer at all. Both must converge.
+#[test]
+fn creates_whose_connection_drops_are_adopted_not_duplicated() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    for path in [
+        "/v2/droplets",
+        "/v2/firewalls",
+        "/v2/vpcs",
+        "/v2/account/keys",
+    ] {
+        cloud.sim.inject(Fault::LostResponse {
+            matcher: Matcher {
+                method: Some("POST".into()),
+                path_prefix: path.into(),
+                skip: 0,
+                times: 1,
+            },
+        });
+    }
+    let out = ws.deploy(&cloud.sim.url());
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let snap = cloud.sim.snapshot();
+    assert_exactly_the_plan(&snap);
+    assert_eq!(
+        ours(&snap.ssh_keys, TAG).len(),
+        1,
+        "one key: {:?}",
+        snap.ssh_keys
+    );
+    // fitter noticed, and looked before creating again.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("a droplet create got no answer")
+            && said.contains("firewall create got no answer"),
+        "{}",
+        text(&out)
+    );
+    cloud.sim.clear_faults();
+    let out = ws.run(&cloud.sim.url(), &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
+#[test]
+fn a_droplet_that_stays_new_fails_alone_and_is_kept_in_the_state() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    cloud.sim.inject(Fault::StuckNew {
+        name: "agent3".into(),
+    });
+    let out = ws.run(
+        &cloud.api_url,
+        &[
+            "deploy",
+            "--yes",
+            "--skip-bootstrap",
+            "--ready-timeout",
+            "8",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let failed: Vec<String> = failure_lines(&out)
+        .into_iter()
+        .filter(|l| l.contains(": failed:"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", text(&out));
+    assert!(
+        failed[0].starts_with("node.agent3: failed:") && failed[0].contains("not ready after 8 s"),
+        "{}",
+        failed[0]
+    );
+    let state = ws.state_json();
+    assert_eq!(state["resources"]["node.agent3"]["status"], "creating");
+    assert!(
+        state["resources"]["node.agent3"]["id"].is_string(),
+        "its id is kept"
+    );
+    assert!(state["resources"]["node.agent2"]["outputs"]["public_ip"].is_string());
+
+    // Once it comes up, the next deploy adopts it: still 12, no duplicate.
+    cloud.sim.clear_faults();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(
+        out.status.success(),
+        "deploy after the droplet came up: {}",
+        text(&out)
+    );
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 /// Kills a deploy when `when` first holds of the simulator's state.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
     let mut child = ws
