@@ -557,6 +557,66 @@ fn a_droplet_that_stays_new_fails_alone_and_is_kept_in_the_state() {
     assert_nothing_left(&cloud.sim.snapshot());
 }
 
+#[test]
+fn ctrl_c_lets_running_calls_finish_saves_and_starts_nothing_new() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    // One create call at a time, each slow: Ctrl-C lands while later ones wait their turn.
+    cloud.sim.inject(Fault::Slow {
+        matcher: Matcher {
+            method: Some("POST".into()),
+            path_prefix: "/v2/droplets".into(),
+            skip: 0,
+            times: 0,
+        },
+        delay: Duration::from_millis(700),
+    });
+    let child = ws
+        .command(
+            &cloud.api_url,
+            &["deploy", "--yes", "--skip-bootstrap", "--parallelism", "1"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while droplets_of(&cloud.sim.snapshot()).is_empty() {
+        assert!(Instant::now() < deadline, "no droplet was ever created");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("Interrupted: letting running calls finish"),
+        "{all}"
+    );
+    assert!(all.contains("not started (interrupted)"), "{all}");
+    // What was created is in the state, with its id; nothing was left unrecorded.
+    let state = ws.state_json();
+    let snap = cloud.sim.snapshot();
+    let made = droplets_of(&snap);
+    assert!(made.len() < 12, "Ctrl-C came too late to test anything");
+    for d in &made {
+        let r = &state["resources"][format!("node.{}", d["name"].as_str().unwrap())];
+        assert_eq!(r["id"].as_str(), Some(d["id"].to_string().as_str()), "{r}");
+    }
+
+    cloud.sim.clear_faults();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy after Ctrl-C: {}", text(&out));
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 /// Kills a deploy when `when` first holds of the simulator's state.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
     let mut child = ws
