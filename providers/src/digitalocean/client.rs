@@ -539,6 +539,29 @@ mod tests {
     }
 
     #[test]
+    fn a_429_waits_for_retry_after_else_for_the_reset() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        h.insert("ratelimit-reset", HeaderValue::from_static("1"));
+        assert_eq!(wait_for_429(&h), Some(Duration::from_secs(3)));
+        let mut h = HeaderMap::new();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        h.insert(
+            "ratelimit-reset",
+            HeaderValue::from_str(&(now + 20).to_string()).unwrap(),
+        );
+        let wait = wait_for_429(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(18) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert_eq!(wait_for_429(&HeaderMap::new()), None);
+    }
+
+    #[test]
     fn debug_output_hides_the_token() {
         let c = Client::new("http://127.0.0.1:1", "dop_v1_secret", Retries::default()).unwrap();
         let shown = format!("{c:?}");
