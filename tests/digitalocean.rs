@@ -617,6 +617,89 @@ fn ctrl_c_lets_running_calls_finish_saves_and_starts_nothing_new() {
     assert_nothing_left(&cloud.sim.snapshot());
 }
 
+#[test]
+fn a_changed_size_resizes_the_droplets_in_place_and_touches_nothing_else() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let ids = |snap: &Snapshot| -> BTreeMap<String, Json> {
+        droplets_of(snap)
+            .iter()
+            .map(|d| (d["name"].as_str().unwrap().to_string(), d["id"].clone()))
+            .collect()
+    };
+    let before = cloud.sim.snapshot();
+    let firewalls_before = ours(&before.firewalls, TAG).len();
+
+    let bigger = [
+        "deploy",
+        "--yes",
+        "--skip-bootstrap",
+        "-p",
+        "agentSize=s-4vcpu-8gb",
+    ];
+    let out = ws.run(&cloud.api_url, &bigger);
+    assert!(out.status.success(), "resize deploy: {}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Plan: 0 to add, 9 to change, 0 to destroy."),
+        "{shown}"
+    );
+    let after = cloud.sim.snapshot();
+    assert_eq!(ids(&after), ids(&before), "same droplets, resized in place");
+    for d in droplets_of(&after) {
+        let want = if d["name"].as_str().unwrap().starts_with("agent") {
+            "s-4vcpu-8gb"
+        } else {
+            "s-2vcpu-4gb"
+        };
+        assert_eq!(d["size_slug"], want, "{}", d["name"]);
+        assert_eq!(d["status"], "active", "{} is back on", d["name"]);
+    }
+    assert_eq!(ours(&after.firewalls, TAG).len(), firewalls_before);
+    let master_actions = cloud
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/actions") && r.method == "POST")
+        .filter(|r| {
+            let id: Option<u64> = r.path.split('/').nth(3).and_then(|i| i.parse().ok());
+            droplets_of(&after).iter().any(|d| {
+                d["id"].as_u64() == id && d["name"].as_str().unwrap().starts_with("master")
+            })
+        })
+        .count();
+    assert_eq!(master_actions, 0, "the masters were not touched");
+    let actions = cloud
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/actions") && r.method == "POST")
+        .count();
+    assert_eq!(
+        actions, 27,
+        "power off, resize, power on for each of the 9 agents"
+    );
+
+    let quiet = cloud.sim.snapshot();
+    let out = ws.run(&cloud.api_url, &bigger);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        writes(&cloud.sim.snapshot()),
+        writes(&quiet),
+        "no write after the resize"
+    );
+
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 /// Kills a deploy when `when` first holds of the simulator's state.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
     let mut child = ws
@@ -818,6 +901,18 @@ fn every_key_fitter_sends_is_in_the_spec() {
     let ws = Workspace::new();
     let out = ws.deploy(&cloud.api_url);
     assert!(out.status.success(), "deploy: {}", text(&out));
+    // A changed size: droplet actions (power off, resize, power on).
+    let out = ws.run(
+        &cloud.api_url,
+        &[
+            "deploy",
+            "--yes",
+            "--skip-bootstrap",
+            "-p",
+            "agentSize=s-4vcpu-8gb",
+        ],
+    );
+    assert!(out.status.success(), "resize: {}", text(&out));
     let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
     assert!(out.status.success(), "dispose: {}", text(&out));
     let requests = cloud.sim.requests();
@@ -858,6 +953,7 @@ fn every_key_fitter_sends_is_in_the_spec() {
         "POST /v2/vpcs",
         "POST /v2/tags",
         "POST /v2/account/keys",
+        "POST /v2/droplets/{droplet_id}/actions",
     ] {
         assert!(checked.contains(op), "{op} was not exercised: {checked:?}");
     }

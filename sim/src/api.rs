@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
-use crate::state::{Action, Droplet, Firewall, SshKey, State, Vpc};
+use crate::state::{Action, ActionKind, Droplet, Firewall, SizeSpec, SshKey, State, Vpc};
 use crate::util::{
     Cidr, parse_query, percent_decode, ssh_fingerprint, valid_droplet_name, valid_firewall_name,
     valid_tag_name, valid_vpc_name,
@@ -195,6 +195,9 @@ pub(crate) fn route(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
         ("DELETE", ["droplets"]) => delete_droplets_by_tag(state, call),
         ("GET", ["droplets", id]) => get_droplet(state, call, id),
         ("DELETE", ["droplets", id]) => delete_droplet(state, call, id),
+        ("GET", ["droplets", id, "actions"]) => list_droplet_actions(state, call, id),
+        ("POST", ["droplets", id, "actions"]) => post_droplet_action(state, call, id),
+        ("GET", ["droplets", id, "actions", action]) => get_droplet_action(state, call, id, action),
         ("GET", ["actions"]) => list_actions(state, call),
         ("GET", ["actions", id]) => get_action(state, call, id),
         ("GET", ["account", "keys"]) => list_ssh_keys(state, call),
@@ -234,6 +237,8 @@ fn known_shape(segments: &[&str]) -> bool {
         ["droplets" | "actions" | "tags" | "vpcs" | "firewalls"]
             | ["droplets" | "actions" | "tags" | "vpcs" | "firewalls", _]
             | ["vpcs", _, "members"]
+            | ["droplets", _, "actions"]
+            | ["droplets", _, "actions", _]
             | ["account", "keys"]
             | ["account", "keys", _]
     ) && segments.iter().all(|s| !s.is_empty())
@@ -588,6 +593,9 @@ fn create_droplets(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
                 id,
                 name,
                 size: size.clone(),
+                disk_gb: SizeSpec::from_slug(&size).disk_gb,
+                powered_off: false,
+                pending: None,
                 image: image.clone(),
                 region: region.clone(),
                 vpc_uuid: vpc_id.clone(),
@@ -611,6 +619,7 @@ fn create_droplets(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
             Action {
                 id: action_id,
                 droplet_id: id,
+                kind: ActionKind::Create,
                 region: region.clone(),
                 started: call.now,
                 started_wall: wall,
@@ -656,6 +665,141 @@ fn get_action(state: &mut State, call: &Call, id: &str) -> Result<Reply, ApiErro
         200,
         json!({ "action": state.action_json(action, call.now) }),
     )
+}
+
+/// The droplet's actions (its create included), newest first; 404 once the droplet is gone.
+fn list_droplet_actions(state: &mut State, call: &Call, id: &str) -> Result<Reply, ApiError> {
+    let id = parse_droplet_id(id)
+        .filter(|id| state.droplets.contains_key(id))
+        .ok_or_else(ApiError::not_found)?;
+    let actions: Vec<&Action> = state
+        .actions
+        .values()
+        .rev()
+        .filter(|a| a.droplet_id == id)
+        .collect();
+    paginate(call, "actions", &actions, |a| {
+        state.action_json(a, call.now).to_string()
+    })
+}
+
+fn get_droplet_action(
+    state: &mut State,
+    call: &Call,
+    id: &str,
+    action: &str,
+) -> Result<Reply, ApiError> {
+    let id = parse_droplet_id(id)
+        .filter(|id| state.droplets.contains_key(id))
+        .ok_or_else(ApiError::not_found)?;
+    let action = action
+        .parse::<u64>()
+        .ok()
+        .and_then(|a| state.actions.get(&a))
+        .filter(|a| a.droplet_id == id)
+        .ok_or_else(ApiError::not_found)?;
+    Reply::json(
+        200,
+        json!({ "action": state.action_json(action, call.now) }),
+    )
+}
+
+/// Every `type` the spec's `droplet_action` schema lists; the simulator does a few of them.
+const SPEC_ACTION_TYPES: &[&str] = &[
+    "enable_backups",
+    "disable_backups",
+    "change_backup_policy",
+    "reboot",
+    "power_cycle",
+    "shutdown",
+    "power_off",
+    "power_on",
+    "restore",
+    "password_reset",
+    "resize",
+    "rebuild",
+    "rename",
+    "change_kernel",
+    "enable_ipv6",
+    "snapshot",
+];
+
+/// `POST /v2/droplets/{id}/actions`: `power_off`, `shutdown`, `power_on` and `resize`.
+fn post_droplet_action(state: &mut State, call: &Call, id: &str) -> Result<Reply, ApiError> {
+    // A deleted droplet still shows (off) until it is gone, but takes no more actions.
+    let id = parse_droplet_id(id)
+        .filter(|id| state.droplets.get(id).is_some_and(|d| d.deleted.is_none()))
+        .ok_or_else(ApiError::not_found)?;
+    let body = call.object()?;
+    let kind = match body.get("type") {
+        None | Some(Json::Null) => return Err(ApiError::unprocessable("type is required.")),
+        Some(Json::String(kind)) => match kind.as_str() {
+            "power_off" => ActionKind::PowerOff,
+            "shutdown" => ActionKind::Shutdown,
+            "power_on" => ActionKind::PowerOn,
+            "resize" => {
+                let size = opt_string(&body, "size")?
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::unprocessable("size is required to resize a Droplet.")
+                    })?;
+                let disk = opt_bool(&body, "disk")?;
+                ActionKind::Resize { size, disk }
+            }
+            other if SPEC_ACTION_TYPES.contains(&other) => {
+                return Err(ApiError::unprocessable(format!(
+                    "The simulator does not support the droplet action `{other}`."
+                )));
+            }
+            other => {
+                return Err(ApiError::unprocessable(format!(
+                    "`{other}` is not a valid droplet action type."
+                )));
+            }
+        },
+        Some(_) => return Err(ApiError::unprocessable("type must be a string.")),
+    };
+    state.settle(id, call.now);
+    let droplet = state.droplets.get(&id).ok_or_else(ApiError::not_found)?;
+    let view = state.droplet_view(droplet, call.now);
+    if view.locked {
+        return Err(ApiError::unprocessable(
+            "Droplet already has a pending event.",
+        ));
+    }
+    if let ActionKind::Resize { size, .. } = &kind {
+        // The simulator's rule, as DigitalOcean requires for a CPU/RAM resize.
+        if view.status != "off" {
+            return Err(ApiError::unprocessable(
+                "Droplet must be powered off to resize.",
+            ));
+        }
+        // A disk never shrinks, so a size with a smaller disk is out of reach.
+        let disk = SizeSpec::from_slug(size).disk_gb;
+        if disk < view.disk_gb {
+            return Err(ApiError::unprocessable(format!(
+                "Size {size} has a {disk} GB disk, smaller than the Droplet's {} GB disk.",
+                view.disk_gb
+            )));
+        }
+    }
+    let region = droplet.region.clone();
+    let action_id = state.next_action_id();
+    let action = Action {
+        id: action_id,
+        droplet_id: id,
+        kind,
+        region,
+        started: call.now,
+        started_wall: SystemTime::now(),
+    };
+    let rendered = state.action_json(&action, call.now);
+    state.actions.insert(action_id, action);
+    if let Some(droplet) = state.droplets.get_mut(&id) {
+        droplet.pending = Some(action_id);
+        *droplet.rendered.get_mut() = None;
+    }
+    Reply::json(201, json!({ "action": rendered }))
 }
 
 // SSH keys.

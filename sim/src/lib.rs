@@ -1,16 +1,16 @@
 //! `fitter-sim`: a stateful fake of the DigitalOcean API v2, for fitter's tests.
 //!
-//! It serves the part of the API a provisioner needs (droplets, actions, SSH keys, tags, VPCs,
-//! firewalls) over real HTTP on loopback, keeps what was created, and answers with the shapes
-//! the official OpenAPI spec declares, so `prism proxy --errors` in front of it finds nothing
-//! to object to. On top of the API it can misbehave on purpose ([`Fault`]) and lets a test look
+//! It serves the part of the API a provisioner needs (droplets, droplet actions, SSH keys, tags,
+//! VPCs, firewalls) over real HTTP on loopback, keeps what was created, and answers with the
+//! shapes the official OpenAPI spec declares, so `prism proxy --errors` in front of it finds
+//! nothing to object to. On top of the API it can misbehave on purpose ([`Fault`]) and lets a test look
 //! inside ([`Simulator::snapshot`], [`Simulator::requests`]), in process or through the control
 //! API under `/_sim` (see `sim/README.md`).
 //!
-//! Time: delays (new to active, delete to gone, rate-limit windows) are measured with
-//! [`tokio::time::Instant`] and computed lazily from timestamps when a request looks, so there
-//! is no timer per droplet and a paused tokio clock drives them too. `created_at` strings are
-//! real UTC wall-clock times.
+//! Time: delays (new to active, droplet actions, delete to gone, rate-limit windows) are
+//! measured with [`tokio::time::Instant`] and computed lazily from timestamps when a request
+//! looks, so there is no timer per droplet and a paused tokio clock drives them too.
+//! `created_at` strings are real UTC wall-clock times.
 //!
 //! Lifecycle: [`Simulator::start`] or [`Simulator::start_background`] binds, serves until the
 //! last [`Simulator`] handle is dropped, then closes its listener and connections.

@@ -21,6 +21,9 @@ struct Args {
     /// Milliseconds a deleted droplet stays visible after the 204.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     delete_delay_ms: u64,
+    /// Milliseconds a droplet action (power_off, power_on, shutdown, resize) takes.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    action_delay_ms: u64,
     /// Requests per token in any rolling minute.
     #[arg(long, value_name = "N", default_value_t = 250)]
     rate_limit_per_minute: u32,
@@ -73,6 +76,7 @@ async fn main() -> ExitCode {
     let config = Config {
         active_delay: Duration::from_millis(args.active_delay_ms),
         delete_delay: Duration::from_millis(args.delete_delay_ms),
+        action_delay: Duration::from_millis(args.action_delay_ms),
         rate_limit_per_minute: args.rate_limit_per_minute,
         rate_limit_per_hour: args.rate_limit_per_hour,
         key_list_per_minute: args.key_list_per_minute,

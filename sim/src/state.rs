@@ -4,6 +4,11 @@
 //! networks, tag counts, VPC members) is derived when rendered, from the current time and the
 //! current configuration. A deleted droplet keeps its place (listed, in its VPC, with its tags)
 //! until `delete_delay` has passed, then [`State::purge`] forgets it.
+//!
+//! Droplet actions work the same way: a droplet keeps its settled power state and size plus the
+//! last action started on it ([`Droplet::pending`]); once that action is older than
+//! `action_delay` its effect shows in every rendering, and the next action folds it into the
+//! settled fields ([`State::settle`]) before it starts.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,7 +64,15 @@ struct Ids {
 pub(crate) struct Droplet {
     pub(crate) id: u64,
     pub(crate) name: String,
+    /// The size slug, as of the last settled action.
     pub(crate) size: String,
+    /// The disk in GB, as of the last settled action (a resize without `disk` keeps it).
+    pub(crate) disk_gb: u64,
+    /// Whether the droplet is off, as of the last settled action.
+    pub(crate) powered_off: bool,
+    /// The last action started on the droplet (not its create), whose effect shows once it is
+    /// complete and is folded into the fields above by [`State::settle`].
+    pub(crate) pending: Option<u64>,
     /// The image as the create asked for it: a slug (string) or an id (integer).
     pub(crate) image: Json,
     pub(crate) region: String,
@@ -76,18 +89,63 @@ pub(crate) struct Droplet {
     pub(crate) monitoring: bool,
     pub(crate) backups: bool,
     pub(crate) volumes: Vec<String>,
-    /// The droplet's JSON text for the status it was rendered in. Only the status (and the
-    /// tags, which clear this) change a droplet's JSON, so lists of hundreds of droplets
-    /// cost a copy each rather than a rendering.
-    pub(crate) rendered: RefCell<Option<(&'static str, String)>>,
+    /// The droplet's JSON text, with the status, lock and whether its pending action's effect
+    /// was applied when it was rendered. Only those (and tags and new actions, which clear
+    /// this) change a droplet's JSON, so lists of hundreds of droplets cost a copy each rather
+    /// than a rendering.
+    pub(crate) rendered: RefCell<Option<(RenderKey, String)>>,
 }
+
+/// What a droplet's cached JSON depends on: status, lock, and whether a completed pending
+/// action's effect is applied.
+pub(crate) type RenderKey = (&'static str, bool, bool);
 
 pub(crate) struct Action {
     pub(crate) id: u64,
     pub(crate) droplet_id: u64,
+    pub(crate) kind: ActionKind,
     pub(crate) region: String,
     pub(crate) started: Instant,
     pub(crate) started_wall: SystemTime,
+}
+
+/// What an action does to its droplet once it is complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ActionKind {
+    /// The droplet's creation: complete when the droplet is `active`.
+    Create,
+    PowerOff,
+    Shutdown,
+    PowerOn,
+    /// To `size`; the disk grows to the size's disk only with `disk: true`.
+    Resize {
+        size: String,
+        disk: bool,
+    },
+}
+
+impl ActionKind {
+    /// The action's `type`, as the API names it.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            ActionKind::Create => "create",
+            ActionKind::PowerOff => "power_off",
+            ActionKind::Shutdown => "shutdown",
+            ActionKind::PowerOn => "power_on",
+            ActionKind::Resize { .. } => "resize",
+        }
+    }
+}
+
+/// A droplet as it shows now: its status, lock, size and disk, with a completed action's
+/// effect applied.
+pub(crate) struct DropletView<'d> {
+    pub(crate) status: &'static str,
+    pub(crate) locked: bool,
+    pub(crate) size: &'d str,
+    pub(crate) disk_gb: u64,
+    /// Whether a completed pending action's effect is applied (not yet settled).
+    pub(crate) applied: bool,
 }
 
 pub(crate) struct SshKey {
@@ -300,14 +358,78 @@ impl State {
             && !self.faults.stuck(&droplet.name)
     }
 
-    pub(crate) fn droplet_status(&self, droplet: &Droplet, now: Instant) -> &'static str {
-        if droplet.deleted.is_some() {
-            "off"
-        } else if self.is_active(droplet, now) {
-            "active"
-        } else {
-            "new"
+    /// Whether an action (not a create) is complete: `action_delay` after it started.
+    pub(crate) fn action_done(&self, action: &Action, now: Instant) -> bool {
+        now.duration_since(action.started) >= self.config.action_delay
+    }
+
+    /// The droplet's pending action when it is complete (its effect then shows).
+    fn completed_pending(&self, droplet: &Droplet, now: Instant) -> Option<&Action> {
+        droplet
+            .pending
+            .and_then(|id| self.actions.get(&id))
+            .filter(|a| self.action_done(a, now))
+    }
+
+    /// The droplet as it shows at `now`.
+    pub(crate) fn droplet_view<'d>(&'d self, d: &'d Droplet, now: Instant) -> DropletView<'d> {
+        let mut view = DropletView {
+            status: if d.powered_off { "off" } else { "active" },
+            locked: d.pending.is_some(),
+            size: &d.size,
+            disk_gb: d.disk_gb,
+            applied: false,
+        };
+        if let Some(action) = self.completed_pending(d, now) {
+            view.locked = false;
+            view.applied = true;
+            match &action.kind {
+                ActionKind::PowerOff | ActionKind::Shutdown => view.status = "off",
+                ActionKind::PowerOn => view.status = "active",
+                ActionKind::Resize { size, disk } => {
+                    view.size = size;
+                    if *disk {
+                        view.disk_gb = SizeSpec::from_slug(size).disk_gb;
+                    }
+                }
+                ActionKind::Create => {}
+            }
         }
+        if d.deleted.is_some() {
+            // Deleted: off until it is gone, whatever it was doing.
+            view.status = "off";
+            view.locked = false;
+        } else if !self.is_active(d, now) {
+            view.status = "new";
+            view.locked = true;
+        }
+        view
+    }
+
+    /// Folds the droplet's pending action into its settled fields once it is complete.
+    pub(crate) fn settle(&mut self, droplet_id: u64, now: Instant) {
+        let Some(droplet) = self.droplets.get(&droplet_id) else {
+            return;
+        };
+        let Some(kind) = self.completed_pending(droplet, now).map(|a| a.kind.clone()) else {
+            return;
+        };
+        let Some(droplet) = self.droplets.get_mut(&droplet_id) else {
+            return;
+        };
+        match kind {
+            ActionKind::PowerOff | ActionKind::Shutdown => droplet.powered_off = true,
+            ActionKind::PowerOn => droplet.powered_off = false,
+            ActionKind::Resize { size, disk } => {
+                if disk {
+                    droplet.disk_gb = SizeSpec::from_slug(&size).disk_gb;
+                }
+                droplet.size = size;
+            }
+            ActionKind::Create => {}
+        }
+        droplet.pending = None;
+        *droplet.rendered.get_mut() = None;
     }
 
     pub(crate) fn vpc(&self, id: &str) -> Option<&Vpc> {
@@ -354,20 +476,23 @@ impl State {
 
     /// [`State::droplet_json`] as text, from the cache when the status has not changed.
     pub(crate) fn droplet_text(&self, d: &Droplet, now: Instant) -> String {
-        let status = self.droplet_status(d, now);
+        let view = self.droplet_view(d, now);
+        let key = (view.status, view.locked, view.applied);
         if let Some((cached, text)) = &*d.rendered.borrow()
-            && *cached == status
+            && *cached == key
         {
             return text.clone();
         }
         let text = self.droplet_json(d, now).to_string();
-        *d.rendered.borrow_mut() = Some((status, text.clone()));
+        *d.rendered.borrow_mut() = Some((key, text.clone()));
         text
     }
 
     pub(crate) fn droplet_json(&self, d: &Droplet, now: Instant) -> Json {
-        let status = self.droplet_status(d, now);
-        let size = SizeSpec::from_slug(&d.size);
+        let view = self.droplet_view(d, now);
+        let status = view.status;
+        let size = SizeSpec::from_slug(view.size);
+        let disk_gb = view.disk_gb;
         let mut features = vec!["droplet_agent", "private_networking"];
         if d.monitoring {
             features.push("monitoring");
@@ -416,9 +541,9 @@ impl State {
             "name": d.name,
             "memory": size.memory_mb,
             "vcpus": size.vcpus,
-            "disk": size.disk_gb,
-            "disk_info": [{"type": "local", "size": {"amount": size.disk_gb, "unit": "gib"}}],
-            "locked": status == "new",
+            "disk": disk_gb,
+            "disk_info": [{"type": "local", "size": {"amount": disk_gb, "unit": "gib"}}],
+            "locked": view.locked,
             "status": status,
             "kernel": null,
             "created_at": rfc3339(d.created_wall),
@@ -428,10 +553,10 @@ impl State {
             "snapshot_ids": [],
             "image": image_json(&d.image, &d.region),
             "volume_ids": d.volumes,
-            "size": size.json(&d.size, &d.region),
-            "size_slug": d.size,
+            "size": size.json(view.size, &d.region),
+            "size_slug": view.size,
             "networks": {"v4": v4, "v6": v6},
-            "region": region_json(&d.region, &d.size),
+            "region": region_json(&d.region, view.size),
             "tags": d.tags,
             "vpc_uuid": d.vpc_uuid,
         })
@@ -439,19 +564,25 @@ impl State {
 
     pub(crate) fn action_json(&self, a: &Action, now: Instant) -> Json {
         let droplet = self.droplets.get(&a.droplet_id);
-        let done = match droplet {
-            Some(d) if d.deleted.is_none() => self.is_active(d, now),
+        let (done, delay) = match (&a.kind, droplet) {
+            (ActionKind::Create, Some(d)) if d.deleted.is_none() => {
+                (self.is_active(d, now), self.config.active_delay)
+            }
             // Gone or going: its creation finished (or never will, which nobody asks about).
-            _ => now.duration_since(a.started) >= self.config.active_delay,
+            (ActionKind::Create, _) => (
+                now.duration_since(a.started) >= self.config.active_delay,
+                self.config.active_delay,
+            ),
+            _ => (self.action_done(a, now), self.config.action_delay),
         };
         let size = droplet.map(|d| d.size.as_str()).unwrap_or("s-1vcpu-1gb");
         json!({
             "id": a.id,
             "status": if done { "completed" } else { "in-progress" },
-            "type": "create",
+            "type": a.kind.name(),
             "started_at": rfc3339(a.started_wall),
             "completed_at": if done {
-                Json::String(rfc3339(a.started_wall + self.config.active_delay))
+                Json::String(rfc3339(a.started_wall + delay))
             } else {
                 Json::Null
             },
@@ -557,14 +688,14 @@ impl State {
 
 /// Resources for a size slug such as `s-2vcpu-4gb`: any slug is accepted, the numbers come
 /// from the slug where it has them.
-struct SizeSpec {
+pub(crate) struct SizeSpec {
     vcpus: u64,
     memory_mb: u64,
-    disk_gb: u64,
+    pub(crate) disk_gb: u64,
 }
 
 impl SizeSpec {
-    fn from_slug(slug: &str) -> SizeSpec {
+    pub(crate) fn from_slug(slug: &str) -> SizeSpec {
         let mut vcpus = None;
         let mut memory_mb = None;
         for part in slug.split('-') {

@@ -18,6 +18,10 @@ pub struct Config {
     /// How long a deleted droplet stays visible (listed, in its VPC) after the 204.
     #[serde(rename = "delete_delay_ms", with = "millis")]
     pub delete_delay: Duration,
+    /// How long a droplet action (`power_off`, `resize`, …) takes: the droplet is locked and
+    /// the action `in-progress` until then, and its effect shows after.
+    #[serde(rename = "action_delay_ms", with = "millis")]
+    pub action_delay: Duration,
     /// Requests per token in any rolling 60 s window.
     pub rate_limit_per_minute: u32,
     /// Requests per token in any rolling hour; also the `ratelimit-limit` header.
@@ -35,6 +39,7 @@ impl Default for Config {
         Config {
             active_delay: Duration::from_secs(2),
             delete_delay: Duration::from_secs(1),
+            action_delay: Duration::from_secs(1),
             rate_limit_per_minute: 250,
             rate_limit_per_hour: 5000,
             key_list_per_minute: 10,

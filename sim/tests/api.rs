@@ -819,6 +819,14 @@ fn faults_and_config_round_trip_through_json() {
     let config: Config = serde_json::from_str(r#"{"active_delay_ms": 10}"#).unwrap();
     assert_eq!(config.active_delay, Duration::from_millis(10));
     assert_eq!(config.delete_delay, Duration::from_secs(1));
+    assert_eq!(config.action_delay, Duration::from_secs(1));
+    let config: Config = serde_json::from_str(r#"{"action_delay_ms": 250}"#).unwrap();
+    assert_eq!(config.action_delay, Duration::from_millis(250));
+    assert!(
+        serde_json::to_string(&config)
+            .unwrap()
+            .contains(r#""action_delay_ms":250"#)
+    );
     let lost: Fault = serde_json::from_str(
         r#"{"kind":"lost_response","matcher":{"path_prefix":"/v2/droplets"}}"#,
     )
@@ -867,4 +875,343 @@ async fn a_thousand_droplets_stay_cheap() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Droplets active at once; actions take [`DELAY`].
+fn actions_config() -> Config {
+    Config {
+        active_delay: Duration::ZERO,
+        action_delay: DELAY,
+        ..fast()
+    }
+}
+
+/// Creates an active droplet (with [`actions_config`]) and returns its id.
+async fn active_droplet(client: &Client, name: &str) -> u64 {
+    let created = client.post("/v2/droplets", droplet(name)).await;
+    assert_eq!(created.status, 202);
+    let id = created.body["droplet"]["id"].as_u64().unwrap();
+    let got = client.get(&format!("/v2/droplets/{id}")).await;
+    assert_eq!(got.body["droplet"]["status"], "active");
+    assert_eq!(got.body["droplet"]["locked"], false);
+    id
+}
+
+async fn act(client: &Client, id: u64, body: Json) -> Answer {
+    client
+        .post(&format!("/v2/droplets/{id}/actions"), body)
+        .await
+}
+
+fn assert_unprocessable(answer: &Answer, message: &str) {
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_eq!(answer.body["id"], "unprocessable_entity");
+    assert_eq!(answer.body["message"], message);
+}
+
+#[tokio::test]
+async fn power_off_resize_power_on() {
+    let sim = Simulator::start(any_port(), actions_config())
+        .await
+        .unwrap();
+    let client = Client::new(&sim);
+    let id = active_droplet(&client, "web-1").await;
+    let droplet_path = format!("/v2/droplets/{id}");
+
+    // Resizing a running droplet is refused, and nothing starts.
+    let refused = act(
+        &client,
+        id,
+        json!({"type": "resize", "size": "s-2vcpu-4gb"}),
+    )
+    .await;
+    assert_unprocessable(&refused, "Droplet must be powered off to resize.");
+    assert_eq!(
+        client.get(&droplet_path).await.body["droplet"]["locked"],
+        false
+    );
+
+    // power_off: in progress (droplet locked, still active), then completed (off).
+    let off = act(&client, id, json!({"type": "power_off"})).await;
+    assert_eq!(off.status, 201, "{}", off.body);
+    let action = &off.body["action"];
+    assert_eq!(action["status"], "in-progress");
+    assert_eq!(action["type"], "power_off");
+    assert_eq!(action["completed_at"], Json::Null);
+    assert_eq!(action["resource_id"], id);
+    assert_eq!(action["resource_type"], "droplet");
+    assert_eq!(action["region_slug"], "nyc3");
+    assert_eq!(action["region"]["slug"], "nyc3");
+    assert!(action["started_at"].is_string());
+    let off_id = action["id"].as_u64().unwrap();
+    let busy = client.get(&droplet_path).await.body["droplet"].clone();
+    assert_eq!(
+        (busy["status"].clone(), busy["locked"].clone()),
+        (json!("active"), json!(true))
+    );
+    let pending = act(&client, id, json!({"type": "power_on"})).await;
+    assert_unprocessable(&pending, "Droplet already has a pending event.");
+    let in_progress = client.get(&format!("/v2/actions/{off_id}")).await;
+    assert_eq!(in_progress.body["action"]["status"], "in-progress");
+
+    tokio::time::sleep(PAST_DELAY).await;
+    let done = client.get(&format!("/v2/actions/{off_id}")).await.body["action"].clone();
+    assert_eq!(done["status"], "completed");
+    assert!(done["completed_at"].is_string());
+    let off = client.get(&droplet_path).await.body["droplet"].clone();
+    assert_eq!(
+        (off["status"].clone(), off["locked"].clone()),
+        (json!("off"), json!(false))
+    );
+
+    // resize without disk: CPU and RAM change, the disk stays.
+    let resize = act(
+        &client,
+        id,
+        json!({"type": "resize", "size": "s-2vcpu-4gb", "disk": false}),
+    )
+    .await;
+    assert_eq!(resize.status, 201, "{}", resize.body);
+    assert_eq!(resize.body["action"]["type"], "resize");
+    let busy = client.get(&droplet_path).await.body["droplet"].clone();
+    assert_eq!(busy["locked"], true);
+    assert_eq!(busy["size_slug"], "s-1vcpu-1gb");
+    tokio::time::sleep(PAST_DELAY).await;
+    let resized = client.get(&droplet_path).await.body["droplet"].clone();
+    assert_eq!(resized["status"], "off");
+    assert_eq!(resized["locked"], false);
+    assert_eq!(resized["size_slug"], "s-2vcpu-4gb");
+    assert_eq!(resized["size"]["slug"], "s-2vcpu-4gb");
+    assert_eq!(resized["memory"], 4096);
+    assert_eq!(resized["vcpus"], 2);
+    assert_eq!(resized["disk"], 25);
+
+    // resize with disk: the disk grows too; a size with a smaller disk is then out of reach.
+    let resize = act(
+        &client,
+        id,
+        json!({"type": "resize", "size": "s-4vcpu-8gb", "disk": true}),
+    )
+    .await;
+    assert_eq!(resize.status, 201, "{}", resize.body);
+    tokio::time::sleep(PAST_DELAY).await;
+    let resized = client.get(&droplet_path).await.body["droplet"].clone();
+    assert_eq!(
+        (
+            resized["vcpus"].clone(),
+            resized["memory"].clone(),
+            resized["disk"].clone()
+        ),
+        (json!(4), json!(8192), json!(200))
+    );
+    let smaller = act(
+        &client,
+        id,
+        json!({"type": "resize", "size": "s-2vcpu-4gb"}),
+    )
+    .await;
+    assert_eq!(smaller.status, 422);
+
+    // power_on: active again, with the new size.
+    let on = act(&client, id, json!({"type": "power_on"})).await;
+    assert_eq!(on.status, 201, "{}", on.body);
+    let on_id = on.body["action"]["id"].as_u64().unwrap();
+    tokio::time::sleep(PAST_DELAY).await;
+    let on = client.get(&droplet_path).await.body["droplet"].clone();
+    assert_eq!(
+        (on["status"].clone(), on["locked"].clone()),
+        (json!("active"), json!(false))
+    );
+    assert_eq!(on["size_slug"], "s-4vcpu-8gb");
+
+    // The droplet's actions, newest first, its create included.
+    let list = client
+        .get(&format!("/v2/droplets/{id}/actions?per_page=2"))
+        .await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["meta"]["total"], 5);
+    let types: Vec<&str> = list.body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["power_on", "resize"]);
+    assert!(list.body["links"]["pages"]["next"].is_string());
+    let last = client
+        .get(&format!("/v2/droplets/{id}/actions?per_page=2&page=3"))
+        .await;
+    assert_eq!(last.body["actions"][0]["type"], "create");
+    let one = client
+        .get(&format!("/v2/droplets/{id}/actions/{on_id}"))
+        .await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["action"]["status"], "completed");
+    // /v2/actions lists them too.
+    let all = client.get("/v2/actions").await;
+    assert_eq!(all.body["meta"]["total"], 5);
+    assert_eq!(sim.snapshot().counts.post, 8);
+}
+
+#[tokio::test]
+async fn shutdown_turns_a_droplet_off() {
+    let sim = Simulator::start(any_port(), actions_config())
+        .await
+        .unwrap();
+    let client = Client::new(&sim);
+    let id = active_droplet(&client, "web-1").await;
+    let shutdown = act(&client, id, json!({"type": "shutdown"})).await;
+    assert_eq!(shutdown.status, 201, "{}", shutdown.body);
+    assert_eq!(shutdown.body["action"]["type"], "shutdown");
+    tokio::time::sleep(PAST_DELAY).await;
+    let got = client.get(&format!("/v2/droplets/{id}")).await;
+    assert_eq!(got.body["droplet"]["status"], "off");
+}
+
+#[tokio::test]
+async fn actions_that_are_refused() {
+    let sim = Simulator::start(any_port(), actions_config())
+        .await
+        .unwrap();
+    let client = Client::new(&sim);
+    let id = active_droplet(&client, "web-1").await;
+
+    let unknown = act(&client, id, json!({"type": "explode"})).await;
+    assert_unprocessable(&unknown, "`explode` is not a valid droplet action type.");
+    let unsupported = act(&client, id, json!({"type": "reboot"})).await;
+    assert_eq!(unsupported.status, 422);
+    let untyped = act(&client, id, json!({})).await;
+    assert_unprocessable(&untyped, "type is required.");
+    let power_off = act(&client, id, json!({"type": "power_off"})).await;
+    assert_eq!(power_off.status, 201);
+    tokio::time::sleep(PAST_DELAY).await;
+    let sizeless = act(&client, id, json!({"type": "resize", "disk": true})).await;
+    assert_unprocessable(&sizeless, "size is required to resize a Droplet.");
+    let bad_disk = act(
+        &client,
+        id,
+        json!({"type": "resize", "size": "s-2vcpu-2gb", "disk": "yes"}),
+    )
+    .await;
+    assert_eq!(bad_disk.status, 422);
+    assert_eq!(
+        act(&client, 1, json!({"type": "power_on"})).await.status,
+        404
+    );
+    assert_eq!(
+        act(&client, id, json!({"type": "power_on"})).await.status,
+        201
+    );
+
+    // A droplet still being created is locked by its create action.
+    sim.set_config(Config {
+        active_delay: Duration::from_secs(60),
+        ..actions_config()
+    });
+    let new = client.post("/v2/droplets", droplet("web-2")).await.body["droplet"]["id"]
+        .as_u64()
+        .unwrap();
+    let pending = act(&client, new, json!({"type": "power_off"})).await;
+    assert_unprocessable(&pending, "Droplet already has a pending event.");
+
+    // A deleted droplet shows `off` until it is gone, but no action brings it back.
+    assert_eq!(
+        client.delete(&format!("/v2/droplets/{id}")).await.status,
+        204
+    );
+    let deleted = client.get(&format!("/v2/droplets/{id}")).await;
+    assert_eq!(deleted.body["droplet"]["status"], "off");
+    assert_eq!(
+        act(&client, id, json!({"type": "power_on"})).await.status,
+        404
+    );
+    assert_eq!(
+        client.get(&format!("/v2/droplets/{id}")).await.body["droplet"]["status"],
+        "off"
+    );
+    tokio::time::sleep(PAST_DELAY).await;
+    assert_eq!(
+        client
+            .get(&format!("/v2/droplets/{id}/actions"))
+            .await
+            .status,
+        404
+    );
+
+    // An action belongs to its droplet.
+    let create_action = client
+        .get(&format!("/v2/droplets/{new}/actions"))
+        .await
+        .body["actions"][0]["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        client
+            .get(&format!("/v2/droplets/{new}/actions/{create_action}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        client
+            .get(&format!("/v2/droplets/{id}/actions/{create_action}"))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn faults_and_rate_limits_apply_to_actions() {
+    let config = Config {
+        rate_limit_per_minute: 5,
+        ..actions_config()
+    };
+    let sim = Simulator::start(any_port(), config).await.unwrap();
+    let client = Client::new(&sim);
+    let id = active_droplet(&client, "web-1").await;
+    sim.inject(Fault::Status {
+        matcher: Matcher::new(Some("POST"), &format!("/v2/droplets/{id}/actions")).times(1),
+        status: 503,
+    });
+    assert_eq!(
+        act(&client, id, json!({"type": "power_off"})).await.status,
+        503
+    );
+    // The injected failure changed nothing: the droplet is not locked.
+    assert_eq!(
+        act(&client, id, json!({"type": "power_off"})).await.status,
+        201
+    );
+    // Five requests so far (create, get, 503, 201, this 422); the sixth is over the budget.
+    assert_unprocessable(
+        &act(&client, id, json!({"type": "power_on"})).await,
+        "Droplet already has a pending event.",
+    );
+    let limited = act(&client, id, json!({"type": "power_on"})).await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.headers.contains_key("retry-after"));
+    let counts = sim.snapshot().counts;
+    assert_eq!((counts.post, counts.rate_limited), (5, 1));
+}
+
+#[tokio::test]
+async fn action_delays_follow_the_tokio_clock() {
+    let config = Config {
+        action_delay: Duration::from_secs(60),
+        ..actions_config()
+    };
+    let sim = Simulator::start(any_port(), config).await.unwrap();
+    let client = Client::new(&sim);
+    let id = active_droplet(&client, "web-1").await;
+    assert_eq!(
+        act(&client, id, json!({"type": "power_off"})).await.status,
+        201
+    );
+    tokio::time::pause();
+    let status = |sim: &Simulator| sim.snapshot().droplets[0]["status"].clone();
+    assert_eq!(status(&sim), "active");
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(status(&sim), "off");
+    assert_eq!(sim.snapshot().droplets[0]["locked"], false);
 }

@@ -101,6 +101,16 @@ fn ports(rule: &FirewallRule) -> String {
     }
 }
 
+/// A droplet action without parameters: `power_off`, `power_on`.
+pub fn action(kind: &str) -> Json {
+    json!({ "type": kind })
+}
+
+/// A resize of CPU and memory; the disk stays, so it can be undone.
+pub fn resize(size: &str) -> Json {
+    json!({ "type": "resize", "size": size, "disk": false })
+}
+
 /// What droplets of one batch share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DropletSpec {
