@@ -209,6 +209,8 @@ pub(crate) fn route(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
         ("POST", ["tags"]) => create_tag(state, call),
         ("GET", ["tags", name]) => get_tag(state, call, name),
         ("DELETE", ["tags", name]) => delete_tag(state, name),
+        ("POST", ["tags", name, "resources"]) => tag_resources(state, call, name, true),
+        ("DELETE", ["tags", name, "resources"]) => tag_resources(state, call, name, false),
         ("GET", ["vpcs"]) => list_vpcs(state, call),
         ("POST", ["vpcs"]) => create_vpc(state, call),
         ("GET", ["vpcs", id]) => get_vpc(state, id),
@@ -237,6 +239,7 @@ fn known_shape(segments: &[&str]) -> bool {
         ["droplets" | "actions" | "tags" | "vpcs" | "firewalls"]
             | ["droplets" | "actions" | "tags" | "vpcs" | "firewalls", _]
             | ["vpcs", _, "members"]
+            | ["tags", _, "resources"]
             | ["droplets", _, "actions"]
             | ["droplets", _, "actions", _]
             | ["account", "keys"]
@@ -910,6 +913,45 @@ fn delete_tag(state: &mut State, name: &str) -> Result<Reply, ApiError> {
     for droplet in state.droplets.values_mut() {
         if droplet.tags.iter().any(|t| t == name) {
             droplet.tags.retain(|t| t != name);
+            *droplet.rendered.get_mut() = None;
+        }
+    }
+    Reply::no_content()
+}
+
+/// `POST|DELETE /v2/tags/{tag}/resources {resources: [{resource_id, resource_type}]}`:
+/// tags or untags droplets (the only resource type the simulator has), 204.
+fn tag_resources(state: &mut State, call: &Call, name: &str, add: bool) -> Result<Reply, ApiError> {
+    if !state.tags.contains(name) {
+        return Err(ApiError::not_found());
+    }
+    let body = call.object()?;
+    let Some(Json::Array(resources)) = body.get("resources") else {
+        return Err(ApiError::unprocessable("resources is required."));
+    };
+    let mut ids = Vec::new();
+    for r in resources {
+        if r.get("resource_type").and_then(Json::as_str) != Some("droplet") {
+            return Err(ApiError::unprocessable(
+                "the simulator only tags droplets (resource_type \"droplet\").",
+            ));
+        }
+        let id = r
+            .get("resource_id")
+            .and_then(Json::as_str)
+            .and_then(parse_droplet_id)
+            .filter(|id| state.droplets.contains_key(id))
+            .ok_or_else(|| ApiError::unprocessable("resource_id names no droplet."))?;
+        ids.push(id);
+    }
+    for id in ids {
+        if let Some(droplet) = state.droplets.get_mut(&id) {
+            let has = droplet.tags.iter().any(|t| t == name);
+            if add && !has {
+                droplet.tags.push(name.to_string());
+            } else if !add && has {
+                droplet.tags.retain(|t| t != name);
+            }
             *droplet.rendered.get_mut() = None;
         }
     }

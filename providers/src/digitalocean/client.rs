@@ -139,8 +139,8 @@ impl Client {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Sends one call, retrying as its kind allows. A 404 is an answer, not a failure: the
-    /// caller decides what "gone" means.
+    /// Sends one call, retrying as its kind allows. A 404 to anything but a POST is an
+    /// answer, not a failure: the caller decides what "gone" means.
     pub async fn send(
         &self,
         method: Method,
@@ -205,7 +205,9 @@ impl Client {
             } else {
                 serde_json::from_str(&text).unwrap_or(Json::String(text))
             };
-            if status.is_success() || status == StatusCode::NOT_FOUND {
+            // A 404 answers a read or a delete ("gone"); a POST to something missing is an
+            // error like any other.
+            if status.is_success() || (status == StatusCode::NOT_FOUND && method != Method::POST) {
                 return Ok(Answer {
                     status: status.as_u16(),
                     body: json,

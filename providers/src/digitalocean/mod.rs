@@ -1047,31 +1047,35 @@ impl Inner {
             .cloned()
             .collect();
         self.ensure_tags(&resource, &missing).await?;
-        for t in &missing {
-            self.client
-                .send(
-                    Method::POST,
-                    &format!("/v2/tags/{t}/resources"),
-                    Some(&body::tag_resources(&[numeric])),
-                    Call::Idempotent,
-                )
-                .await
-                .map_err(|f| api_error(&resource, f))?;
-        }
         let prefix = format!("{}:", self.tag);
-        for t in have
+        let extra = have
             .iter()
-            .filter(|t| t.starts_with(&prefix) && !spec.tags.contains(*t))
-        {
-            self.client
+            .filter(|t| t.starts_with(&prefix) && !spec.tags.contains(*t));
+        let changes = missing
+            .iter()
+            .map(|t| (Method::POST, t))
+            .chain(extra.map(|t| (Method::DELETE, t)));
+        for (method, t) in changes {
+            // Tagging is a set operation: safe to send again.
+            let answer = self
+                .client
                 .send(
-                    Method::DELETE,
+                    method,
                     &format!("/v2/tags/{t}/resources"),
                     Some(&body::tag_resources(&[numeric])),
                     Call::Idempotent,
                 )
                 .await
                 .map_err(|f| api_error(&resource, f))?;
+            if answer.status == 404 {
+                return Err(api_error(
+                    &resource,
+                    Failure::Status {
+                        status: 404,
+                        message: format!("the tag `{t}` does not exist"),
+                    },
+                ));
+            }
         }
         Ok(droplet_ready(droplet).unwrap_or_default())
     }
