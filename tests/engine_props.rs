@@ -117,3 +117,80 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A step with no work (unselected) counts as done: it never runs, holds nothing back,
+    /// and a failure does not skip through it (what lies beyond it waits only for work that
+    /// is selected). Steps that must hold others back are selected: apply selects its
+    /// barriers for that reason.
+    #[test]
+    fn unselected_steps_never_run_and_hold_nothing_back(
+        (n, edges, fails, yields, parallelism) in dag(),
+        mask in proptest::collection::vec(proptest::bool::weighted(0.7), 30),
+    ) {
+        let selected: Vec<bool> = mask[..n].to_vec();
+        let mut g: DiGraph<(), ()> = DiGraph::new();
+        for _ in 0..n {
+            g.add_node(());
+        }
+        for &(a, b) in &edges {
+            g.add_edge(NodeIndex::new(a), NodeIndex::new(b), ());
+        }
+        let log = RefCell::new(Log {
+            started_at: vec![None; n],
+            finished_at: vec![None; n],
+            ..Log::default()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let out = rt.block_on(walk(&g, &selected, parallelism, &CancellationToken::new(), |v| {
+            let i = v.index();
+            {
+                let mut l = log.borrow_mut();
+                l.started.push(i);
+                l.clock += 1;
+                l.started_at[i] = Some(l.clock);
+            }
+            let (log, yields, fail) = (&log, yields[i], fails[i]);
+            async move {
+                for _ in 0..yields {
+                    tokio::task::yield_now().await;
+                }
+                let mut l = log.borrow_mut();
+                l.clock += 1;
+                l.finished_at[i] = Some(l.clock);
+                if fail { Err(i) } else { Ok(()) }
+            }
+        }));
+        let l = log.borrow();
+        // Doomed: a selected step with a selected parent that failed or is doomed.
+        let mut doomed = vec![false; n];
+        for v in 0..n {
+            doomed[v] = selected[v]
+                && edges.iter().any(|&(a, b)| b == v && selected[a] && (doomed[a] || fails[a]));
+        }
+        for v in 0..n {
+            if !selected[v] {
+                prop_assert_eq!(&out[v], &Outcome::NotSelected);
+                prop_assert!(l.started_at[v].is_none(), "unselected step {} ran", v);
+                continue;
+            }
+            match &out[v] {
+                Outcome::Succeeded => prop_assert!(!fails[v] && !doomed[v]),
+                Outcome::Failed(e) => prop_assert!(fails[v] && !doomed[v] && *e == v),
+                Outcome::Skipped { failed } => {
+                    prop_assert!(doomed[v] && l.started_at[v].is_none());
+                    prop_assert!(selected[failed.index()] && fails[failed.index()]);
+                }
+                other => prop_assert!(false, "unexpected outcome {:?}", other),
+            }
+            if let Some(start) = l.started_at[v] {
+                for &(a, b) in &edges {
+                    if b == v && selected[a] {
+                        let done = l.finished_at[a];
+                        prop_assert!(done.is_some_and(|d| d < start), "{} started before {} finished", v, a);
+                    }
+                }
+            }
+        }
+    }
+}
