@@ -131,9 +131,26 @@ impl Report {
 
 /// Reads every recorded resource from its provider and forgets those that are gone.
 pub async fn refresh(state: &mut StateFile, providers: &Providers) -> Result<Vec<String>, String> {
+    let gone = gone(state.state(), providers).await?;
+    if !gone.is_empty() {
+        state
+            .update(|s| {
+                for a in &gone {
+                    s.resources.remove(a);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(gone)
+}
+
+/// The recorded resources their provider no longer has; reads only (`plan` uses it).
+pub async fn gone(
+    state: &crate::state::State,
+    providers: &Providers,
+) -> Result<Vec<String>, String> {
     let mut gone = Vec::new();
     let recorded: Vec<(String, ResourceState)> = state
-        .state()
         .resources
         .iter()
         .map(|(a, r)| (a.clone(), r.clone()))
@@ -156,15 +173,6 @@ pub async fn refresh(state: &mut StateFile, providers: &Providers) -> Result<Vec
         if !exists {
             gone.push(address);
         }
-    }
-    if !gone.is_empty() {
-        state
-            .update(|s| {
-                for a in &gone {
-                    s.resources.remove(a);
-                }
-            })
-            .map_err(|e| e.to_string())?;
     }
     Ok(gone)
 }

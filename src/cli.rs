@@ -56,6 +56,10 @@ enum Command {
         /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Compare with the state file as it is, without reading the recorded resources
+        /// back from their providers (offline; the default reads them, never writes).
+        #[arg(long)]
+        no_refresh: bool,
     },
     /// Print the resource and bootstrap graph in Graphviz DOT.
     Graph(PlanArgs),
@@ -284,13 +288,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             state: state_path,
             json,
             detailed_exitcode,
+            no_refresh,
         } => {
             let checked = check(&args, cli.quiet)?;
             let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
-            let recorded = state::read(&path, &checked.fittings.deployment)
-                .map_err(|e| format!("error: {e}"))?;
-            let mut plan = plan::diff(&checked.graph, recorded.as_ref());
-            plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+            let plan = dry_run_plan(&checked, &path, !no_refresh)?;
             if json {
                 print!("{}", plan.to_json());
             } else {
@@ -318,10 +320,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     .state
                     .clone()
                     .unwrap_or_else(|| state::default_path(&args.fittings));
-                let recorded = state::read(&path, &checked.fittings.deployment)
-                    .map_err(|e| format!("error: {e}"))?;
-                let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
-                the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+                let the_plan = dry_run_plan(&checked, &path, true)?;
                 print!("{}", the_plan.render());
                 return Ok(ExitCode::SUCCESS);
             }
@@ -364,6 +363,32 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// What `deploy` would do: the plan against the state, refreshed from the providers unless
+/// `refresh` is false. Reads only; the state file is left as it is, and a plan against an
+/// empty state needs no credentials.
+fn dry_run_plan(checked: &Checked, path: &Path, refresh: bool) -> Result<plan::Plan, String> {
+    let mut recorded =
+        state::read(path, &checked.fittings.deployment).map_err(|e| format!("error: {e}"))?;
+    if let Some(state) = recorded.as_mut()
+        && refresh
+        && !state.resources.is_empty()
+    {
+        let gone = runtime()?.block_on(async {
+            let providers = connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
+            apply::gone(state, &providers)
+                .await
+                .map_err(|e| format!("error: {e}"))
+        })?;
+        for address in gone {
+            eprintln!("`{address}` is gone from its provider; deploy will create it again.");
+            state.resources.remove(&address);
+        }
+    }
+    let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
+    the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+    Ok(the_plan)
+}
+
 fn catalog() -> Result<Catalog, String> {
     Catalog::builtin().map_err(|e| format!("error: the built-in templates are broken: {e}"))
 }
@@ -383,7 +408,10 @@ fn operator_key_fallback(state_path: &Path) -> PathBuf {
 }
 
 /// The providers the plan's locations use, connected.
-async fn connect_providers(fittings: &Fittings, args: &ApplyArgs) -> Result<Providers, String> {
+async fn connect_providers(
+    fittings: &Fittings,
+    ready_timeout: Duration,
+) -> Result<Providers, String> {
     let mut providers = Providers::default();
     let mut kinds: Vec<ProviderKind> = fittings.locations.iter().map(|l| l.provider).collect();
     kinds.sort();
@@ -408,7 +436,7 @@ async fn connect_providers(fittings: &Fittings, args: &ApplyArgs) -> Result<Prov
             ProviderKind::DigitalOcean => {
                 let mut settings =
                     digitalocean::Settings::from_env().map_err(|e| format!("error: {e}"))?;
-                settings.ready_timeout = Duration::from_secs(args.ready_timeout);
+                settings.ready_timeout = ready_timeout;
                 let provider = digitalocean::DigitalOcean::new(&fittings.deployment, settings)
                     .map_err(|e| format!("error: {e}"))?;
                 providers.insert(Arc::new(provider));
@@ -480,7 +508,11 @@ async fn deploy(
         .state
         .clone()
         .unwrap_or_else(|| state::default_path(&args.fittings));
-    let providers = connect_providers(&checked.fittings, apply_args).await?;
+    let providers = connect_providers(
+        &checked.fittings,
+        Duration::from_secs(apply_args.ready_timeout),
+    )
+    .await?;
     let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
         .map_err(|e| format!("error: {e}"))?;
     let gone = apply::refresh(&mut state_file, &providers)
@@ -637,7 +669,11 @@ async fn dispose(
         .state
         .clone()
         .unwrap_or_else(|| state::default_path(&args.fittings));
-    let providers = connect_providers(&checked.fittings, apply_args).await?;
+    let providers = connect_providers(
+        &checked.fittings,
+        Duration::from_secs(apply_args.ready_timeout),
+    )
+    .await?;
     let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
         .map_err(|e| format!("error: {e}"))?;
     apply::refresh(&mut state_file, &providers)

@@ -802,6 +802,81 @@ fn changed_roles_retag_the_droplets_and_update_the_firewall_in_place() {
     assert_nothing_left(&cloud.sim.snapshot());
 }
 
+/// Sends one DigitalOcean API call straight to the simulator, as another client would.
+fn api_call(sim: &Simulator, method: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = TcpStream::connect(sim.addr()).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
+        sim.addr()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn plan_reads_the_cloud_and_never_writes() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let agent1 = droplets_of(&cloud.sim.snapshot())
+        .into_iter()
+        .find(|d| d["name"] == "agent1")
+        .unwrap()["id"]
+        .clone();
+    // Someone deletes a droplet behind fitter's back.
+    let answer = api_call(&cloud.sim, "DELETE", &format!("/v2/droplets/{agent1}"));
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while droplets_of(&cloud.sim.snapshot()).len() == 12 {
+        assert!(Instant::now() < deadline, "the droplet never went");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state_before = std::fs::read(ws.state()).unwrap();
+    let writes_before = writes(&cloud.sim.snapshot());
+
+    let out = ws.run(&cloud.api_url, &["plan"]);
+    assert!(out.status.success(), "plan: {}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("# node.agent1 will be created"), "{shown}");
+    assert!(
+        shown.contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{shown}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`node.agent1` is gone from its provider"),
+        "{}",
+        text(&out)
+    );
+    let out = ws.run(&cloud.api_url, &["plan", "--no-refresh"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(ws.state()).unwrap(),
+        state_before,
+        "plan wrote the state"
+    );
+    assert_eq!(
+        writes(&cloud.sim.snapshot()),
+        writes_before,
+        "plan wrote to the API"
+    );
+
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 /// Kills a deploy when `when` first holds of the simulator's state.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
     let mut child = ws
