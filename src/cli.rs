@@ -20,7 +20,7 @@ use crate::components::Catalog;
 use crate::diagnostics::{Diagnostic, SourceFile, plural};
 use crate::fittings::{self, Fittings, LoadOptions};
 use crate::graph::{self, GraphError, ResourceGraph};
-use crate::{bootstrap, information, plan, ssh, state};
+use crate::{bootstrap, information, inventory, plan, ssh, state};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +86,19 @@ enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The deployment's nodes as an Ansible inventory (INI or YAML) or a JSON list.
+    Inventory {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// State file (default: beside the plan, `NAME.state.json`).
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// The operator's SSH key, for `ansible_ssh_private_key_file`.
+        #[arg(long, value_name = "PATH")]
+        ssh_key: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = inventory::Format::Ini)]
+        format: inventory::Format,
     },
     /// Destroy everything the deployment owns: what the state records, and anything else
     /// carrying the deployment's mark.
@@ -325,6 +338,34 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 return Ok(ExitCode::SUCCESS);
             }
             runtime()?.block_on(deploy(&args, &apply, checked))
+        }
+        Command::Inventory {
+            plan: args,
+            state: state_path,
+            ssh_key,
+            format,
+        } => {
+            let checked = check(&args, cli.quiet)?;
+            let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
+            let recorded = state::read(&path, &checked.fittings.deployment)
+                .map_err(|e| format!("error: {e}"))?;
+            let key = ssh_key.or_else(|| {
+                ssh::OperatorKey::find_existing(None, &operator_key_fallback(&path)).map(|k| k.path)
+            });
+            // Absolute, so that Ansible finds them from any directory.
+            let key = key.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
+            let known = std::fs::canonicalize(information::known_hosts_path(&path)).ok();
+            let info = information::gather(
+                &checked.fittings,
+                recorded.as_ref(),
+                key.as_deref(),
+                known.as_deref(),
+            );
+            print!(
+                "{}",
+                inventory::render(&info, format, key.as_deref(), known.as_deref())
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Information {
             plan: args,

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod fittings;
 pub mod graph;
 pub mod information;
+pub mod inventory;
 pub mod plan;
 pub mod ssh;
 pub mod state;

@@ -482,6 +482,11 @@ pub fn from_trusted_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T,
     serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
 }
 
+/// Writes a value as YAML (the Ansible inventory).
+pub fn to_string<T: serde::Serialize>(value: &T) -> String {
+    serde_yaml_ng::to_string(value).expect("plain data serialises to YAML")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -379,6 +379,32 @@ fn deploy_redeploy_information_dispose_through_prism() {
     }
     assert!(!shown.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN));
 
+    // inventory: an Ansible host line per node, with its address and the pinned host keys.
+    let out = ws.run(&cloud.api_url, &["inventory"]);
+    assert!(out.status.success(), "inventory: {}", text(&out));
+    let ini = String::from_utf8_lossy(&out.stdout);
+    for d in droplets_of(&after) {
+        let public = d["networks"]["v4"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["type"] == "public")
+            .unwrap()["ip_address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let line = format!("{} ansible_host={public} ", d["name"].as_str().unwrap());
+        assert!(ini.contains(&line), "{line} missing:\n{ini}");
+    }
+    assert!(
+        ini.contains("StrictHostKeyChecking=yes")
+            && ini.contains("\n[mesos_master]\nmaster1\nmaster2\nmaster3\n"),
+        "{ini}"
+    );
+    let out = ws.run(&cloud.api_url, &["inventory", "--format", "json"]);
+    let list: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 12);
+
     let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
     assert!(out.status.success(), "dispose: {}", text(&out));
     assert_nothing_left(&cloud.sim.snapshot());
