@@ -345,22 +345,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ssh_key,
             format,
         } => {
-            let checked = check(&args, cli.quiet)?;
-            let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
-            let recorded = state::read(&path, &checked.fittings.deployment)
-                .map_err(|e| format!("error: {e}"))?;
-            let key = ssh_key.or_else(|| {
-                ssh::OperatorKey::find_existing(None, &operator_key_fallback(&path)).map(|k| k.path)
-            });
-            // Absolute, so that Ansible finds them from any directory.
-            let key = key.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
-            let known = std::fs::canonicalize(information::known_hosts_path(&path)).ok();
-            let info = information::gather(
-                &checked.fittings,
-                recorded.as_ref(),
-                key.as_deref(),
-                known.as_deref(),
-            );
+            // Absolute paths, so that Ansible finds them from any directory.
+            let (info, key, known) = report(&args, state_path, ssh_key, true, cli.quiet)?;
             print!(
                 "{}",
                 inventory::render(&info, format, key.as_deref(), known.as_deref())
@@ -373,20 +359,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ssh_key,
             json,
         } => {
-            let checked = check(&args, cli.quiet)?;
-            let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
-            let recorded = state::read(&path, &checked.fittings.deployment)
-                .map_err(|e| format!("error: {e}"))?;
-            let key = ssh_key.or_else(|| {
-                ssh::OperatorKey::find_existing(None, &operator_key_fallback(&path)).map(|k| k.path)
-            });
-            let known = information::known_hosts_path(&path);
-            let info = information::gather(
-                &checked.fittings,
-                recorded.as_ref(),
-                key.as_deref(),
-                known.exists().then_some(known.as_path()),
-            );
+            let (info, _, _) = report(&args, state_path, ssh_key, false, cli.quiet)?;
             if json {
                 println!(
                     "{}",
@@ -428,6 +401,36 @@ fn dry_run_plan(checked: &Checked, path: &Path, refresh: bool) -> Result<plan::P
     let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
     the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
     Ok(the_plan)
+}
+
+/// What `information` and `inventory` report: the nodes from the state, the operator's key
+/// and the known_hosts file when they exist (`absolute`: as absolute paths).
+fn report(
+    args: &PlanArgs,
+    state_path: Option<PathBuf>,
+    ssh_key: Option<PathBuf>,
+    absolute: bool,
+    quiet: bool,
+) -> Result<(information::Information, Option<PathBuf>, Option<PathBuf>), String> {
+    let checked = check(args, quiet)?;
+    let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
+    let recorded =
+        state::read(&path, &checked.fittings.deployment).map_err(|e| format!("error: {e}"))?;
+    let mut key = ssh_key.or_else(|| {
+        ssh::OperatorKey::find_existing(None, &operator_key_fallback(&path)).map(|k| k.path)
+    });
+    let mut known = Some(information::known_hosts_path(&path)).filter(|k| k.exists());
+    if absolute {
+        key = key.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
+        known = known.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
+    }
+    let info = information::gather(
+        &checked.fittings,
+        recorded.as_ref(),
+        key.as_deref(),
+        known.as_deref(),
+    );
+    Ok((info, key, known))
 }
 
 fn catalog() -> Result<Catalog, String> {
