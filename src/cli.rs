@@ -100,6 +100,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = inventory::Format::Ini)]
         format: inventory::Format,
     },
+    /// A shell, or a command, on one node: OpenSSH as root with the operator's key, checking
+    /// the host key fitter recorded. `fitter ssh PLAN master1 -- zkServer.sh status`.
+    Ssh {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The node, as the plan names it.
+        #[arg(value_name = "NODE")]
+        node: String,
+        /// State file (default: beside the plan, `NAME.state.json`).
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// The operator's SSH private key (default: as `deploy` finds it).
+        #[arg(long, value_name = "PATH")]
+        ssh_key: Option<PathBuf>,
+        /// The command to run, after `--`; none for a shell.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Destroy everything the deployment owns: what the state records, and anything else
     /// carrying the deployment's mark.
     Dispose {
@@ -352,6 +370,61 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 inventory::render(&info, format, key.as_deref(), known.as_deref())
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Ssh {
+            plan: args,
+            node,
+            state: state_path,
+            ssh_key,
+            command,
+        } => {
+            let path = state_path
+                .clone()
+                .unwrap_or_else(|| state::default_path(&args.fittings));
+            let (info, key, known) = report(&args, state_path, ssh_key, true, cli.quiet)?;
+            let Some(n) = info.nodes.iter().find(|n| n.name == node) else {
+                let names: Vec<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
+                return Err(format!(
+                    "error: no node `{node}` in deployment `{}`; its nodes: {}",
+                    info.deployment,
+                    names.join(", ")
+                ));
+            };
+            let Some(ip) = n.public_ip.as_ref().or(n.private_ip.as_ref()) else {
+                return Err(format!(
+                    "error: `{node}` has no address ({}): deploy it first",
+                    n.status
+                ));
+            };
+            // The known_hosts file is derived from the state: written again if it is gone.
+            let known = match known {
+                Some(k) => k,
+                None => {
+                    let state = state::read(&path, &info.deployment)
+                        .map_err(|e| format!("error: {e}"))?
+                        .unwrap_or_else(|| state::State::new(&info.deployment));
+                    let k = information::known_hosts_path(&path);
+                    std::fs::write(&k, information::known_hosts(&state))
+                        .map_err(|e| format!("error: cannot write `{}`: {e}", k.display()))?;
+                    k
+                }
+            };
+            let mut ssh = std::process::Command::new("ssh");
+            if let Some(k) = &key {
+                ssh.arg("-i").arg(k).args(["-o", "IdentitiesOnly=yes"]);
+            }
+            ssh.arg("-o")
+                .arg(format!("UserKnownHostsFile={}", known.display()))
+                .args(["-o", "StrictHostKeyChecking=yes"])
+                .arg(format!("root@{ip}"));
+            if !command.is_empty() {
+                ssh.arg("--").args(&command);
+            }
+            use std::os::unix::process::CommandExt as _;
+            let err = ssh.exec();
+            Err(format!(
+                "error: cannot run the OpenSSH client `ssh`: {err}; install openssh-client"
+            ))
         }
         Command::Information {
             plan: args,

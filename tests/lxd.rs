@@ -233,6 +233,29 @@ fn deploy_inspect_redeploy_and_dispose() {
         "10.98.0.11:2181,10.98.0.12:2181,10.98.0.13:2181"
     );
 
+    // fitter ssh: a command on one node, host key checked against the state.
+    let ssh = |node: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fitter"))
+            .arg("ssh")
+            .arg(&ws.plan)
+            .arg(node)
+            .arg("--ssh-key")
+            .arg(&ws.key)
+            .args(["--", "cat", "/etc/hostname"])
+            .output()
+            .unwrap()
+    };
+    let out = ssh("master2");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "master2");
+    let out = ssh("master9");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no node `master9` in deployment"),
+        "{}",
+        text(&out)
+    );
+
     // A second deploy changes nothing: no write to the state, nothing in LXD.
     let serial = ws.state().serial;
     let again = ws.fitter(&["deploy"]);
