@@ -70,6 +70,10 @@ pub struct NodeConfig {
 /// Where the node's cloud-config becomes a script, run when it changes.
 pub const CLOUD_CONFIG_SCRIPT: &str = "/var/lib/fitter/cloud-config.sh";
 
+/// The files fitter placed on a node, one path a line: what a later run may remove when
+/// the plan no longer asks for them. Nothing else on the node is ever deleted.
+pub const MANIFEST: &str = "/var/lib/fitter/manifest";
+
 /// Renders every node's files. `secrets` holds the generated values of `{{ x.secret }}`
 /// and `{{ uuid.x }}` tokens; new ones are added, and the caller keeps them (in the state)
 /// so that they are the same on every run.
@@ -509,6 +513,8 @@ fn sha256(content: &str) -> String {
 pub struct NodeReport {
     pub node: String,
     pub uploaded: Vec<String>,
+    /// Files fitter had placed that the plan no longer asks for.
+    pub removed: Vec<String>,
     pub restarted: Vec<String>,
     pub error: Option<String>,
 }
@@ -586,6 +592,11 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
             quote(&s.name)
         );
     }
+    let _ = writeln!(
+        probe,
+        "sed 's/^/M /' {} 2>/dev/null || true",
+        quote(MANIFEST)
+    );
     let out = session.run(&probe).await.map_err(|e| e.to_string())?;
     let mut lines = out.stdout.lines();
     let mut changed = BTreeSet::new();
@@ -608,6 +619,11 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
             inactive.insert(s.name.clone());
         }
     }
+    let placed: BTreeSet<String> = lines
+        .filter_map(|l| l.strip_prefix("M "))
+        .map(str::to_string)
+        .collect();
+    let wanted: BTreeSet<String> = c.files.iter().map(|f| f.path.clone()).collect();
     // 2. Packages that are missing, from the plan's APT sources when it gives some.
     if !c.packages.is_empty() {
         let list = c
@@ -663,6 +679,24 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
         report
             .uploaded
             .extend(uploads.iter().map(|f| f.path.clone()));
+    }
+    // Files placed by an earlier run that the plan no longer asks for go, and the manifest
+    // follows the plan (one round trip, only when the set of files changed).
+    if placed != wanted {
+        let gone: Vec<&String> = placed.difference(&wanted).collect();
+        let mut script = String::from("set -e\n");
+        for path in &gone {
+            let _ = writeln!(script, "rm -f -- {}", quote(path));
+        }
+        let list: Vec<String> = wanted.iter().map(|p| quote(p)).collect();
+        let _ = writeln!(
+            script,
+            "mkdir -p \"$(dirname {m})\"\nprintf '%s\\n' {} > {m}.fitter-new\nmv -f {m}.fitter-new {m}",
+            list.join(" "),
+            m = quote(MANIFEST)
+        );
+        run_script(session, &c.node, &script, "removing files").await?;
+        report.removed.extend(gone.into_iter().cloned());
     }
     // The cloud-config script, when it changed.
     for script in c.run_on_change.iter().filter(|p| changed.contains(*p)) {
@@ -732,19 +766,23 @@ async fn run_script(session: &Session, node: &str, script: &str, what: &str) -> 
 /// The summary lines of a bootstrap run.
 pub fn render_report(reports: &[NodeReport]) -> String {
     let mut out = String::new();
-    let (mut files, mut restarts) = (0, 0);
+    let (mut files, mut removed, mut restarts) = (0, 0, 0);
     for r in reports {
         match &r.error {
             Some(e) => {
                 let _ = writeln!(out, "bootstrap {}: failed: {e}", r.node);
             }
-            None if r.uploaded.is_empty() && r.restarted.is_empty() => {
+            None if r.uploaded.is_empty() && r.restarted.is_empty() && r.removed.is_empty() => {
                 let _ = writeln!(out, "bootstrap {}: no change", r.node);
             }
             None => {
+                let removed = match r.removed.len() {
+                    0 => String::new(),
+                    n => format!(", {n} file{} removed", crate::diagnostics::plural(n)),
+                };
                 let _ = writeln!(
                     out,
-                    "bootstrap {}: {} file{} uploaded{}{}",
+                    "bootstrap {}: {} file{} uploaded{removed}{}{}",
                     r.node,
                     r.uploaded.len(),
                     crate::diagnostics::plural(r.uploaded.len()),
@@ -758,11 +796,16 @@ pub fn render_report(reports: &[NodeReport]) -> String {
             }
         }
         files += r.uploaded.len();
+        removed += r.removed.len();
         restarts += r.restarted.len();
     }
+    let removed = match removed {
+        0 => String::new(),
+        n => format!(", {n} file{} removed", crate::diagnostics::plural(n)),
+    };
     let _ = writeln!(
         out,
-        "Bootstrap: {files} file{} uploaded, {restarts} service{} restarted, {} node{} failed.",
+        "Bootstrap: {files} file{} uploaded{removed}, {restarts} service{} restarted, {} node{} failed.",
         crate::diagnostics::plural(files),
         crate::diagnostics::plural(restarts),
         reports.iter().filter(|r| r.error.is_some()).count(),

@@ -558,6 +558,34 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
         "rack-7\n"
     );
 
+    // The value removed again: the file fitter placed for it goes, nothing else does.
+    std::fs::write(&ws.plan, &plan).unwrap();
+    let out = ws.fitter(&["deploy"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("bootstrap agent2: 0 files uploaded, 1 file removed")
+            && stdout.contains(
+                "Bootstrap: 0 files uploaded, 2 files removed, 0 services restarted, 0 nodes failed."
+            ),
+        "{stdout}"
+    );
+    assert_eq!(
+        exec(
+            "agent2",
+            "test -e /etc/mesos-slave/attributes/rack; echo $?"
+        )
+        .1,
+        "1\n"
+    );
+    assert_eq!(
+        exec(
+            "agent2",
+            "grep -c . /var/lib/fitter/manifest >/dev/null && test -s /etc/hosts; echo $?"
+        )
+        .1,
+        "0\n"
+    );
+
     // With one master stopped the ensemble still serves.
     exec("master3", "systemctl stop zookeeper");
     let deadline = Instant::now() + Duration::from_secs(60);
