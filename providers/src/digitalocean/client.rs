@@ -18,7 +18,6 @@
 //! leaves it out; errors carry the API's message, the method and the path, never headers.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng as _;
@@ -101,7 +100,6 @@ pub struct Client {
     auth: HeaderValue,
     limiter: Limiter,
     retries: Retries,
-    sent: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -130,13 +128,7 @@ impl Client {
             auth,
             limiter: Limiter::new(PER_MINUTE, PER_HOUR),
             retries,
-            sent: AtomicU64::new(0),
         })
-    }
-
-    /// Requests sent so far, retries included.
-    pub fn requests_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 
     /// Sends one call, retrying as its kind allows. A 404 to anything but a POST is an
@@ -152,7 +144,6 @@ impl Client {
         let mut rate_limited = 0u32;
         loop {
             self.limiter.acquire().await;
-            self.sent.fetch_add(1, Ordering::Relaxed);
             let mut request = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))

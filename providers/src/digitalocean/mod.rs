@@ -172,11 +172,6 @@ impl DigitalOcean {
             }),
         })
     }
-
-    /// Requests sent so far, retries included: what the benchmark reports.
-    pub fn requests_sent(&self) -> u64 {
-        self.inner.client.requests_sent()
-    }
 }
 
 fn api_error(resource: &str, failure: Failure) -> ProviderError {
