@@ -157,6 +157,9 @@ pub async fn gone(
         .collect();
     for (address, r) in recorded {
         let exists = match &r.id {
+            // A resource still being created may not be visible yet (DigitalOcean lists a
+            // new droplet late): kept, and the create waits for it.
+            Some(_) if r.status == Status::Creating => true,
             Some(id) => {
                 let provider = providers.get(r.provider, &address)?;
                 provider
@@ -598,9 +601,23 @@ async fn create(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     })
     .await?;
 
-    let id = {
-        let _slot = slot(ctx).await?;
-        provider.create(&request).await.map_err(|e| e.to_string())?
+    // A create the provider accepted in an interrupted run (its id came back, it was not
+    // predicted): wait for that resource rather than create another. Right after a create a
+    // cloud may not list it yet; the provider's wait tolerates that, a new create would
+    // make a duplicate.
+    let accepted = previous
+        .as_ref()
+        .filter(|p| p.status == Status::Creating && predicted.is_none())
+        .and_then(|p| p.id.clone());
+    let id = match accepted {
+        Some(id) => {
+            tracing::info!(%address, %id, "resuming the wait for a resource an earlier run created");
+            id
+        }
+        None => {
+            let _slot = slot(ctx).await?;
+            provider.create(&request).await.map_err(|e| e.to_string())?
+        }
     };
     if predicted.as_deref() != Some(id.as_str()) {
         save(ctx, |s| {

@@ -903,6 +903,67 @@ fn plan_reads_the_cloud_and_never_writes() {
     assert_nothing_left(&cloud.sim.snapshot());
 }
 
+/// Right after a create the API may not list the droplet, nor find it by id: "pending",
+/// not "gone". Waited for, and after a kill resumed, never created a second time.
+#[test]
+fn a_droplet_the_api_lists_late_is_waited_for_not_created_twice() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let late = |name: &str, secs: u64| Fault::Unlisted {
+        name: name.into(),
+        delay: Duration::from_secs(secs),
+    };
+    cloud.sim.inject(late("agent5", 5));
+    cloud.sim.inject(late("agent6", 8));
+    // Killed once agent6's id is in the state, while the API still answers 404 for it.
+    let mut child = ws
+        .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let recorded = std::fs::read_to_string(ws.state())
+            .ok()
+            .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+            .is_some_and(|s| s["resources"]["node.agent6"]["id"].is_string());
+        if recorded {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the deploy ended before agent6 was recorded"
+        );
+        assert!(Instant::now() < deadline, "agent6 was never recorded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let hidden = api_call(
+        &cloud.sim,
+        "GET",
+        &format!(
+            "/v2/droplets/{}",
+            ws.state_json()["resources"]["node.agent6"]["id"]
+                .as_str()
+                .unwrap()
+        ),
+    );
+    assert!(
+        hidden.starts_with("HTTP/1.1 404"),
+        "agent6 is not found yet: {hidden}"
+    );
+
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "resumed deploy: {}", text(&out));
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    cloud.sim.clear_faults();
+    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 /// Kills a deploy when `when` first holds of the simulator's state.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
     let mut child = ws

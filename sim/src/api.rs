@@ -409,6 +409,7 @@ fn list_droplets(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
         .filter(|_| !gpus_only)
         .filter(|d| tag.is_none_or(|t| d.tags.iter().any(|dt| dt == t)))
         .filter(|d| name.is_none_or(|n| d.name == n))
+        .filter(|d| !state.faults.unlisted(&d.name, d.created, call.now))
         .collect();
     paginate(call, "droplets", &droplets, |d| {
         state.droplet_text(d, call.now)
@@ -422,6 +423,7 @@ fn parse_droplet_id(text: &str) -> Option<u64> {
 fn get_droplet(state: &mut State, call: &Call, id: &str) -> Result<Reply, ApiError> {
     let droplet = parse_droplet_id(id)
         .and_then(|id| state.droplets.get(&id))
+        .filter(|d| !state.faults.unlisted(&d.name, d.created, call.now))
         .ok_or_else(ApiError::not_found)?;
     Reply::wrapped(200, "droplet", &state.droplet_text(droplet, call.now))
 }

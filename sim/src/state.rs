@@ -218,7 +218,7 @@ impl Faults {
                 Fault::Status { matcher, .. }
                 | Fault::Slow { matcher, .. }
                 | Fault::LostResponse { matcher } => matcher,
-                Fault::StuckNew { .. } => continue,
+                Fault::StuckNew { .. } | Fault::Unlisted { .. } => continue,
             };
             if !matcher.matches(method, path) {
                 continue;
@@ -237,10 +237,18 @@ impl Faults {
                 }
                 Fault::Slow { delay, .. } => effects.delay += *delay,
                 Fault::LostResponse { .. } => effects.lost = true,
-                Fault::StuckNew { .. } => {}
+                Fault::StuckNew { .. } | Fault::Unlisted { .. } => {}
             }
         }
         effects
+    }
+
+    /// Whether a droplet created at `created` is still hidden by an [`Fault::Unlisted`].
+    pub(crate) fn unlisted(&self, name: &str, created: Instant, now: Instant) -> bool {
+        self.active.iter().any(|a| {
+            matches!(&a.fault, Fault::Unlisted { name: n, delay }
+                if n == name && now.saturating_duration_since(created) < *delay)
+        })
     }
 
     pub(crate) fn stuck(&self, name: &str) -> bool {

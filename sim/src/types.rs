@@ -71,6 +71,14 @@ pub enum Fault {
     LostResponse { matcher: Matcher },
     /// Droplets named `name` stay `new` for as long as this fault is in place.
     StuckNew { name: String },
+    /// Droplets named `name` are missing from listings, and `GET` of their id answers 404,
+    /// until `delay` after their creation: the API's "couldn't find resource" right after
+    /// a create.
+    Unlisted {
+        name: String,
+        #[serde(rename = "delay_ms", with = "millis")]
+        delay: Duration,
+    },
 }
 
 /// Which requests a fault applies to.

@@ -52,6 +52,9 @@ pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
 pub const BATCH: usize = 10;
 /// How long a create waits for others to join its batch.
 const LINGER: Duration = Duration::from_millis(50);
+/// How long a droplet waited for may be missing from the listings before it counts as
+/// nonexistent (the Terraform provider tolerates 404s for about as long after a create).
+const UNSEEN_GRACE: Duration = Duration::from_secs(120);
 
 /// What the provider needs besides the deployment's name.
 #[derive(Debug, Clone)]
@@ -150,6 +153,9 @@ struct Pending {
 #[derive(Default)]
 struct Watch {
     ready: HashMap<u64, Vec<oneshot::Sender<Outputs>>>,
+    /// When a droplet waited for was first missing from a listing: right after a create
+    /// the API may not list it yet, so only a long absence means it does not exist.
+    unseen: HashMap<u64, tokio::time::Instant>,
     gone: HashMap<u64, Vec<oneshot::Sender<()>>>,
     polling: bool,
 }
@@ -735,8 +741,23 @@ impl Inner {
                         .collect();
                     for (id, outputs) in ready {
                         progress = true;
+                        watch.unseen.remove(&id);
                         for tx in watch.ready.remove(&id).unwrap_or_default() {
                             let _ = tx.send(outputs.clone());
+                        }
+                    }
+                    // Missing too long: the waiters' channels close, which they report.
+                    let now = tokio::time::Instant::now();
+                    let waited: Vec<u64> = watch.ready.keys().copied().collect();
+                    for id in waited {
+                        if map.contains_key(&id) {
+                            watch.unseen.remove(&id);
+                            continue;
+                        }
+                        let since = *watch.unseen.entry(id).or_insert(now);
+                        if now.duration_since(since) > UNSEEN_GRACE {
+                            watch.unseen.remove(&id);
+                            watch.ready.remove(&id);
                         }
                     }
                     let gone: Vec<u64> = watch
@@ -794,7 +815,12 @@ impl Inner {
         let timeout = self.settings.ready_timeout;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outputs)) => Ok(outputs),
-            _ => Err(ProviderError::Timeout {
+            Ok(Err(_)) => Err(ProviderError::Timeout {
+                resource: resource.to_string(),
+                seconds: UNSEEN_GRACE.as_secs(),
+                what: format!("droplet {id} is not listed: it does not exist"),
+            }),
+            Err(_) => Err(ProviderError::Timeout {
                 resource: resource.to_string(),
                 seconds: timeout.as_secs(),
                 what: format!("droplet {id} is not active with a public address"),
