@@ -460,12 +460,19 @@ fn dry_run_plan(checked: &Checked, path: &Path, refresh: bool) -> Result<plan::P
         && refresh
         && !state.resources.is_empty()
     {
-        let gone = runtime()?.block_on(async {
-            let providers = connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
-            apply::gone(state, &providers)
-                .await
-                .map_err(|e| format!("error: {e}"))
-        })?;
+        let gone = runtime()?
+            .block_on(async {
+                let providers =
+                    connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
+                apply::gone(state, &providers)
+                    .await
+                    .map_err(|e| format!("error: {e}"))
+            })
+            .map_err(|e| {
+                format!(
+                    "{e}\n  = help: `plan --no-refresh` compares with the state file alone, offline"
+                )
+            })?;
         for address in gone {
             eprintln!("`{address}` is gone from its provider; deploy will create it again.");
             state.resources.remove(&address);
