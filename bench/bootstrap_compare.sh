@@ -64,6 +64,8 @@ readonly FILES_NONE="Bootstrap: 0 files uploaded, 0 services restarted, 0 nodes 
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 doc=docs/benchmarks.md
 section="## Bootstrap: fitter, ansible-playbook, pyinfra (12 LXD nodes)"
 
@@ -513,20 +515,7 @@ body=$tmp/section.md
 
 cat "$body"
 
-python3 - "$doc" "$body" "$section" <<'PY'
-import os, sys
-doc, body_path, heading = sys.argv[1:4]
-body = open(body_path).read().rstrip("\n") + "\n"
-lines = open(doc).read().splitlines(keepends=True) if os.path.exists(doc) else ["# Benchmarks\n"]
-start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
-if start is None:
-    text = "".join(lines).rstrip("\n") + "\n\n" + body
-else:
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    text = "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-open(doc, "w").write(text)
-PY
+write_section "$doc" "$body" "$section"
 say "wrote $doc"
 
 # 5. Dispose, and check that nothing is left.

@@ -27,6 +27,8 @@ DELAY_MS=${DELAY_MS:-30000}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 doc=docs/benchmarks.md
 section="## DigitalOcean: deploy against fitter-sim"
 
@@ -50,11 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-median() {
-    sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print "nan"; exit }
-        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -167,18 +164,5 @@ body="$tmp/section.md"
 
 cat "$body"
 
-python3 - "$doc" "$body" "$section" <<'PY'
-import os, sys
-doc, body_path, heading = sys.argv[1:4]
-body = open(body_path).read().rstrip("\n") + "\n"
-lines = open(doc).read().splitlines(keepends=True) if os.path.exists(doc) else ["# Benchmarks\n"]
-start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
-if start is None:
-    text = "".join(lines).rstrip("\n") + "\n\n" + body
-else:
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    text = "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-open(doc, "w").write(text)
-PY
+write_section "$doc" "$body" "$section"
 echo "wrote $doc" >&2

@@ -43,6 +43,8 @@ readonly IMAGE=fitter-debian-12
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 doc=docs/benchmarks.md
 section="## LXD: deploy and dispose of fittings/mesos-local.yaml"
 
@@ -576,24 +578,5 @@ body="$tmp/section.md"
 
 cat "$body"
 
-mkdir -p docs
-python3 - "$doc" "$body" "$section" <<'PY'
-import os, sys
-doc, body_path, heading = sys.argv[1:4]
-body = open(body_path).read().rstrip("\n") + "\n"
-if os.path.exists(doc):
-    lines = open(doc).read().splitlines(keepends=True)
-else:
-    lines = ["# Benchmarks\n", "\n",
-             "These numbers come from the scripts in `bench/`, run by hand on the machine named\n",
-             "in each section; they never come from timed tests.\n"]
-start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
-if start is None:
-    text = "".join(lines).rstrip("\n") + "\n\n" + body
-else:
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    text = "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-open(doc, "w").write(text)
-PY
+write_section "$doc" "$body" "$section"
 echo "wrote $doc" >&2

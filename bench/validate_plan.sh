@@ -21,6 +21,8 @@ TARGET_MB=200
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 doc=docs/benchmarks.md
 section="## validate + plan"
 
@@ -47,12 +49,6 @@ fitter="$root/target/release/fitter"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# median of numbers on stdin
-median() {
-    sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print "nan"; exit }
-        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # run_timed LABEL CMD...: runs CMD (stdout to /dev/null) once to warm up, then RUNS times;
 # prints "MEDIAN_SECONDS MAX_RSS_KB". CMD must exit 0.
@@ -150,24 +146,5 @@ body="$tmp/section.md"
 
 cat "$body"
 
-mkdir -p docs
-python3 - "$doc" "$body" "$section" <<'PY'
-import os, sys
-doc, body_path, heading = sys.argv[1:4]
-body = open(body_path).read().rstrip("\n") + "\n"
-if os.path.exists(doc):
-    lines = open(doc).read().splitlines(keepends=True)
-else:
-    lines = ["# Benchmarks\n", "\n",
-             "These numbers come from the scripts in `bench/`, run by hand on the machine named\n",
-             "in each section; they never come from timed tests.\n"]
-start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
-if start is None:
-    text = "".join(lines).rstrip("\n") + "\n\n" + body
-else:
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    text = "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-open(doc, "w").write(text)
-PY
+write_section "$doc" "$body" "$section"
 echo "wrote $doc" >&2
