@@ -269,6 +269,13 @@ fn assert_nothing_left(snap: &Snapshot) {
     );
 }
 
+/// `dispose --yes` succeeds and the simulator holds nothing of the deployment.
+fn dispose_leaves_nothing(cloud: &Cloud, ws: &Workspace, api_url: &str) {
+    let out = ws.run(api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&cloud.sim.snapshot());
+}
+
 fn writes(snap: &Snapshot) -> u64 {
     snap.counts.post + snap.counts.put + snap.counts.patch + snap.counts.delete
 }
@@ -405,9 +412,7 @@ fn deploy_redeploy_information_dispose_through_prism() {
     let list: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 12);
 
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
     assert!(!text(&out).contains(TOKEN));
 }
 
@@ -532,9 +537,7 @@ fn creates_whose_connection_drops_are_adopted_not_duplicated() {
         text(&out)
     );
     cloud.sim.clear_faults();
-    let out = ws.run(&cloud.sim.url(), &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.sim.url());
 }
 
 #[test]
@@ -582,9 +585,7 @@ fn a_droplet_that_stays_new_fails_alone_and_is_kept_in_the_state() {
         text(&out)
     );
     assert_exactly_the_plan(&cloud.sim.snapshot());
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
 #[test]
@@ -642,9 +643,7 @@ fn ctrl_c_lets_running_calls_finish_saves_and_starts_nothing_new() {
     let out = ws.deploy(&cloud.api_url);
     assert!(out.status.success(), "deploy after Ctrl-C: {}", text(&out));
     assert_exactly_the_plan(&cloud.sim.snapshot());
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
 #[test]
@@ -725,9 +724,7 @@ fn a_changed_size_resizes_the_droplets_in_place_and_touches_nothing_else() {
         "no write after the resize"
     );
 
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
 #[test]
@@ -898,9 +895,7 @@ fn plan_reads_the_cloud_and_never_writes() {
     let out = ws.deploy(&cloud.api_url);
     assert!(out.status.success(), "deploy: {}", text(&out));
     assert_exactly_the_plan(&cloud.sim.snapshot());
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
 /// Right after a create the API may not list the droplet, nor find it by id: "pending",
@@ -916,30 +911,12 @@ fn a_droplet_the_api_lists_late_is_waited_for_not_created_twice() {
     cloud.sim.inject(late("agent5", 5));
     cloud.sim.inject(late("agent6", 8));
     // Killed once agent6's id is in the state, while the API still answers 404 for it.
-    let mut child = ws
-        .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let recorded = std::fs::read_to_string(ws.state())
+    deploy_killed_when(&cloud, &ws, "agent6 is recorded", || {
+        std::fs::read_to_string(ws.state())
             .ok()
             .and_then(|t| serde_json::from_str::<Json>(&t).ok())
-            .is_some_and(|s| s["resources"]["node.agent6"]["id"].is_string());
-        if recorded {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the deploy ended before agent6 was recorded"
-        );
-        assert!(Instant::now() < deadline, "agent6 was never recorded");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+            .is_some_and(|s| s["resources"]["node.agent6"]["id"].is_string())
+    });
     let hidden = api_call(
         &cloud.sim,
         "GET",
@@ -959,13 +936,11 @@ fn a_droplet_the_api_lists_late_is_waited_for_not_created_twice() {
     assert!(out.status.success(), "resumed deploy: {}", text(&out));
     assert_exactly_the_plan(&cloud.sim.snapshot());
     cloud.sim.clear_faults();
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
-/// Kills a deploy when `when` first holds of the simulator's state.
-fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&Snapshot) -> bool) {
+/// Runs a deploy and kills it (SIGKILL) as soon as `when` holds.
+fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn() -> bool) {
     let mut child = ws
         .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
         .stdout(Stdio::null())
@@ -974,7 +949,7 @@ fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn(&
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if when(&cloud.sim.snapshot()) {
+        if when() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             return;
@@ -1006,13 +981,16 @@ fn a_deploy_killed_at_several_points_resumes_without_duplicates() {
         delay: Duration::from_millis(300),
     });
 
-    deploy_killed_when(&cloud, &ws, "the VPC exists", |s| {
+    deploy_killed_when(&cloud, &ws, "the VPC exists", || {
+        let s = &cloud.sim.snapshot();
         !ours(&s.vpcs, TAG).is_empty()
     });
-    deploy_killed_when(&cloud, &ws, "the first droplets exist", |s| {
+    deploy_killed_when(&cloud, &ws, "the first droplets exist", || {
+        let s = &cloud.sim.snapshot();
         !droplets_of(s).is_empty()
     });
-    deploy_killed_when(&cloud, &ws, "more droplets exist", |s| {
+    deploy_killed_when(&cloud, &ws, "more droplets exist", || {
+        let s = &cloud.sim.snapshot();
         droplets_of(s).len() >= 11
     });
     // The kills left droplets the state does not call ready: the next run must adopt them
@@ -1042,9 +1020,7 @@ fn a_deploy_killed_at_several_points_resumes_without_duplicates() {
     );
 
     cloud.sim.clear_faults();
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
 /// The failure line of a report: `node.x: failed: ...`.
@@ -1152,9 +1128,7 @@ fn a_droplet_limit_422_names_the_droplets_and_keeps_what_was_made() {
     );
 
     cloud.sim.set_config(sim_config());
-    let out = ws.run(&cloud.api_url, &["dispose", "--yes"]);
-    assert!(out.status.success(), "dispose: {}", text(&out));
-    assert_nothing_left(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
 }
 
 /// Every key of every JSON body fitter sent exists in the spec's schema for that request:

@@ -44,23 +44,37 @@ fn dag() -> impl Strategy<Value = Case> {
     })
 }
 
-proptest! {
-    #[test]
-    fn steps_run_once_in_order_within_the_limit((n, edges, fails, yields, parallelism) in dag()) {
-        let mut g: DiGraph<(), ()> = DiGraph::new();
-        for _ in 0..n {
-            g.add_node(());
-        }
-        for &(a, b) in &edges {
-            g.add_edge(NodeIndex::new(a), NodeIndex::new(b), ());
-        }
-        let log = RefCell::new(Log {
-            started_at: vec![None; n],
-            finished_at: vec![None; n],
-            ..Log::default()
-        });
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let out = rt.block_on(walk(&g, &vec![true; n], parallelism, &CancellationToken::new(), |v| {
+/// Walks the graph of `n` vertices and `edges`; step `i` yields `yields[i]` times, then
+/// fails when `fails[i]`. Returns the outcomes and the log of starts and finishes.
+fn run_walk(
+    n: usize,
+    edges: &[(usize, usize)],
+    fails: &[bool],
+    yields: &[u8],
+    parallelism: usize,
+    selected: &[bool],
+) -> (Vec<Outcome<usize>>, Log) {
+    let mut g: DiGraph<(), ()> = DiGraph::new();
+    for _ in 0..n {
+        g.add_node(());
+    }
+    for &(a, b) in edges {
+        g.add_edge(NodeIndex::new(a), NodeIndex::new(b), ());
+    }
+    let log = RefCell::new(Log {
+        started_at: vec![None; n],
+        finished_at: vec![None; n],
+        ..Log::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let out = rt.block_on(walk(
+        &g,
+        selected,
+        parallelism,
+        &CancellationToken::new(),
+        |v| {
             let i = v.index();
             {
                 let mut l = log.borrow_mut();
@@ -82,8 +96,15 @@ proptest! {
                 l.finished_at[i] = Some(l.clock);
                 if fail { Err(i) } else { Ok(()) }
             }
-        }));
-        let l = log.borrow();
+        },
+    ));
+    (out, log.into_inner())
+}
+
+proptest! {
+    #[test]
+    fn steps_run_once_in_order_within_the_limit((n, edges, fails, yields, parallelism) in dag()) {
+        let (out, l) = run_walk(n, &edges, &fails, &yields, parallelism, &vec![true; n]);
         prop_assert!(l.max_running <= parallelism);
         let mut seen = vec![false; n];
         for &s in &l.started {
@@ -129,39 +150,7 @@ proptest! {
         mask in proptest::collection::vec(proptest::bool::weighted(0.7), 30),
     ) {
         let selected: Vec<bool> = mask[..n].to_vec();
-        let mut g: DiGraph<(), ()> = DiGraph::new();
-        for _ in 0..n {
-            g.add_node(());
-        }
-        for &(a, b) in &edges {
-            g.add_edge(NodeIndex::new(a), NodeIndex::new(b), ());
-        }
-        let log = RefCell::new(Log {
-            started_at: vec![None; n],
-            finished_at: vec![None; n],
-            ..Log::default()
-        });
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let out = rt.block_on(walk(&g, &selected, parallelism, &CancellationToken::new(), |v| {
-            let i = v.index();
-            {
-                let mut l = log.borrow_mut();
-                l.started.push(i);
-                l.clock += 1;
-                l.started_at[i] = Some(l.clock);
-            }
-            let (log, yields, fail) = (&log, yields[i], fails[i]);
-            async move {
-                for _ in 0..yields {
-                    tokio::task::yield_now().await;
-                }
-                let mut l = log.borrow_mut();
-                l.clock += 1;
-                l.finished_at[i] = Some(l.clock);
-                if fail { Err(i) } else { Ok(()) }
-            }
-        }));
-        let l = log.borrow();
+        let (out, l) = run_walk(n, &edges, &fails, &yields, parallelism, &selected);
         // Doomed: a selected step with a selected parent that failed or is doomed.
         let mut doomed = vec![false; n];
         for v in 0..n {
