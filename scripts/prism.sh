@@ -23,8 +23,15 @@ case ${1:-} in
   install)
     if ! installed; then
       if ! command -v npm >/dev/null 2>&1; then
-        echo "error: npm is not installed; install Node.js 18 or later first" >&2
-        exit 1
+        # A machine without Node.js: Debian's (18 on Debian 12), which Prism 5 runs on.
+        if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+          echo "installing nodejs and npm (Debian packages)" >&2
+          DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >&2
+        else
+          echo "error: npm is not installed; install Node.js 18 or later first" >&2
+          exit 1
+        fi
       fi
       mkdir -p "$dir"
       [[ -f $dir/package.json ]] || printf '{ "name": "fitter-prism", "private": true }\n' >"$dir/package.json"
