@@ -4,7 +4,8 @@
 #
 # The end-to-end tests need the LXD daemon, its storage pool and profile, and the node image:
 # scripts/local-cloud.sh installs and starts them (idempotent, fast when all is in place).
-# They are #[ignore]d in a plain `cargo test`; here they run with `--include-ignored`.
+# They are #[ignore]d in a plain `cargo test`; here they run with `--include-ignored`, and
+# `--no-fail-fast` runs every test binary even when one fails, so one failure hides no other.
 # The DigitalOcean tests need Prism, which scripts/prism.sh installs with npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked "$@" -- --include-ignored 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast "$@" -- --include-ignored 2>&1 | tee "$log" || status=$?
 
 # cargo prints one "test result:" line per test binary, the last often a doc-test run with
 # nothing in it; close with the totals, so the last line says what really ran.

@@ -36,6 +36,7 @@ use crate::engine::{self, Outcome};
 use crate::fittings::rules::{Protocol, Rule, Source};
 use crate::graph::{ResourceGraph, StepKind, deployment_tag, firewall_tag, role_tag};
 use crate::plan::{Action, Plan};
+use crate::report::{Activity, Finish, Phase, Reporter};
 use crate::ssh::{self, OperatorKey, Session};
 use crate::state::{ResourceState, StateError, StateFile, Status};
 
@@ -67,6 +68,8 @@ pub struct Options {
     /// for `deploy --skip-bootstrap`, whose operator reaches the nodes otherwise (and whose
     /// simulated droplets are not hosts).
     pub probe_ssh: bool,
+    /// Told of every change as it starts, waits and finishes.
+    pub reporter: Arc<dyn Reporter>,
 }
 
 /// What happened to one change.
@@ -345,19 +348,56 @@ pub async fn apply(
         writer: Mutex::new(()),
     };
     let took: std::sync::Mutex<HashMap<usize, Duration>> = Default::default();
-    // Every ready step starts; `ctx.calls` bounds the provider calls among them.
-    let outcomes = engine::walk(&dag, &selected, ops.len(), &options.cancel, |v| {
-        let (ctx, ops, took) = (&ctx, &ops, &took);
-        async move {
-            let start = Instant::now();
-            let result = run_op(ctx, &ops[v.index()]).await;
-            if let Ok(mut t) = took.lock() {
-                t.insert(v.index(), start.elapsed());
-            }
-            result
-        }
+    // Every ready step starts; `ctx.calls` bounds the provider calls among them. The creates
+    // of one round that a batching provider can take together form a cohort.
+    options.reporter.phase_started(Phase::Apply);
+    let outcomes = engine::walk_rounds(&dag, &selected, ops.len(), &options.cancel, |round| {
+        let joins: Vec<bool> = round
+            .iter()
+            .map(|v| joins_batch(&ctx, &ops[v.index()]))
+            .collect();
+        let members = joins.iter().filter(|j| **j).count();
+        let cohort = (members > 0).then(|| Arc::new(Cohort::new(members)));
+        round
+            .iter()
+            .zip(joins)
+            .map(|(&v, joins)| {
+                let (ctx, ops, took) = (&ctx, &ops, &took);
+                let cohort = if joins { cohort.clone() } else { None };
+                async move {
+                    let op = &ops[v.index()];
+                    let shown = shown_as(ctx, op);
+                    if let Some((address, activity)) = &shown {
+                        ctx.options.reporter.started(address, *activity);
+                    }
+                    let start = Instant::now();
+                    let result = run_op(ctx, op, cohort.as_deref()).await;
+                    if let Ok(mut t) = took.lock() {
+                        t.insert(v.index(), start.elapsed());
+                    }
+                    if let Some((address, _)) = &shown {
+                        let id = match &result {
+                            Ok(()) if matches!(op, Op::Apply(_)) => recorded_id(ctx, address).await,
+                            _ => None,
+                        };
+                        ctx.options.reporter.finished(
+                            address,
+                            match &result {
+                                Ok(()) => Finish::Done { id: id.as_deref() },
+                                Err(OpError::Failed(why)) => Finish::Failed { error: why },
+                                Err(OpError::Interrupted) => Finish::Failed {
+                                    error: "interrupted before its provider call",
+                                },
+                            },
+                        );
+                    }
+                    result
+                }
+            })
+            .collect()
     })
     .await;
+    options.reporter.phase_finished(Phase::Apply);
     // Barriers never fail; a failure upstream of one is reported against the change that
     // failed.
     let name_of = |i: usize| match &ops[i] {
@@ -470,7 +510,160 @@ async fn slot<'c>(ctx: &'c Context<'_>) -> Result<tokio::sync::SemaphorePermit<'
     }
 }
 
-async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), OpError> {
+/// The provider's id of a resource, as the state records it now.
+async fn recorded_id(ctx: &Context<'_>, address: &str) -> Option<String> {
+    let state = ctx.state.lock().await;
+    state
+        .state()
+        .resources
+        .get(address)
+        .and_then(|r| r.id.clone())
+}
+
+/// What the reporter calls an operation, and what it is doing; `None` for a barrier.
+fn shown_as(ctx: &Context<'_>, op: &Op) -> Option<(String, Activity)> {
+    match op {
+        Op::Barrier => None,
+        Op::Delete { address, .. } => Some((address.clone(), Activity::Destroying)),
+        Op::Apply(i) => {
+            let change = &ctx.plan.changes[*i];
+            let activity = match change.action {
+                Action::Update => Activity::Updating,
+                _ => Activity::Creating,
+            };
+            Some((change.address.clone(), activity))
+        }
+    }
+}
+
+/// Whether an operation is a create its provider can batch with others.
+fn joins_batch(ctx: &Context<'_>, op: &Op) -> bool {
+    let Op::Apply(i) = op else { return false };
+    let change = &ctx.plan.changes[*i];
+    matches!(change.action, Action::Create | Action::Replace)
+        && ctx
+            .providers
+            .get(change.provider, &change.address)
+            .is_ok_and(|p| p.batch_limit() > 1)
+}
+
+/// The creates that one round of the engine started for batching providers: each member
+/// prepares its request (host key, state record), then either submits it or withdraws
+/// (it failed, or an earlier run's create is resumed). The member that settles last sends
+/// them all, grouped by provider and batch key, in address order, `batch_limit` a call.
+/// What shares a call is decided by the graph alone, never by how fast the members were.
+struct Cohort {
+    expected: usize,
+    members: std::sync::Mutex<CohortMembers>,
+}
+
+#[derive(Default)]
+struct CohortMembers {
+    settled: usize,
+    submitted: Vec<Submitted>,
+}
+
+struct Submitted {
+    address: String,
+    provider: Arc<dyn Provider>,
+    request: Request,
+    reply: tokio::sync::oneshot::Sender<Result<String, OpError>>,
+}
+
+impl Cohort {
+    fn new(expected: usize) -> Cohort {
+        Cohort {
+            expected,
+            members: Default::default(),
+        }
+    }
+
+    /// Records that one member settled (with a request or without); the whole cohort once
+    /// the last one has.
+    fn settle(&self, submitted: Option<Submitted>) -> Option<Vec<Submitted>> {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.settled += 1;
+        members.submitted.extend(submitted);
+        (members.settled == self.expected).then(|| std::mem::take(&mut members.submitted))
+    }
+
+    async fn submit(
+        &self,
+        ctx: &Context<'_>,
+        provider: &Arc<dyn Provider>,
+        request: Request,
+    ) -> Result<String, OpError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let member = Submitted {
+            address: request.address(),
+            provider: Arc::clone(provider),
+            request,
+            reply,
+        };
+        if let Some(all) = self.settle(Some(member)) {
+            send_cohort(ctx, all).await;
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(OpError::Failed("the batch create gave no answer".into())))
+    }
+
+    async fn withdraw(&self, ctx: &Context<'_>) {
+        if let Some(all) = self.settle(None) {
+            send_cohort(ctx, all).await;
+        }
+    }
+}
+
+/// Sends a cohort's creates: one provider call per batch, each holding one call slot.
+async fn send_cohort(ctx: &Context<'_>, mut all: Vec<Submitted>) {
+    all.sort_by(|a, b| a.address.cmp(&b.address));
+    let mut batches: Vec<Vec<Submitted>> = Vec::new();
+    let mut keys: Vec<(ProviderKind, Option<String>)> = Vec::new();
+    for s in all {
+        let key = (s.provider.kind(), s.provider.batch_key(&s.request));
+        let limit = s.provider.batch_limit().max(1);
+        let open = key.1.is_some().then(|| {
+            keys.iter()
+                .zip(&batches)
+                .rposition(|(k, b)| *k == key && b.len() < limit)
+        });
+        match open.flatten() {
+            Some(b) => batches[b].push(s),
+            None => {
+                keys.push(key);
+                batches.push(vec![s]);
+            }
+        }
+    }
+    futures::future::join_all(batches.into_iter().map(|batch| async move {
+        let slot = slot(ctx).await;
+        if slot.is_err() {
+            for s in batch {
+                let _ = s.reply.send(Err(OpError::Interrupted));
+            }
+            return;
+        }
+        let provider = Arc::clone(&batch[0].provider);
+        let requests: Vec<Request> = batch.iter().map(|s| s.request.clone()).collect();
+        let mut answers = provider.create_batch(&requests).await.into_iter();
+        for s in batch {
+            let answer = answers.next().unwrap_or_else(|| {
+                Err(fitter_providers::api::ProviderError::Unsupported {
+                    provider: s.provider.kind(),
+                    resource: s.address.clone(),
+                    message: "the batch create gave no answer for it".into(),
+                })
+            });
+            let _ = s
+                .reply
+                .send(answer.map_err(|e| OpError::Failed(e.to_string())));
+        }
+    }))
+    .await;
+}
+
+async fn run_op(ctx: &Context<'_>, op: &Op, cohort: Option<&Cohort>) -> Result<(), OpError> {
     match op {
         Op::Barrier => Ok(()),
         Op::Delete {
@@ -478,15 +671,7 @@ async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), OpError> {
             kind,
             provider,
         } => {
-            let id = ctx
-                .state
-                .lock()
-                .await
-                .state()
-                .resources
-                .get(address)
-                .and_then(|r| r.id.clone());
-            if let Some(id) = id {
+            if let Some(id) = recorded_id(ctx, address).await {
                 let p = ctx.providers.get(*provider, address)?;
                 let _slot = slot(ctx).await?;
                 p.delete(*kind, &id).await.map_err(|e| e.to_string())?;
@@ -499,7 +684,7 @@ async fn run_op(ctx: &Context<'_>, op: &Op) -> Result<(), OpError> {
         Op::Apply(i) => {
             let change = &ctx.plan.changes[*i];
             match change.action {
-                Action::Create | Action::Replace => create(ctx, *i).await,
+                Action::Create | Action::Replace => create(ctx, *i, cohort).await,
                 Action::Update => update(ctx, *i).await,
                 Action::Delete => Ok(()),
             }
@@ -539,10 +724,113 @@ async fn save(
     Ok(())
 }
 
-async fn create(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
+/// A create made ready to send: its request, recorded in the state as `creating`.
+struct Prepared {
+    provider: Arc<dyn Provider>,
+    request: Request,
+    outputs: BTreeMap<String, Json>,
+    predicted: Option<String>,
+    /// The id of a create an interrupted run sent and the provider accepted.
+    accepted: Option<String>,
+}
+
+async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<(), OpError> {
+    let address = ctx.plan.changes[i].address.clone();
+    // A member of a cohort settles on every path, or the others would wait for it forever.
+    let prepared = match prepare_create(ctx, i).await {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(c) = cohort {
+                c.withdraw(ctx).await;
+            }
+            return Err(e);
+        }
+    };
+    let Prepared {
+        provider,
+        request,
+        mut outputs,
+        predicted,
+        accepted,
+    } = prepared;
+    let id = match accepted {
+        Some(id) => {
+            tracing::info!(%address, %id, "resuming the wait for a resource an earlier run created");
+            if let Some(c) = cohort {
+                c.withdraw(ctx).await;
+            }
+            id
+        }
+        None => match cohort {
+            Some(c) => {
+                ctx.options
+                    .reporter
+                    .step(&address, "sending its create with the others of its batch");
+                c.submit(ctx, &provider, request.clone()).await?
+            }
+            None => {
+                let _slot = slot(ctx).await?;
+                provider.create(&request).await.map_err(|e| e.to_string())?
+            }
+        },
+    };
+    if predicted.as_deref() != Some(id.as_str()) {
+        save(ctx, |s| {
+            if let Some(r) = s.resources.get_mut(&address) {
+                r.id = Some(id.clone());
+            }
+        })
+        .await?;
+    }
+    ctx.options
+        .reporter
+        .step(&address, &format!("waiting until it is ready [id={id}]"));
+    let ready = provider
+        .wait_ready(&request, &id)
+        .await
+        .map_err(|e| e.to_string())?;
+    outputs.extend(ready);
+
+    if let Request::Node(r) = &request
+        && ctx.options.probe_ssh
+    {
+        let ip = outputs
+            .get("public_ip")
+            .or_else(|| outputs.get("private_ip"))
+            .and_then(Json::as_str)
+            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            .ok_or_else(|| format!("`{address}` has no address to reach it over SSH"))?;
+        ctx.options
+            .reporter
+            .step(&address, &format!("waiting for SSH on {ip}"));
+        let session = Session::connect(
+            &r.name,
+            SocketAddr::from((ip, 22)),
+            &r.host_key_public,
+            &ctx.options.operator,
+            ctx.options.ssh_patience,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        session.close().await;
+    }
+    outputs.remove("host_key_private");
+    Ok(save(ctx, |s| {
+        if let Some(r) = s.resources.get_mut(&address) {
+            r.outputs = outputs;
+            r.status = Status::Ready;
+            r.id = Some(id);
+        }
+    })
+    .await?)
+}
+
+/// Everything a create does before its provider call: the node's host key (the one an
+/// interrupted run recorded, else a new one), the request, and the `creating` record.
+async fn prepare_create(ctx: &Context<'_>, i: usize) -> Result<Prepared, OpError> {
     let change = &ctx.plan.changes[i];
     let address = change.address.clone();
-    let provider = ctx.providers.get(change.provider, &address)?;
+    let provider = Arc::clone(ctx.providers.get(change.provider, &address)?);
     let previous = ctx
         .state
         .lock()
@@ -609,59 +897,13 @@ async fn create(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
         .as_ref()
         .filter(|p| p.status == Status::Creating && predicted.is_none())
         .and_then(|p| p.id.clone());
-    let id = match accepted {
-        Some(id) => {
-            tracing::info!(%address, %id, "resuming the wait for a resource an earlier run created");
-            id
-        }
-        None => {
-            let _slot = slot(ctx).await?;
-            provider.create(&request).await.map_err(|e| e.to_string())?
-        }
-    };
-    if predicted.as_deref() != Some(id.as_str()) {
-        save(ctx, |s| {
-            if let Some(r) = s.resources.get_mut(&address) {
-                r.id = Some(id.clone());
-            }
-        })
-        .await?;
-    }
-    let ready = provider
-        .wait_ready(&request, &id)
-        .await
-        .map_err(|e| e.to_string())?;
-    outputs.extend(ready);
-
-    if let Request::Node(r) = &request
-        && ctx.options.probe_ssh
-    {
-        let ip = outputs
-            .get("public_ip")
-            .or_else(|| outputs.get("private_ip"))
-            .and_then(Json::as_str)
-            .and_then(|s| s.parse::<Ipv4Addr>().ok())
-            .ok_or_else(|| format!("`{address}` has no address to reach it over SSH"))?;
-        let session = Session::connect(
-            &r.name,
-            SocketAddr::from((ip, 22)),
-            &r.host_key_public,
-            &ctx.options.operator,
-            ctx.options.ssh_patience,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        session.close().await;
-    }
-    outputs.remove("host_key_private");
-    Ok(save(ctx, |s| {
-        if let Some(r) = s.resources.get_mut(&address) {
-            r.outputs = outputs;
-            r.status = Status::Ready;
-            r.id = Some(id);
-        }
+    Ok(Prepared {
+        provider,
+        request,
+        outputs,
+        predicted,
+        accepted,
     })
-    .await?)
 }
 
 async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::components::{COMMON, Catalog};
 use crate::fittings::Fittings;
+use crate::report::{Activity, Finish, Reporter};
 use crate::ssh::{OperatorKey, Session};
 
 /// A node's addresses, from the state.
@@ -533,18 +534,41 @@ pub async fn apply(
     operator: &OperatorKey,
     parallelism: usize,
     patience: Duration,
+    reporter: &dyn Reporter,
 ) -> Vec<NodeReport> {
     use futures::StreamExt as _;
     futures::stream::iter(targets)
         .map(|t| async move {
             let node = t.config.node.clone();
-            match apply_node(&t, operator, patience).await {
-                Ok(report) => report,
-                Err(e) => NodeReport {
-                    node,
-                    error: Some(e),
-                    ..NodeReport::default()
-                },
+            let subject = format!("node.{node}");
+            reporter.started(&subject, Activity::Bootstrapping);
+            match apply_node(&t, operator, patience, &|detail| {
+                reporter.step(&subject, detail)
+            })
+            .await
+            {
+                Ok(report) => {
+                    let unchanged = report.uploaded.is_empty()
+                        && report.restarted.is_empty()
+                        && report.removed.is_empty();
+                    reporter.finished(
+                        &subject,
+                        if unchanged {
+                            Finish::Unchanged
+                        } else {
+                            Finish::Done { id: None }
+                        },
+                    );
+                    report
+                }
+                Err(e) => {
+                    reporter.finished(&subject, Finish::Failed { error: &e });
+                    NodeReport {
+                        node,
+                        error: Some(e),
+                        ..NodeReport::default()
+                    }
+                }
             }
         })
         .buffered(parallelism.max(1))
@@ -557,21 +581,31 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// What a node's bootstrap is doing now, for the reporter.
+type Step<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
 async fn apply_node(
     t: &Target,
     operator: &OperatorKey,
     patience: Duration,
+    step: Step<'_>,
 ) -> Result<NodeReport, String> {
     let c = &t.config;
+    step(&format!("connecting to {}", t.address));
     let session = Session::connect(&c.node, t.address, &t.host_key, operator, patience)
         .await
         .map_err(|e| e.to_string())?;
-    let result = apply_session(&session, c).await;
+    step("comparing files and services");
+    let result = apply_session(&session, c, step).await;
     session.close().await;
     result
 }
 
-async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, String> {
+async fn apply_session(
+    session: &Session,
+    c: &NodeConfig,
+    step: Step<'_>,
+) -> Result<NodeReport, String> {
     let mut report = NodeReport {
         node: c.node.clone(),
         ..NodeReport::default()
@@ -641,6 +675,7 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
                 quoted.join(" ")
             );
         }
+        step("installing missing packages");
         let cmd = format!(
             "missing=$(for p in {list}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'ok installed' || echo \"$p\"; done); \
              [ -z \"$missing\" ] || {{ {sources}DEBIAN_FRONTEND=noninteractive apt-get update -q && \
@@ -675,6 +710,11 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
                 f.mode
             );
         }
+        step(&format!(
+            "uploading {} file{}",
+            uploads.len(),
+            crate::diagnostics::plural(uploads.len())
+        ));
         run_script(session, &c.node, &script, "writing files").await?;
         report
             .uploaded
@@ -729,6 +769,8 @@ async fn apply_session(session: &Session, c: &NodeConfig) -> Result<NodeReport, 
                 quote(&s.name)
             );
         }
+        let names: Vec<&str> = restart.iter().map(|s| s.name.as_str()).collect();
+        step(&format!("restarting {}", names.join(", ")));
         run_script(session, &c.node, &script, "restarting services").await?;
         report
             .restarted

@@ -1,26 +1,20 @@
-//! The command line: parses arguments, runs the pipeline's stages, renders what they return.
-//! Nothing here decides anything about plans; that belongs to the stage modules.
+//! The command line: parses arguments, calls the operations (`operations`), asks for
+//! confirmation and prints what they return. Nothing here decides anything about plans,
+//! states or providers.
 
-use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fitter_providers::ProviderKind;
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use fitter_providers::{digitalocean, lxd};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, Providers};
-use crate::components::Catalog;
-use crate::diagnostics::{Diagnostic, SourceFile, plural};
-use crate::fittings::{self, Fittings, LoadOptions};
-use crate::graph::{self, GraphError, ResourceGraph};
-use crate::{bootstrap, information, inventory, plan, ssh, state};
+use crate::diagnostics::plural;
+use crate::operations::deploy::{ApplyOptions, Deployment};
+use crate::operations::{self, CheckOptions, Checked, OperationError, Workspace, inspect};
+use crate::report::{ColorChoice, Display};
+use crate::{bootstrap, inventory, plan};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +29,13 @@ pub struct Cli {
     /// Only errors on standard error.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Plain progress lines, as when standard error is not a terminal, instead of the live
+    /// display.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    /// Colours on standard error (`auto`: on a terminal, unless `NO_COLOR` is set).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -195,7 +196,8 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     match run(cli) {
         Ok(code) => code,
-        Err(message) => {
+        Err(failure) => {
+            let message = failure.render();
             eprint!("{message}");
             if !message.ends_with('\n') {
                 eprintln!();
@@ -203,6 +205,48 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Why a command stopped, as the CLI prints it.
+enum Failure {
+    Operation(OperationError),
+    /// A message of the CLI's own (a refused confirmation, an unknown node).
+    Message(String),
+}
+
+impl From<OperationError> for Failure {
+    fn from(e: OperationError) -> Self {
+        Failure::Operation(e)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Message(s)
+    }
+}
+
+impl Failure {
+    /// `error: ...`, then one `caused by: ...` line per cause. An invalid plan's
+    /// diagnostics are already rendered with their sources.
+    fn render(&self) -> String {
+        match self {
+            Failure::Message(m) => m.clone(),
+            Failure::Operation(OperationError::Invalid(rendered)) => rendered.clone(),
+            Failure::Operation(e) => error_chain(e),
+        }
+    }
+}
+
+/// `error: {e}` and its causes, one a line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = format!("error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!("\n  caused by: {c}"));
+        cause = c.source();
+    }
+    out
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -221,68 +265,25 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// A plan loaded, checked and turned into a graph, or the rendered reasons why not.
-struct Checked {
-    source: SourceFile,
-    fittings: Fittings,
-    graph: ResourceGraph,
-    warnings: Vec<Diagnostic>,
-}
-
-fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, String> {
-    let (name, text) = read_plan(&args.fittings)?;
-    let catalog =
-        Catalog::builtin().map_err(|e| format!("error: the built-in templates are broken: {e}"))?;
-    let options = LoadOptions {
-        parameters: args.parameters.iter().cloned().collect::<BTreeMap<_, _>>(),
+/// Loads and checks the plan; its warnings go to standard error unless `-q`.
+fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
+    let checked = operations::check(&CheckOptions {
+        path: args.fittings.clone(),
+        parameters: args.parameters.iter().cloned().collect(),
         provider: args.provider,
-        catalog: &catalog,
-    };
-    let loaded = fittings::load(&name, &text, &options);
-    let Some(fittings) = loaded.fittings else {
-        return Err(loaded.source.render_all(&loaded.diagnostics));
-    };
-    let graph = match graph::build(&fittings, &catalog) {
-        Ok(g) => g,
-        Err(err @ GraphError::Cycle { span, .. }) => {
-            let mut all = loaded.diagnostics.clone();
-            all.push(Diagnostic::error(span, err.to_string()));
-            return Err(loaded.source.render_all(&all));
-        }
-    };
-    let warnings = loaded.diagnostics;
-    if !quiet && !warnings.is_empty() {
-        eprint!("{}", loaded.source.render_all(&warnings));
-    }
-    Ok(Checked {
-        source: loaded.source,
-        fittings,
-        graph,
-        warnings,
-    })
-}
-
-fn read_plan(path: &Path) -> Result<(String, String), String> {
-    if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("error: cannot read the plan from standard input: {e}"))?;
-        return Ok(("<stdin>".to_string(), text));
-    }
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("error: cannot read `{}`: {e}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "error: `{}` is not UTF-8 text (byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
     })?;
-    Ok((path.display().to_string(), text))
+    if !quiet && !checked.warnings.is_empty() {
+        eprint!("{}", checked.source.render_all(&checked.warnings));
+    }
+    Ok(checked)
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let display = Display {
+        quiet: cli.quiet,
+        no_progress: cli.no_progress,
+        color: cli.color,
+    };
     match cli.command {
         Command::Validate(args) => {
             let checked = check(&args, cli.quiet)?;
@@ -316,20 +317,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Plan {
             plan: args,
-            state: state_path,
+            state,
             json,
             detailed_exitcode,
             no_refresh,
         } => {
             let checked = check(&args, cli.quiet)?;
-            let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
-            let plan = dry_run_plan(&checked, &path, !no_refresh)?;
+            let ws = Workspace::new(&args.fittings, state, None);
+            let the_plan = dry_run(&checked, &ws, !no_refresh)?;
             if json {
-                print!("{}", plan.to_json());
+                print!("{}", the_plan.to_json());
             } else {
-                print!("{}", plan.render());
+                print!("{}", the_plan.render());
             }
-            Ok(if detailed_exitcode && plan.has_changes() {
+            Ok(if detailed_exitcode && the_plan.has_changes() {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
@@ -343,74 +344,71 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Deploy {
             plan: args,
             apply,
-            dry_run,
+            dry_run: only_plan,
         } => {
             let checked = check(&args, cli.quiet)?;
-            if dry_run {
-                let path = apply
-                    .state
-                    .clone()
-                    .unwrap_or_else(|| state::default_path(&args.fittings));
-                let the_plan = dry_run_plan(&checked, &path, true)?;
-                print!("{}", the_plan.render());
+            let ws = Workspace::new(&args.fittings, apply.state.clone(), apply.ssh_key.clone());
+            if only_plan {
+                print!("{}", dry_run(&checked, &ws, true)?.render());
                 return Ok(ExitCode::SUCCESS);
             }
-            runtime()?.block_on(deploy(&args, &apply, checked))
+            let runtime = runtime()?;
+            runtime.block_on(deploy(checked, ws, &apply, &display))
         }
         Command::Inventory {
             plan: args,
-            state: state_path,
+            state,
             ssh_key,
             format,
         } => {
+            let checked = check(&args, cli.quiet)?;
+            let ws = Workspace::new(&args.fittings, state, ssh_key);
             // Absolute paths, so that Ansible finds them from any directory.
-            let (info, key, known) = report(&args, state_path, ssh_key, true, cli.quiet)?;
+            let r = inspect::report(&checked, &ws, true)?;
             print!(
                 "{}",
-                inventory::render(&info, format, key.as_deref(), known.as_deref())
+                inventory::render(
+                    &r.information,
+                    format,
+                    r.key.as_deref(),
+                    r.known_hosts.as_deref()
+                )
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::Ssh {
             plan: args,
             node,
-            state: state_path,
+            state,
             ssh_key,
             command,
         } => {
-            let path = state_path
-                .clone()
-                .unwrap_or_else(|| state::default_path(&args.fittings));
-            let (info, key, known) = report(&args, state_path, ssh_key, true, cli.quiet)?;
+            let checked = check(&args, cli.quiet)?;
+            let ws = Workspace::new(&args.fittings, state, ssh_key);
+            let r = inspect::report(&checked, &ws, true)?;
+            let info = &r.information;
             let Some(n) = info.nodes.iter().find(|n| n.name == node) else {
                 let names: Vec<&str> = info.nodes.iter().map(|n| n.name.as_str()).collect();
                 return Err(format!(
                     "error: no node `{node}` in deployment `{}`; its nodes: {}",
                     info.deployment,
                     names.join(", ")
-                ));
+                )
+                .into());
             };
             let Some(ip) = n.public_ip.as_ref().or(n.private_ip.as_ref()) else {
                 return Err(format!(
                     "error: `{node}` has no address ({}): deploy it first",
                     n.status
-                ));
+                )
+                .into());
             };
-            // The known_hosts file is derived from the state: written again if it is gone.
-            let known = match known {
+            let known = match r.known_hosts {
                 Some(k) => k,
-                None => {
-                    let state = state::read(&path, &info.deployment)
-                        .map_err(|e| format!("error: {e}"))?
-                        .unwrap_or_else(|| state::State::new(&info.deployment));
-                    let k = information::known_hosts_path(&path);
-                    std::fs::write(&k, information::known_hosts(&state))
-                        .map_err(|e| format!("error: cannot write `{}`: {e}", k.display()))?;
-                    k
-                }
+                None => inspect::ensure_known_hosts(&checked, &ws)?,
             };
             let mut ssh = std::process::Command::new("ssh");
-            if let Some(k) = &key {
+            if let Some(k) = &r.key {
                 ssh.arg("-i").arg(k).args(["-o", "IdentitiesOnly=yes"]);
             }
             ssh.arg("-o")
@@ -424,15 +422,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let err = ssh.exec();
             Err(format!(
                 "error: cannot run the OpenSSH client `ssh`: {err}; install openssh-client"
-            ))
+            )
+            .into())
         }
         Command::Information {
             plan: args,
-            state: state_path,
+            state,
             ssh_key,
             json,
         } => {
-            let (info, _, _) = report(&args, state_path, ssh_key, false, cli.quiet)?;
+            let checked = check(&args, cli.quiet)?;
+            let ws = Workspace::new(&args.fittings, state, ssh_key);
+            let info = inspect::report(&checked, &ws, false)?.information;
             if json {
                 println!(
                     "{}",
@@ -445,150 +446,55 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Dispose { plan: args, apply } => {
             let checked = check(&args, cli.quiet)?;
-            runtime()?.block_on(dispose(&args, &apply, checked))
+            let ws = Workspace::new(&args.fittings, apply.state.clone(), apply.ssh_key.clone());
+            let runtime = runtime()?;
+            runtime.block_on(dispose(checked, ws, &apply, &display))
         }
     }
 }
 
-/// What `deploy` would do: the plan against the state, refreshed from the providers unless
-/// `refresh` is false. Reads only; the state file is left as it is, and a plan against an
-/// empty state needs no credentials.
-fn dry_run_plan(checked: &Checked, path: &Path, refresh: bool) -> Result<plan::Plan, String> {
-    let mut recorded =
-        state::read(path, &checked.fittings.deployment).map_err(|e| format!("error: {e}"))?;
-    if let Some(state) = recorded.as_mut()
-        && refresh
-        && !state.resources.is_empty()
-    {
-        let gone = runtime()?
-            .block_on(async {
-                let providers =
-                    connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
-                apply::gone(state, &providers)
-                    .await
-                    .map_err(|e| format!("error: {e}"))
-            })
-            .map_err(|e| {
-                format!(
-                    "{e}\n  = help: `plan --no-refresh` compares with the state file alone, offline"
-                )
-            })?;
-        for address in gone {
-            eprintln!("`{address}` is gone from its provider; deploy will create it again.");
-            state.resources.remove(&address);
-        }
+/// `plan` and `deploy --dry-run`: what deploy would do, reading only. A refresh that cannot
+/// reach a provider points at `--no-refresh`.
+fn dry_run(checked: &Checked, ws: &Workspace, refresh: bool) -> Result<plan::Plan, Failure> {
+    let result = runtime()?
+        .block_on(inspect::dry_run(checked, ws, refresh))
+        .map_err(|e| match e {
+            e @ (OperationError::Provider(_) | OperationError::Refresh(_)) => {
+                Failure::Message(format!(
+                    "{}\n  = help: `plan --no-refresh` compares with the state file alone, offline",
+                    error_chain(&e)
+                ))
+            }
+            e => e.into(),
+        })?;
+    for address in &result.gone {
+        eprintln!("`{address}` is gone from its provider; deploy will create it again.");
     }
-    let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
-    the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
-    Ok(the_plan)
+    Ok(result.plan)
 }
 
-/// What `information` and `inventory` report: the nodes from the state, the operator's key
-/// and the known_hosts file when they exist (`absolute`: as absolute paths).
-fn report(
-    args: &PlanArgs,
-    state_path: Option<PathBuf>,
-    ssh_key: Option<PathBuf>,
-    absolute: bool,
-    quiet: bool,
-) -> Result<(information::Information, Option<PathBuf>, Option<PathBuf>), String> {
-    let checked = check(args, quiet)?;
-    let path = state_path.unwrap_or_else(|| state::default_path(&args.fittings));
-    let recorded =
-        state::read(&path, &checked.fittings.deployment).map_err(|e| format!("error: {e}"))?;
-    let mut key = ssh_key.or_else(|| {
-        ssh::OperatorKey::find_existing(None, &operator_key_fallback(&path)).map(|k| k.path)
-    });
-    let mut known = Some(information::known_hosts_path(&path)).filter(|k| k.exists());
-    if absolute {
-        key = key.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
-        known = known.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
-    }
-    let info = information::gather(
-        &checked.fittings,
-        recorded.as_ref(),
-        key.as_deref(),
-        known.as_deref(),
-    );
-    Ok((info, key, known))
-}
-
-fn catalog() -> Result<Catalog, String> {
-    Catalog::builtin().map_err(|e| format!("error: the built-in templates are broken: {e}"))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn runtime() -> Result<tokio::runtime::Runtime, OperationError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("error: cannot start the async runtime: {e}"))
+        .map_err(OperationError::Runtime)
 }
 
-/// Where a deployment's own SSH key goes when the operator has none: beside its state.
-fn operator_key_fallback(state_path: &Path) -> PathBuf {
-    let mut p = state_path.as_os_str().to_owned();
-    p.push(".id_ed25519");
-    PathBuf::from(p)
-}
-
-/// The providers the plan's locations use, connected.
-async fn connect_providers(
-    fittings: &Fittings,
-    ready_timeout: Duration,
-) -> Result<Providers, String> {
-    let mut providers = Providers::default();
-    let mut kinds: Vec<ProviderKind> = fittings.locations.iter().map(|l| l.provider).collect();
-    kinds.sort();
-    kinds.dedup();
-    for kind in kinds {
-        match kind {
-            ProviderKind::Lxd => {
-                let from_plan = fittings
-                    .locations
-                    .iter()
-                    .find_map(|l| l.lxd_socket.as_deref());
-                let socket = lxd::find_socket(from_plan).ok_or_else(|| {
-                    "error: no LXD socket found (tried the plan's `lxd: {socket: ...}`, LXD_SOCKET, \
-                     /var/lib/lxd, the snap and Incus); run scripts/local-cloud.sh to set LXD up"
-                        .to_string()
-                })?;
-                lxd::ping(&socket).await.map_err(|e| {
-                    format!("error: {e}\n  = help: is the LXD daemon running? scripts/local-cloud.sh starts it")
-                })?;
-                providers.insert(Arc::new(lxd::Lxd::new(&socket, &fittings.deployment)));
-            }
-            ProviderKind::DigitalOcean => {
-                let mut settings =
-                    digitalocean::Settings::from_env().map_err(|e| format!("error: {e}"))?;
-                settings.ready_timeout = ready_timeout;
-                let provider = digitalocean::DigitalOcean::new(&fittings.deployment, settings)
-                    .map_err(|e| format!("error: {e}"))?;
-                providers.insert(Arc::new(provider));
-            }
-        }
-    }
-    Ok(providers)
-}
-
-/// How `deploy` and `dispose` carry out their plan: the operator's key, the limits, Ctrl-C.
-async fn apply_options(args: &ApplyArgs, state_path: &Path) -> Result<apply::Options, String> {
-    let operator = ssh::OperatorKey::find_or_create(
-        args.ssh_key.as_deref(),
-        &operator_key_fallback(state_path),
-    )
-    .await
-    .map_err(|e| format!("error: {e}"))?;
-    Ok(apply::Options {
+/// How `deploy` and `dispose` carry out their plan: the limits, the display, Ctrl-C.
+fn apply_options(args: &ApplyArgs, display: &Display) -> ApplyOptions {
+    ApplyOptions {
         parallelism: args.parallelism,
+        ssh_parallelism: args.ssh_parallelism,
+        ssh_timeout: Duration::from_secs(args.ssh_timeout),
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+        skip_bootstrap: args.skip_bootstrap,
         cancel: cancel_on_ctrl_c(),
-        operator,
-        ssh_patience: Duration::from_secs(args.ssh_timeout),
-        probe_ssh: !args.skip_bootstrap,
-    })
+        reporter: display.reporter(),
+    }
 }
 
 /// Asks before changing anything, unless `--yes`; refuses when nobody can answer.
-fn confirm(yes: bool, what: &str) -> Result<bool, String> {
+fn confirm(yes: bool, what: &str) -> Result<bool, Failure> {
     use std::io::IsTerminal as _;
     if yes {
         return Ok(true);
@@ -596,7 +502,8 @@ fn confirm(yes: bool, what: &str) -> Result<bool, String> {
     if !std::io::stdin().is_terminal() {
         return Err(format!(
             "error: refusing to {what} without confirmation: standard input is not a terminal; pass `--yes`"
-        ));
+        )
+        .into());
     }
     eprint!("Do you want to {what}? Only `yes` will be accepted: ");
     let mut answer = String::new();
@@ -624,48 +531,25 @@ fn cancel_on_ctrl_c() -> CancellationToken {
 }
 
 async fn deploy(
-    args: &PlanArgs,
-    apply_args: &ApplyArgs,
     checked: Checked,
-) -> Result<ExitCode, String> {
-    let path = apply_args
-        .state
-        .clone()
-        .unwrap_or_else(|| state::default_path(&args.fittings));
-    let providers = connect_providers(
-        &checked.fittings,
-        Duration::from_secs(apply_args.ready_timeout),
-    )
-    .await?;
-    let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
-        .map_err(|e| format!("error: {e}"))?;
-    let gone = apply::refresh(&mut state_file, &providers)
-        .await
-        .map_err(|e| format!("error: {e}"))?;
-    for address in gone {
+    ws: Workspace,
+    args: &ApplyArgs,
+    display: &Display,
+) -> Result<ExitCode, Failure> {
+    let options = apply_options(args, display);
+    let state_path = ws.state.clone();
+    let mut deployment = Deployment::open(&checked, ws, &options).await?;
+    for address in &deployment.gone {
         eprintln!("`{address}` is gone from its provider; it will be created again.");
     }
-    apply::assign_addresses(&checked.graph, &mut state_file).map_err(|e| format!("error: {e}"))?;
-    let mut the_plan = plan::diff(&checked.graph, Some(state_file.state()));
-    if !apply_args.skip_bootstrap {
-        the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
-    }
+    let the_plan = deployment.plan(&checked, args.skip_bootstrap)?;
     print!("{}", the_plan.render());
-    let mut code = ExitCode::SUCCESS;
-    if the_plan.has_changes() {
-        if !confirm(apply_args.yes, "perform these actions")? {
-            eprintln!("Nothing changed.");
-            return Ok(ExitCode::from(1));
-        }
-        let options = apply_options(apply_args, &path).await?;
-        let report = apply::apply(
-            &the_plan,
-            &checked.graph,
-            &providers,
-            &mut state_file,
-            &options,
-        )
-        .await;
+    if the_plan.has_changes() && !confirm(args.yes, "perform these actions")? {
+        eprintln!("Nothing changed.");
+        return Ok(ExitCode::from(1));
+    }
+    let result = deployment.deploy(&checked, &the_plan, &options).await?;
+    if let Some(report) = &result.applied {
         println!();
         print!("{}", report.render());
         if report.failed() > 0 {
@@ -673,170 +557,49 @@ async fn deploy(
                 "error: {} of {} changes did not complete; what was created is recorded in `{}`; run deploy again to finish",
                 report.failed(),
                 report.steps.len(),
-                path.display()
-            );
-            code = ExitCode::from(1);
-        }
-    }
-    if !apply_args.skip_bootstrap {
-        let operator = ssh::OperatorKey::find_or_create(
-            apply_args.ssh_key.as_deref(),
-            &operator_key_fallback(&path),
-        )
-        .await
-        .map_err(|e| format!("error: {e}"))?;
-        if !bootstrap_nodes(&checked, &mut state_file, &operator, apply_args).await? {
-            code = ExitCode::from(1);
-        }
-    }
-    let known = information::known_hosts_path(&path);
-    std::fs::write(&known, information::known_hosts(state_file.state()))
-        .map_err(|e| format!("error: cannot write `{}`: {e}", known.display()))?;
-    let key = ssh::OperatorKey::find_existing(
-        apply_args.ssh_key.as_deref(),
-        &operator_key_fallback(&path),
-    )
-    .map(|k| k.path);
-    let info = information::gather(
-        &checked.fittings,
-        Some(state_file.state()),
-        key.as_deref(),
-        Some(&known),
-    );
-    println!();
-    print!("{}", info.render());
-    Ok(code)
-}
-
-/// Renders and applies every ready node's configuration; false when a node failed.
-async fn bootstrap_nodes(
-    checked: &Checked,
-    state_file: &mut state::StateFile,
-    operator: &ssh::OperatorKey,
-    args: &ApplyArgs,
-) -> Result<bool, String> {
-    let state = state_file.state().clone();
-    let state = &state;
-    use std::collections::BTreeMap;
-    let catalog = Catalog::builtin().map_err(|e| format!("error: {e}"))?;
-    let mut addresses = BTreeMap::new();
-    let mut reachable = BTreeMap::new();
-    for node in &checked.fittings.nodes {
-        let Some(r) = state.resources.get(&format!("node.{}", node.name.value)) else {
-            continue;
-        };
-        let get = |k: &str| {
-            r.outputs
-                .get(k)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        addresses.insert(
-            node.name.value.clone(),
-            bootstrap::Addresses {
-                private: get("private_ip"),
-                public: get("public_ip"),
-            },
-        );
-        if r.status == state::Status::Ready
-            && let (Some(ip), Some(key)) = (get("public_ip").or(get("private_ip")), get("host_key"))
-            && let Ok(ip) = ip.parse::<std::net::IpAddr>()
-        {
-            reachable.insert(
-                node.name.value.clone(),
-                (std::net::SocketAddr::new(ip, 22), key),
+                state_path.display()
             );
         }
     }
-    let mut secrets = state.secrets.clone();
-    let configs = bootstrap::render(&checked.fittings, &catalog, &addresses, &mut secrets)
-        .map_err(|e| format!("error: {e}"))?;
-    if secrets != state.secrets {
-        // Saved before any node sees them, so a rerun renders the same values.
-        state_file
-            .update(|s| s.secrets = secrets)
-            .map_err(|e| format!("error: {e}"))?;
-    }
-    let mut targets = Vec::new();
-    let mut missing = Vec::new();
-    for config in configs {
-        match reachable.remove(&config.node) {
-            Some((address, host_key)) => targets.push(bootstrap::Target {
-                config,
-                address,
-                host_key,
-            }),
-            None => missing.push(config.node),
+    if let Some(b) = &result.bootstrap {
+        println!();
+        for node in &b.not_ready {
+            println!("bootstrap {node}: skipped: the node is not ready");
         }
+        print!("{}", bootstrap::render_report(&b.nodes));
     }
-    let reports = bootstrap::apply(
-        targets,
-        operator,
-        args.ssh_parallelism,
-        Duration::from_secs(args.ssh_timeout),
-    )
-    .await;
     println!();
-    for node in &missing {
-        println!("bootstrap {node}: skipped: the node is not ready");
-    }
-    print!("{}", bootstrap::render_report(&reports));
-    Ok(missing.is_empty() && reports.iter().all(|r| r.error.is_none()))
+    print!("{}", result.information.render());
+    Ok(if result.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn dispose(
-    args: &PlanArgs,
-    apply_args: &ApplyArgs,
     checked: Checked,
-) -> Result<ExitCode, String> {
-    let path = apply_args
-        .state
-        .clone()
-        .unwrap_or_else(|| state::default_path(&args.fittings));
-    let providers = connect_providers(
-        &checked.fittings,
-        Duration::from_secs(apply_args.ready_timeout),
-    )
-    .await?;
-    let mut state_file = state::StateFile::open(&path, &checked.fittings.deployment)
-        .map_err(|e| format!("error: {e}"))?;
-    apply::refresh(&mut state_file, &providers)
-        .await
-        .map_err(|e| format!("error: {e}"))?;
-    let mut kinds: Vec<ProviderKind> = checked
-        .fittings
-        .locations
-        .iter()
-        .map(|l| l.provider)
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    let adopted = apply::adopt_orphans(&mut state_file, &providers, &kinds)
-        .await
-        .map_err(|e| format!("error: {e}"))?;
+    ws: Workspace,
+    args: &ApplyArgs,
+    display: &Display,
+) -> Result<ExitCode, Failure> {
+    let options = apply_options(args, display);
+    let mut deployment = Deployment::open(&checked, ws, &options).await?;
+    let (adopted, the_plan) = deployment.plan_dispose(&checked).await?;
     for a in &adopted {
         eprintln!(
             "`{a}` carries the deployment's mark but was not in the state; it will be destroyed too."
         );
     }
-    let the_plan = plan::destroy_all(&checked.fittings.deployment, state_file.state());
     print!("{}", the_plan.render());
     if !the_plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
-    if !confirm(apply_args.yes, "destroy all of these")? {
+    if !confirm(args.yes, "destroy all of these")? {
         eprintln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
-    let options = apply_options(apply_args, &path).await?;
-    let report = apply::apply(
-        &the_plan,
-        &checked.graph,
-        &providers,
-        &mut state_file,
-        &options,
-    )
-    .await;
+    let report = deployment.dispose(&checked, &the_plan, &options).await?;
     print!("{}", report.render());
     if report.failed() > 0 {
         eprintln!(
@@ -846,7 +609,6 @@ async fn dispose(
         );
         return Ok(ExitCode::from(1));
     }
-    let _ = std::fs::remove_file(information::known_hosts_path(&path));
     println!(
         "Deployment `{}` disposed of: nothing left.",
         checked.fittings.deployment

@@ -58,6 +58,36 @@ where
     F: FnMut(NodeIndex) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
+    walk_rounds(
+        graph,
+        selected,
+        parallelism,
+        cancel,
+        |round: &[NodeIndex]| round.iter().map(|&v| step(v)).collect(),
+    )
+    .await
+}
+
+/// [`walk`], with the steps that become ready together handed over together.
+///
+/// Each time the engine starts work it calls `start` once with every step it starts in that
+/// round (in vertex order) and expects one future per step, in the same order. A round is
+/// decided by the graph alone: the steps whose last prerequisite has just finished (or, at
+/// the start, those with none), so the same plan gives the same rounds on any machine,
+/// however fast or slow its calls are. The apply stage uses this to give a batching
+/// provider every create that is ready at once (DigitalOcean: ten droplets a call) without
+/// waiting on a clock.
+pub async fn walk_rounds<N, W, E, F, Fut>(
+    graph: &DiGraph<N, W>,
+    selected: &[bool],
+    parallelism: usize,
+    cancel: &CancellationToken,
+    mut start: F,
+) -> Vec<Outcome<E>>
+where
+    F: FnMut(&[NodeIndex]) -> Vec<Fut>,
+    Fut: Future<Output = Result<(), E>>,
+{
     let count = graph.node_count();
     let parallelism = parallelism.max(1);
     let mut outcome: Vec<Option<Outcome<E>>> = (0..count)
@@ -83,11 +113,21 @@ where
     let mut running = FuturesUnordered::new();
 
     loop {
-        while running.len() < parallelism && !cancel.is_cancelled() {
+        let mut round = Vec::new();
+        while running.len() + round.len() < parallelism && !cancel.is_cancelled() {
             let Some(Reverse(i)) = ready.pop() else { break };
-            let v = NodeIndex::new(i);
-            let fut = step(v);
-            running.push(async move { (v, fut.await) });
+            round.push(NodeIndex::new(i));
+        }
+        if !round.is_empty() {
+            let futures = start(&round);
+            debug_assert_eq!(
+                futures.len(),
+                round.len(),
+                "the engine's caller must give one future per step of a round"
+            );
+            for (v, fut) in round.into_iter().zip(futures) {
+                running.push(async move { (v, fut.await) });
+            }
         }
         let Some((v, result)) = running.next().await else {
             break;
@@ -156,6 +196,43 @@ mod tests {
         assert_eq!(out[2], Outcome::Skipped { failed: n[1] });
         assert_eq!(out[4], Outcome::Succeeded);
         assert!(!ran.lock().unwrap().contains(&2));
+    }
+
+    #[tokio::test]
+    async fn steps_ready_together_start_in_one_round_whatever_the_timing() {
+        // 0 -> {2, 3, 4}, 1 -> {2, 3, 4}: 2, 3 and 4 become ready together once both 0 and 1
+        // are done, whichever finishes first and however long it takes.
+        let mut g: DiGraph<(), ()> = DiGraph::new();
+        let n: Vec<_> = (0..5).map(|_| g.add_node(())).collect();
+        for from in [n[0], n[1]] {
+            for to in [n[2], n[3], n[4]] {
+                g.add_edge(from, to, ());
+            }
+        }
+        for slow in [0usize, 1] {
+            let rounds = Mutex::new(Vec::new());
+            let out = walk_rounds(&g, &[true; 5], 8, &CancellationToken::new(), |round| {
+                rounds
+                    .lock()
+                    .unwrap()
+                    .push(round.iter().map(|v| v.index()).collect::<Vec<_>>());
+                round
+                    .iter()
+                    .map(|v| {
+                        let yields = if v.index() == slow { 20 } else { 0 };
+                        async move {
+                            for _ in 0..yields {
+                                tokio::task::yield_now().await;
+                            }
+                            Ok::<(), ()>(())
+                        }
+                    })
+                    .collect()
+            })
+            .await;
+            assert!(out.iter().all(|o| *o == Outcome::Succeeded));
+            assert_eq!(*rounds.lock().unwrap(), vec![vec![0, 1], vec![2, 3, 4]]);
+        }
     }
 
     #[tokio::test]

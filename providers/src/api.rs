@@ -231,6 +231,32 @@ pub trait Provider: Send + Sync {
     /// accepted, before it is ready, so that the id is saved before anything else can fail.
     async fn create(&self, request: &Request) -> Result<String, ProviderError>;
 
+    /// The batch a create may share one call with: creates with the same key, handed over
+    /// together, go to [`Provider::create_batch`]. `None` (the default): one call each.
+    ///
+    /// Batching is an ability of the boundary, not a timer in the client: the apply stage
+    /// hands over every create that became ready at the same time, so the same plan makes
+    /// the same calls on a fast machine and on a slow one.
+    fn batch_key(&self, _request: &Request) -> Option<String> {
+        None
+    }
+
+    /// How many creates one batch call takes at most.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Creates resources that share a [`Provider::batch_key`] (at most
+    /// [`Provider::batch_limit`] of them) and answers each, in order. The default sends one
+    /// create after the other.
+    async fn create_batch(&self, requests: &[Request]) -> Vec<Result<String, ProviderError>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            answers.push(self.create(request).await);
+        }
+        answers
+    }
+
     /// Waits until a created resource is usable and returns what is known of it.
     async fn wait_ready(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError>;
 

@@ -8,8 +8,10 @@
 //! | `firewall.<name>` | a cloud firewall applied to the tag `fitter-<deployment>:fw:<name>` |
 //! | `node.<name>` | a droplet named after the node, tagged with the deployment, its roles and its firewall |
 //!
-//! Droplets are created in batches of up to ten (`names`): creates that arrive together with
-//! the same size, image, region, VPC and tags are sent as one call. Readiness is one list of
+//! Droplets are created in batches of up to ten (`names`): the apply stage hands over every
+//! create that became ready at the same time ([`Provider::create_batch`]), grouped by
+//! [`Provider::batch_key`] (the same size, image, region, VPC and tags), and each group is
+//! one call. No timer decides what shares a call, so one plan makes the same calls anywhere. Readiness is one list of
 //! the deployment's droplets by tag for every waiting droplet, not one GET each: the first
 //! poll a few seconds after the first create, then backing off, and sooner again while
 //! droplets keep turning `active`. A droplet not yet listed, or `locked`, is pending.
@@ -50,8 +52,6 @@ use client::{Call, Client, Failure, Retries};
 pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
 /// Droplets per create call: the API's limit for `names`.
 pub const BATCH: usize = 10;
-/// How long a create waits for others to join its batch.
-const LINGER: Duration = Duration::from_millis(50);
 /// How long a droplet waited for may be missing from the listings before it counts as
 /// nonexistent (the Terraform provider tolerates 404s for about as long after a create).
 const UNSEEN_GRACE: Duration = Duration::from_secs(120);
@@ -135,18 +135,15 @@ struct Inner {
     /// Tags known to exist.
     tags: Mutex<HashSet<String>>,
     tag_creation: Mutex<()>,
-    /// Creates waiting for their batch to be sent.
-    batches: Mutex<HashMap<DropletSpec, Vec<Pending>>>,
     watch: Mutex<Watch>,
 }
 
-/// A droplet create waiting for its batch.
+/// A droplet of a batch still to be created.
 struct Pending {
     name: String,
     host_key: String,
     host_key_public: String,
     authorized_keys: Vec<String>,
-    reply: oneshot::Sender<Result<String, ProviderError>>,
 }
 
 /// Droplets waited for by the poller.
@@ -173,7 +170,6 @@ impl DigitalOcean {
                 claimed: Mutex::new(HashSet::new()),
                 tags: Mutex::new(HashSet::new()),
                 tag_creation: Mutex::new(()),
-                batches: Mutex::new(HashMap::new()),
                 watch: Mutex::new(Watch::default()),
             }),
         })
@@ -546,12 +542,17 @@ impl Inner {
         })
     }
 
-    /// Sends one batch and answers each of its creates; after a lost answer, adopts what
-    /// was created and sends again only what was not.
-    async fn send_batch(self: Arc<Self>, spec: DropletSpec, mut members: Vec<Pending>) {
+    /// Sends one batch and answers each of its creates, by name; after a lost answer, adopts
+    /// what was created and sends again only what was not.
+    async fn send_batch(
+        &self,
+        spec: &DropletSpec,
+        mut members: Vec<Pending>,
+    ) -> HashMap<String, Result<String, ProviderError>> {
+        let mut answers = HashMap::new();
         for attempt in 0..3 {
             if members.is_empty() {
-                return;
+                return answers;
             }
             let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
             let hosts: Vec<HostKey<'_>> = members
@@ -563,7 +564,7 @@ impl Inner {
                 })
                 .collect();
             let user_data = body::user_data(&self.deployment, &members[0].authorized_keys, &hosts);
-            let request = body::droplets(&spec, &names, &user_data);
+            let request = body::droplets(spec, &names, &user_data);
             tracing::debug!(count = names.len(), "creating droplets");
             let answer = self
                 .client
@@ -597,9 +598,9 @@ impl Inner {
                                 "the create answer does not list this droplet",
                             )
                         });
-                        let _ = m.reply.send(result);
+                        answers.insert(m.name, result);
                     }
-                    return;
+                    return answers;
                 }
                 Err(Failure::Ambiguous(why)) => {
                     tracing::warn!(
@@ -613,19 +614,20 @@ impl Inner {
                         Ok(i) => i,
                         Err(e) => {
                             for m in members.drain(..) {
-                                let _ = m.reply.send(Err(api_error(
-                                    &format!("node.{}", m.name),
-                                    Failure::Unreachable(e.to_string()),
-                                )));
+                                let resource = format!("node.{}", m.name);
+                                answers.insert(
+                                    m.name,
+                                    Err(api_error(&resource, Failure::Unreachable(e.to_string()))),
+                                );
                             }
-                            return;
+                            return answers;
                         }
                     };
                     let mut rest = Vec::new();
                     for m in members.drain(..) {
                         match self.adopt_droplet(&m.name, &index).await {
                             Some(id) => {
-                                let _ = m.reply.send(Ok(id.to_string()));
+                                answers.insert(m.name, Ok(id.to_string()));
                             }
                             None => rest.push(m),
                         }
@@ -634,68 +636,93 @@ impl Inner {
                 }
                 Err(f) => {
                     for m in members.drain(..) {
-                        let _ = m
-                            .reply
-                            .send(Err(api_error(&format!("node.{}", m.name), f.clone())));
+                        let resource = format!("node.{}", m.name);
+                        answers.insert(m.name, Err(api_error(&resource, f.clone())));
                     }
-                    return;
+                    return answers;
                 }
             }
         }
         for m in members.drain(..) {
-            let _ = m.reply.send(Err(api_error(
-                &format!("node.{}", m.name),
-                Failure::Unreachable(
-                    "three creates got no answer and the droplet is not there".into(),
-                ),
-            )));
+            let resource = format!("node.{}", m.name);
+            answers.insert(
+                m.name,
+                Err(api_error(
+                    &resource,
+                    Failure::Unreachable(
+                        "three creates got no answer and the droplet is not there".into(),
+                    ),
+                )),
+            );
         }
+        answers
     }
 
-    async fn create_node(self: &Arc<Self>, r: &NodeRequest) -> Result<String, ProviderError> {
-        let resource = format!("node.{}", r.name);
-        let spec = self.droplet_spec(r)?;
-        // A droplet of this name already carrying the deployment's tag is one an earlier,
-        // interrupted run created: adopt it.
-        if let Some(id) = self.adopt_indexed(&resource, &r.name).await? {
-            tracing::info!(%resource, id, "adopting a droplet an earlier run created");
-            return Ok(id.to_string());
-        }
-        let (tx, rx) = oneshot::channel();
-        let pending = Pending {
-            name: r.name.clone(),
-            host_key: r.host_key.clone(),
-            host_key_public: r.host_key_public.clone(),
-            authorized_keys: r.authorized_keys.clone(),
-            reply: tx,
-        };
-        let full = {
-            let mut batches = self.batches.lock().await;
-            let group = batches.entry(spec.clone()).or_default();
-            group.push(pending);
-            if group.len() >= BATCH {
-                batches.remove(&spec)
-            } else {
-                if group.len() == 1 {
-                    // The first of a batch sends it after a short wait for the others.
-                    let inner = Arc::clone(self);
-                    let spec = spec.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(LINGER).await;
-                        let members = inner.batches.lock().await.remove(&spec);
-                        if let Some(members) = members {
-                            inner.send_batch(spec, members).await;
-                        }
-                    });
+    /// Creates droplets that share one spec, ten a call, and answers each in order. A droplet
+    /// of the same name already carrying the deployment's tag is one an earlier, interrupted
+    /// run created: it is adopted, not created again.
+    async fn create_nodes(&self, requests: &[&NodeRequest]) -> Vec<Result<String, ProviderError>> {
+        let mut answers: Vec<Option<Result<String, ProviderError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut groups: Vec<(DropletSpec, Vec<(usize, Pending)>)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let resource = format!("node.{}", r.name);
+            let spec = match self.droplet_spec(r) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    answers[i] = Some(Err(e));
+                    continue;
                 }
-                None
+            };
+            match self.adopt_indexed(&resource, &r.name).await {
+                Ok(Some(id)) => {
+                    tracing::info!(%resource, id, "adopting a droplet an earlier run created");
+                    answers[i] = Some(Ok(id.to_string()));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    answers[i] = Some(Err(e));
+                    continue;
+                }
             }
-        };
-        if let Some(members) = full {
-            tokio::spawn(Arc::clone(self).send_batch(spec, members));
+            let pending = Pending {
+                name: r.name.clone(),
+                host_key: r.host_key.clone(),
+                host_key_public: r.host_key_public.clone(),
+                authorized_keys: r.authorized_keys.clone(),
+            };
+            match groups.iter_mut().find(|(s, _)| *s == spec) {
+                Some((_, members)) => members.push((i, pending)),
+                None => groups.push((spec, vec![(i, pending)])),
+            }
         }
-        rx.await
-            .map_err(|_| unsupported(&resource, "the batch sending this droplet stopped"))?
+        for (spec, members) in groups {
+            let mut members = members.into_iter().peekable();
+            while members.peek().is_some() {
+                let chunk: Vec<(usize, Pending)> = members.by_ref().take(BATCH).collect();
+                let order: Vec<(usize, String)> =
+                    chunk.iter().map(|(i, m)| (*i, m.name.clone())).collect();
+                let mut sent = self
+                    .send_batch(&spec, chunk.into_iter().map(|(_, m)| m).collect())
+                    .await;
+                for (i, name) in order {
+                    answers[i] = sent.remove(&name);
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .zip(requests)
+            .map(|(a, r)| {
+                a.unwrap_or_else(|| {
+                    Err(unsupported(
+                        &format!("node.{}", r.name),
+                        "the batch sending this droplet gave no answer for it",
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// Registers a wait and makes sure the poller runs.
@@ -1128,8 +1155,46 @@ impl Provider for DigitalOcean {
             }
             Request::Network(r) => inner.create_network(r).await,
             Request::Firewall(r) => inner.create_firewall(r).await,
-            Request::Node(r) => inner.create_node(r).await,
+            Request::Node(r) => inner
+                .create_nodes(&[r])
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(unsupported(&request.address(), "no create answer"))),
         }
+    }
+
+    fn batch_key(&self, request: &Request) -> Option<String> {
+        match request {
+            Request::Node(r) => self
+                .inner
+                .droplet_spec(r)
+                .ok()
+                .map(|spec| format!("{spec:?}")),
+            _ => None,
+        }
+    }
+
+    fn batch_limit(&self) -> usize {
+        BATCH
+    }
+
+    async fn create_batch(&self, requests: &[Request]) -> Vec<Result<String, ProviderError>> {
+        let nodes: Vec<&NodeRequest> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Node(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        if nodes.len() != requests.len() {
+            // Only droplets batch; anything else is created one at a time.
+            let mut answers = Vec::with_capacity(requests.len());
+            for r in requests {
+                answers.push(self.create(r).await);
+            }
+            return answers;
+        }
+        self.inner.create_nodes(&nodes).await
     }
 
     async fn wait_ready(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError> {

@@ -1,0 +1,242 @@
+//! `deploy`: open the deployment, plan, apply, bootstrap, report.
+//!
+//! Split where the operator decides: [`Deployment::open`] connects the providers, locks the
+//! state and reads every recorded resource back; [`Deployment::plan`] says what would
+//! change; the CLI shows it and asks; [`Deployment::deploy`] carries it out. The state stays
+//! locked from `open` to the end, so what was shown is what is applied.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Checked, OperationError, Workspace, catalog, connect_providers};
+use crate::apply::{self, Providers};
+use crate::bootstrap;
+use crate::information::{self, Information};
+use crate::plan::{self, Plan};
+use crate::report::{Phase, Reporter};
+use crate::ssh::OperatorKey;
+use crate::state::{StateFile, Status};
+
+/// How `deploy` and `dispose` carry out their plan.
+#[derive(Clone)]
+pub struct ApplyOptions {
+    /// Provider calls at once.
+    pub parallelism: usize,
+    /// Nodes bootstrapped at once.
+    pub ssh_parallelism: usize,
+    /// How long a new node may take to answer SSH.
+    pub ssh_timeout: Duration,
+    /// How long a new cloud server may take to become active.
+    pub ready_timeout: Duration,
+    /// Create the infrastructure only: no SSH probe, no bootstrap.
+    pub skip_bootstrap: bool,
+    /// Ctrl-C: no new work starts, running calls finish, the state is saved.
+    pub cancel: CancellationToken,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+/// A deployment opened for change: providers connected, state locked and refreshed.
+pub struct Deployment {
+    pub workspace: Workspace,
+    pub providers: Providers,
+    pub state: StateFile,
+    /// Recorded resources their provider no longer has, forgotten by the refresh.
+    pub gone: Vec<String>,
+}
+
+/// What `deploy` did.
+pub struct DeployResult {
+    /// The changes applied; `None` when there were none.
+    pub applied: Option<apply::Report>,
+    /// The bootstrap; `None` with `--skip-bootstrap`.
+    pub bootstrap: Option<BootstrapResult>,
+    pub information: Information,
+}
+
+impl DeployResult {
+    /// Whether everything asked for was done.
+    pub fn succeeded(&self) -> bool {
+        self.applied.as_ref().is_none_or(|r| r.failed() == 0)
+            && self
+                .bootstrap
+                .as_ref()
+                .is_none_or(BootstrapResult::succeeded)
+    }
+}
+
+pub struct BootstrapResult {
+    /// Nodes that could not be bootstrapped because they are not ready.
+    pub not_ready: Vec<String>,
+    pub nodes: Vec<bootstrap::NodeReport>,
+}
+
+impl BootstrapResult {
+    pub fn succeeded(&self) -> bool {
+        self.not_ready.is_empty() && self.nodes.iter().all(|r| r.error.is_none())
+    }
+}
+
+impl Deployment {
+    /// Connects the plan's providers, locks the state and reads every recorded resource
+    /// back from its provider, forgetting what is gone.
+    pub async fn open(
+        checked: &Checked,
+        workspace: Workspace,
+        options: &ApplyOptions,
+    ) -> Result<Deployment, OperationError> {
+        let providers = connect_providers(&checked.fittings, options.ready_timeout).await?;
+        let mut state = StateFile::open(&workspace.state, &checked.fittings.deployment)?;
+        options.reporter.phase_started(Phase::Refresh);
+        let gone = apply::refresh(&mut state, &providers).await;
+        options.reporter.phase_finished(Phase::Refresh);
+        Ok(Deployment {
+            workspace,
+            providers,
+            state,
+            gone: gone.map_err(OperationError::Refresh)?,
+        })
+    }
+
+    /// What deploy would change: addresses assigned (and recorded), the plan against the
+    /// refreshed state, and the bootstrap unless skipped.
+    pub fn plan(
+        &mut self,
+        checked: &Checked,
+        skip_bootstrap: bool,
+    ) -> Result<Plan, OperationError> {
+        apply::assign_addresses(&checked.graph, &mut self.state)?;
+        let mut the_plan = plan::diff(&checked.graph, Some(self.state.state()));
+        if !skip_bootstrap {
+            the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+        }
+        Ok(the_plan)
+    }
+
+    /// Applies the plan (confirmed by the caller), bootstraps every ready node, writes the
+    /// known_hosts file and gathers `information`.
+    pub async fn deploy(
+        &mut self,
+        checked: &Checked,
+        the_plan: &Plan,
+        options: &ApplyOptions,
+    ) -> Result<DeployResult, OperationError> {
+        // Found (or made) only when something needs it: a run with nothing to do and no
+        // bootstrap makes no key.
+        let operator = if the_plan.has_changes() || !options.skip_bootstrap {
+            Some(self.workspace.operator_key().await?)
+        } else {
+            None
+        };
+        let applied = if let Some(operator) = operator.as_ref().filter(|_| the_plan.has_changes()) {
+            let apply_options = apply::Options {
+                parallelism: options.parallelism,
+                cancel: options.cancel.clone(),
+                operator: operator.clone(),
+                ssh_patience: options.ssh_timeout,
+                probe_ssh: !options.skip_bootstrap,
+                reporter: Arc::clone(&options.reporter),
+            };
+            Some(
+                apply::apply(
+                    the_plan,
+                    &checked.graph,
+                    &self.providers,
+                    &mut self.state,
+                    &apply_options,
+                )
+                .await,
+            )
+        } else {
+            None
+        };
+        let bootstrap = match operator.as_ref().filter(|_| !options.skip_bootstrap) {
+            Some(operator) => Some(self.bootstrap(checked, operator, options).await?),
+            None => None,
+        };
+        self.workspace.write_known_hosts(self.state.state())?;
+        let key = self.workspace.existing_key_path();
+        let information = information::gather(
+            &checked.fittings,
+            Some(self.state.state()),
+            key.as_deref(),
+            Some(&self.workspace.known_hosts),
+        );
+        Ok(DeployResult {
+            applied,
+            bootstrap,
+            information,
+        })
+    }
+
+    /// Renders and applies every ready node's configuration.
+    async fn bootstrap(
+        &mut self,
+        checked: &Checked,
+        operator: &OperatorKey,
+        options: &ApplyOptions,
+    ) -> Result<BootstrapResult, OperationError> {
+        let state = self.state.state().clone();
+        let catalog = catalog()?;
+        let mut addresses = BTreeMap::new();
+        let mut reachable = BTreeMap::new();
+        for node in &checked.fittings.nodes {
+            let Some(r) = state.resources.get(&format!("node.{}", node.name.value)) else {
+                continue;
+            };
+            let get = |k: &str| {
+                r.outputs
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            addresses.insert(
+                node.name.value.clone(),
+                bootstrap::Addresses {
+                    private: get("private_ip"),
+                    public: get("public_ip"),
+                },
+            );
+            if r.status == Status::Ready
+                && let (Some(ip), Some(key)) =
+                    (get("public_ip").or(get("private_ip")), get("host_key"))
+                && let Ok(ip) = ip.parse::<IpAddr>()
+            {
+                reachable.insert(node.name.value.clone(), (SocketAddr::new(ip, 22), key));
+            }
+        }
+        let mut secrets = state.secrets.clone();
+        let configs = bootstrap::render(&checked.fittings, &catalog, &addresses, &mut secrets)
+            .map_err(|e| OperationError::Render(e.to_string()))?;
+        if secrets != state.secrets {
+            // Saved before any node sees them, so a rerun renders the same values.
+            self.state.update(|s| s.secrets = secrets)?;
+        }
+        let mut targets = Vec::new();
+        let mut not_ready = Vec::new();
+        for config in configs {
+            match reachable.remove(&config.node) {
+                Some((address, host_key)) => targets.push(bootstrap::Target {
+                    config,
+                    address,
+                    host_key,
+                }),
+                None => not_ready.push(config.node),
+            }
+        }
+        options.reporter.phase_started(Phase::Bootstrap);
+        let nodes = bootstrap::apply(
+            targets,
+            operator,
+            options.ssh_parallelism,
+            options.ssh_timeout,
+            options.reporter.as_ref(),
+        )
+        .await;
+        options.reporter.phase_finished(Phase::Bootstrap);
+        Ok(BootstrapResult { not_ready, nodes })
+    }
+}

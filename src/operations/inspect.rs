@@ -1,0 +1,96 @@
+//! The read-only operations: `plan` (and `deploy --dry-run`), and what `information`,
+//! `inventory` and `ssh` read. None of them writes the state or calls a provider's write.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Checked, OperationError, Workspace, catalog, connect_providers};
+use crate::apply;
+use crate::information::{self, Information};
+use crate::plan::{self, Plan};
+use crate::state;
+
+/// A plan computed without changing anything, and what the refresh found gone.
+pub struct DryRun {
+    pub plan: Plan,
+    /// Recorded resources their provider no longer has (deploy would create them again).
+    pub gone: Vec<String>,
+}
+
+/// What `deploy` would do: the plan against the state, refreshed from the providers unless
+/// `refresh` is false. Reads only; a plan against an empty state needs no credentials.
+pub async fn dry_run(
+    checked: &Checked,
+    workspace: &Workspace,
+    refresh: bool,
+) -> Result<DryRun, OperationError> {
+    let mut recorded = state::read(&workspace.state, &checked.fittings.deployment)?;
+    let mut gone = Vec::new();
+    if let Some(state) = recorded.as_mut()
+        && refresh
+        && !state.resources.is_empty()
+    {
+        let providers = connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
+        gone = apply::gone(state, &providers)
+            .await
+            .map_err(OperationError::Refresh)?;
+        for address in &gone {
+            state.resources.remove(address);
+        }
+    }
+    let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
+    the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+    Ok(DryRun {
+        plan: the_plan,
+        gone,
+    })
+}
+
+/// What `information`, `inventory` and `ssh` show: the nodes from the state, with the
+/// operator's key and the known_hosts file when they exist.
+pub struct Report {
+    pub information: Information,
+    pub key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+/// Reads the state (never a provider). `absolute`: paths made absolute, for Ansible, which
+/// may run from another directory.
+pub fn report(
+    checked: &Checked,
+    workspace: &Workspace,
+    absolute: bool,
+) -> Result<Report, OperationError> {
+    let recorded = state::read(&workspace.state, &checked.fittings.deployment)?;
+    let mut key = workspace.existing_key_path();
+    let mut known_hosts = Some(workspace.known_hosts.clone()).filter(|k| k.exists());
+    if absolute {
+        key = key.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
+        known_hosts = known_hosts.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
+    }
+    let information = information::gather(
+        &checked.fittings,
+        recorded.as_ref(),
+        key.as_deref(),
+        known_hosts.as_deref(),
+    );
+    Ok(Report {
+        information,
+        key,
+        known_hosts,
+    })
+}
+
+/// The known_hosts file, written again from the state when it is missing (`ssh`).
+pub fn ensure_known_hosts(
+    checked: &Checked,
+    workspace: &Workspace,
+) -> Result<PathBuf, OperationError> {
+    if !workspace.known_hosts.exists() {
+        let deployment = &checked.fittings.deployment;
+        let recorded = state::read(&workspace.state, deployment)?
+            .unwrap_or_else(|| state::State::new(deployment));
+        workspace.write_known_hosts(&recorded)?;
+    }
+    Ok(workspace.known_hosts.clone())
+}

@@ -1,0 +1,194 @@
+//! The operations: what each command does, as functions the CLI calls with typed options and
+//! that return typed results. The CLI parses arguments, asks for confirmation and prints;
+//! everything between is here, in the order a command runs it:
+//!
+//! - [`check`]: load and validate the plan, build its graph ([`Checked`]);
+//! - [`Workspace`]: where the deployment's files live, worked out once;
+//! - [`deploy`]: open the deployment (connect, lock, refresh), plan, apply, bootstrap;
+//! - [`dispose`]: open it, adopt what carries its mark, destroy everything;
+//! - [`inspect`]: the read-only commands' data (`plan`, `information`, `inventory`, `ssh`).
+//!
+//! Progress goes to the [`Reporter`](crate::report::Reporter) in the options; nothing here
+//! prints.
+
+pub mod deploy;
+pub mod dispose;
+pub mod inspect;
+mod workspace;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fitter_providers::{ProviderKind, digitalocean, lxd};
+use thiserror::Error;
+
+use crate::apply::Providers;
+use crate::components::Catalog;
+use crate::diagnostics::{Diagnostic, SourceFile};
+use crate::fittings::{self, Fittings, LoadOptions};
+use crate::graph::{self, GraphError, ResourceGraph};
+use crate::ssh::SshError;
+use crate::state::StateError;
+
+pub use workspace::Workspace;
+
+/// Why an operation stopped. Each variant carries what it is about; the CLI prints it with
+/// its causes (`error: ...`, then `caused by: ...`).
+#[derive(Debug, Error)]
+pub enum OperationError {
+    /// The plan does not load or check: every diagnostic, already rendered with its source.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read `{path}`")]
+    ReadPlan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not UTF-8 text (byte {byte})")]
+    NotText { path: PathBuf, byte: usize },
+    /// A provider the plan uses cannot be reached or set up.
+    #[error("{0}")]
+    Provider(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Reading the recorded resources back from their providers failed.
+    #[error("{0}")]
+    Refresh(String),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("the built-in templates are broken: {0}")]
+    Templates(String),
+    /// Rendering a node's configuration failed.
+    #[error("{0}")]
+    Render(String),
+    #[error("cannot write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// A plan loaded, checked and turned into a graph.
+pub struct Checked {
+    pub source: SourceFile,
+    pub fittings: Fittings,
+    pub graph: ResourceGraph,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// What [`check`] is given.
+pub struct CheckOptions {
+    /// The plan file; `-` reads standard input.
+    pub path: PathBuf,
+    pub parameters: BTreeMap<String, String>,
+    /// `--provider`: every location on this provider.
+    pub provider: Option<ProviderKind>,
+}
+
+/// Loads, checks and builds the plan's graph. Warnings are returned, not printed.
+pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
+    let (name, text) = read_plan(&options.path)?;
+    let catalog = catalog()?;
+    let load = LoadOptions {
+        parameters: options.parameters.clone(),
+        provider: options.provider,
+        catalog: &catalog,
+    };
+    let loaded = fittings::load(&name, &text, &load);
+    let Some(fittings) = loaded.fittings else {
+        return Err(OperationError::Invalid(
+            loaded.source.render_all(&loaded.diagnostics),
+        ));
+    };
+    let graph = match graph::build(&fittings, &catalog) {
+        Ok(g) => g,
+        Err(err @ GraphError::Cycle { span, .. }) => {
+            let mut all = loaded.diagnostics.clone();
+            all.push(Diagnostic::error(span, err.to_string()));
+            return Err(OperationError::Invalid(loaded.source.render_all(&all)));
+        }
+    };
+    Ok(Checked {
+        source: loaded.source,
+        fittings,
+        graph,
+        warnings: loaded.diagnostics,
+    })
+}
+
+fn read_plan(path: &std::path::Path) -> Result<(String, String), OperationError> {
+    use std::io::Read as _;
+    if path == std::path::Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|source| OperationError::ReadPlan {
+                path: "standard input".into(),
+                source,
+            })?;
+        return Ok(("<stdin>".to_string(), text));
+    }
+    let bytes = std::fs::read(path).map_err(|source| OperationError::ReadPlan {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| OperationError::NotText {
+        path: path.to_path_buf(),
+        byte: e.utf8_error().valid_up_to(),
+    })?;
+    Ok((path.display().to_string(), text))
+}
+
+/// The components and templates built into fitter.
+pub fn catalog() -> Result<Catalog, OperationError> {
+    Catalog::builtin().map_err(OperationError::Templates)
+}
+
+/// The providers the plan's locations use, connected.
+pub async fn connect_providers(
+    fittings: &Fittings,
+    ready_timeout: Duration,
+) -> Result<Providers, OperationError> {
+    let mut providers = Providers::default();
+    let mut kinds: Vec<ProviderKind> = fittings.locations.iter().map(|l| l.provider).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        match kind {
+            ProviderKind::Lxd => {
+                let from_plan = fittings
+                    .locations
+                    .iter()
+                    .find_map(|l| l.lxd_socket.as_deref());
+                let socket = lxd::find_socket(from_plan).ok_or_else(|| {
+                    OperationError::Provider(
+                        "no LXD socket found (tried the plan's `lxd: {socket: ...}`, LXD_SOCKET, \
+                         /var/lib/lxd, the snap and Incus); run scripts/local-cloud.sh to set LXD up"
+                            .to_string(),
+                    )
+                })?;
+                lxd::ping(&socket).await.map_err(|e| {
+                    OperationError::Provider(format!(
+                        "{e}\n  = help: is the LXD daemon running? scripts/local-cloud.sh starts it"
+                    ))
+                })?;
+                providers.insert(Arc::new(lxd::Lxd::new(&socket, &fittings.deployment)));
+            }
+            ProviderKind::DigitalOcean => {
+                let mut settings =
+                    digitalocean::Settings::from_env().map_err(OperationError::Provider)?;
+                settings.ready_timeout = ready_timeout;
+                let provider = digitalocean::DigitalOcean::new(&fittings.deployment, settings)
+                    .map_err(OperationError::Provider)?;
+                providers.insert(Arc::new(provider));
+            }
+        }
+    }
+    Ok(providers)
+}
