@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use fitter_providers::ProviderKind;
+use fitter_providers::{Connection, ProviderKind, registry};
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use fitter_providers::{digitalocean, lxd};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, Providers};
@@ -180,13 +178,7 @@ fn parse_parameter(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_provider(s: &str) -> Result<ProviderKind, String> {
-    ProviderKind::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.name()).collect();
-        format!(
-            "unknown provider `{s}`; expected one of: {}",
-            names.join(", ")
-        )
-    })
+    registry::lookup(s).map_err(|e| e.to_string())
 }
 
 /// Runs the command line; the binary's `main` is this and nothing more.
@@ -541,31 +533,24 @@ async fn connect_providers(
     kinds.sort();
     kinds.dedup();
     for kind in kinds {
-        match kind {
-            ProviderKind::Lxd => {
-                let from_plan = fittings
-                    .locations
-                    .iter()
-                    .find_map(|l| l.lxd_socket.as_deref());
-                let socket = lxd::find_socket(from_plan).ok_or_else(|| {
-                    "error: no LXD socket found (tried the plan's `lxd: {socket: ...}`, LXD_SOCKET, \
-                     /var/lib/lxd, the snap and Incus); run scripts/local-cloud.sh to set LXD up"
-                        .to_string()
-                })?;
-                lxd::ping(&socket).await.map_err(|e| {
-                    format!("error: {e}\n  = help: is the LXD daemon running? scripts/local-cloud.sh starts it")
-                })?;
-                providers.insert(Arc::new(lxd::Lxd::new(&socket, &fittings.deployment)));
-            }
-            ProviderKind::DigitalOcean => {
-                let mut settings =
-                    digitalocean::Settings::from_env().map_err(|e| format!("error: {e}"))?;
-                settings.ready_timeout = ready_timeout;
-                let provider = digitalocean::DigitalOcean::new(&fittings.deployment, settings)
-                    .map_err(|e| format!("error: {e}"))?;
-                providers.insert(Arc::new(provider));
-            }
-        }
+        let connection = Connection {
+            deployment: &fittings.deployment,
+            ready_timeout,
+            settings: fittings
+                .locations
+                .iter()
+                .filter_map(|l| l.settings.get(&kind))
+                .collect(),
+        };
+        let provider = kind
+            .cloud()
+            .connect(&connection)
+            .await
+            .map_err(|e| match e.help() {
+                Some(help) => format!("error: {e}\n  = help: {help}"),
+                None => format!("error: {e}"),
+            })?;
+        providers.insert(provider);
     }
     Ok(providers)
 }

@@ -26,7 +26,11 @@ use crate::api::{
     FirewallRequest, NetworkRequest, NodeRequest, Outputs, Owned, Provider, ProviderError, Request,
     RuleSource,
 };
-use crate::{Limits, ProviderKind, ResourceKind};
+use crate::{ProviderKind, ResourceKind};
+
+pub mod catalogue;
+
+pub use catalogue::{KIND, Limits};
 
 const OWNER_KEY: &str = "user.fitter.deployment";
 const NAME_KEY: &str = "user.fitter.name";
@@ -104,7 +108,7 @@ impl Lxd {
 
     fn unreachable(&self, resource: &str, message: impl std::fmt::Display) -> ProviderError {
         ProviderError::Unreachable {
-            provider: ProviderKind::Lxd,
+            provider: KIND,
             resource: resource.to_string(),
             message: format!("{} ({message})", self.socket.display()),
         }
@@ -112,7 +116,7 @@ impl Lxd {
 
     fn refused(&self, resource: &str, answer: &Answer) -> ProviderError {
         ProviderError::Api {
-            provider: ProviderKind::Lxd,
+            provider: KIND,
             resource: resource.to_string(),
             status: answer.status.as_u16(),
             message: answer.error(),
@@ -214,7 +218,7 @@ impl Lxd {
         match meta["status"].as_str() {
             Some("Success") => Ok(meta.clone()),
             _ => Err(ProviderError::Api {
-                provider: ProviderKind::Lxd,
+                provider: KIND,
                 resource: resource.to_string(),
                 status: meta["status_code"]
                     .as_u64()
@@ -246,7 +250,7 @@ impl Lxd {
         let owner = meta["config"][OWNER_KEY].as_str().unwrap_or("");
         if owner != self.deployment {
             return Err(ProviderError::NotOwned {
-                provider: ProviderKind::Lxd,
+                provider: KIND,
                 resource: resource.to_string(),
                 deployment: self.deployment.clone(),
                 owner: if owner.is_empty() {
@@ -452,7 +456,7 @@ impl Lxd {
         let existing = self.get_owned(&resource, &path).await?;
         if existing.is_none() {
             let limits = Limits::from_slug(&r.size).ok_or_else(|| ProviderError::Unsupported {
-                provider: ProviderKind::Lxd,
+                provider: KIND,
                 resource: resource.clone(),
                 message: format!("size `{}` names no CPU and memory", r.size),
             })?;
@@ -687,7 +691,7 @@ impl Lxd {
     /// LXD has no account: keys are pushed as files, ownership is a config key.
     fn no_account_resources(&self, request: &Request) -> ProviderError {
         ProviderError::Unsupported {
-            provider: ProviderKind::Lxd,
+            provider: KIND,
             resource: request.address(),
             message: "lxd has no account to hold keys or tags".into(),
         }
@@ -697,7 +701,7 @@ impl Lxd {
 #[async_trait]
 impl Provider for Lxd {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Lxd
+        KIND
     }
 
     fn predicted_id(&self, request: &Request) -> Option<String> {
