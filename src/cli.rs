@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use fitter_providers::{Connection, ProviderKind, registry};
+use fitter_providers::{ConnectOptions, ProviderKind, registry};
 
 use std::time::Duration;
 
@@ -533,7 +533,7 @@ async fn connect_providers(
     kinds.sort();
     kinds.dedup();
     for kind in kinds {
-        let connection = Connection {
+        let options = ConnectOptions {
             deployment: &fittings.deployment,
             ready_timeout,
             settings: fittings
@@ -544,7 +544,7 @@ async fn connect_providers(
         };
         let provider = kind
             .cloud()
-            .connect(&connection)
+            .connect(&options)
             .await
             .map_err(|e| match e.help() {
                 Some(help) => format!("error: {e}\n  = help: {help}"),

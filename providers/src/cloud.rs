@@ -7,6 +7,9 @@
 //! [`Cloud::connect`] is static knowledge, answered without credentials or network, so that
 //! `fitter validate` and `fitter plan --no-refresh` work on an aeroplane.
 //!
+//! How calls are made (batching, rate limits, retries) is the live client's business,
+//! [`Provider`], which [`Cloud::connect`] returns.
+//!
 //! The stages outside providers/ never name a cloud: they hold a
 //! [`ProviderKind`](crate::ProviderKind) and ask its [`Cloud`] a question
 //! (`kind.cloud().requires_network()`), so a new cloud changes no stage.
@@ -26,7 +29,7 @@ use crate::{ResourceKind, did_you_mean};
 ///
 /// The checks return the user-facing message, which the loader shows at the plan's position.
 #[async_trait]
-pub trait Cloud: Send + Sync + 'static {
+pub trait Cloud: Send + Sync {
     /// The name plans, `--provider` and state files use: `digitalocean`, `lxd`.
     fn name(&self) -> &'static str;
 
@@ -112,13 +115,15 @@ pub trait Cloud: Send + Sync + 'static {
 
     /// A client for this cloud, with its settings (the plan's, the environment's) found and
     /// checked; the one method that may touch the network.
-    async fn connect(&self, connection: &Connection<'_>)
-    -> Result<Arc<dyn Provider>, ConnectError>;
+    async fn connect(
+        &self,
+        options: &ConnectOptions<'_>,
+    ) -> Result<Arc<dyn Provider>, ConnectError>;
 }
 
-/// What a cloud's [`Cloud::connect`] gets from the plan and the command line.
+/// What [`Cloud::connect`] gets from the plan and the command line.
 #[derive(Debug, Clone)]
-pub struct Connection<'a> {
+pub struct ConnectOptions<'a> {
     /// The deployment's name, which marks everything it owns.
     pub deployment: &'a str,
     /// How long a created resource may take to become ready.
@@ -127,7 +132,7 @@ pub struct Connection<'a> {
     pub settings: Vec<&'a BTreeMap<String, String>>,
 }
 
-impl Connection<'_> {
+impl ConnectOptions<'_> {
     /// The first value the plan gives for `key`.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings

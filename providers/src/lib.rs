@@ -29,7 +29,7 @@ pub mod digitalocean;
 pub mod lxd;
 pub mod registry;
 
-pub use cloud::{Cloud, ConnectError, Connection};
+pub use cloud::{Cloud, ConnectError, ConnectOptions};
 
 /// A cloud fitter can deploy to, as plans and state files name it.
 #[derive(Clone, Copy)]

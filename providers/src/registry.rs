@@ -1,5 +1,5 @@
 //! The clouds fitter knows: adding one is a folder under providers/src with a
-//! `catalogue.rs` that implements [`Cloud`](crate::Cloud), and one line in [`KNOWN`].
+//! `catalogue.rs` that implements [`Cloud`](crate::Cloud), and one line in `KNOWN` below.
 //!
 //! Plans, `--provider` and state files name a cloud by [`Cloud::name`](crate::Cloud::name);
 //! this is where a name becomes a [`ProviderKind`], and the only place that says which cloud

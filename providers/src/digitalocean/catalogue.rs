@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::Provider;
-use crate::cloud::{Cloud, ConnectError, Connection, appliance_slug, unknown};
+use crate::cloud::{Cloud, ConnectError, ConnectOptions, appliance_slug, unknown};
 use crate::{ProviderKind, ResourceKind};
 
 /// DigitalOcean, as plans and state files name it.
@@ -106,12 +106,12 @@ impl Cloud for DigitalOceanCloud {
     /// The token and the API's address come from the environment.
     async fn connect(
         &self,
-        connection: &Connection<'_>,
+        options: &ConnectOptions<'_>,
     ) -> Result<Arc<dyn Provider>, ConnectError> {
         let mut settings =
             super::Settings::from_env().map_err(|message| ConnectError::Setup { message })?;
-        settings.ready_timeout = connection.ready_timeout;
-        let provider = super::DigitalOcean::new(connection.deployment, settings)
+        settings.ready_timeout = options.ready_timeout;
+        let provider = super::DigitalOcean::new(options.deployment, settings)
             .map_err(|message| ConnectError::Setup { message })?;
         Ok(Arc::new(provider))
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::Provider;
-use crate::cloud::{Cloud, ConnectError, Connection, appliance_slug};
+use crate::cloud::{Cloud, ConnectError, ConnectOptions, appliance_slug};
 use crate::digitalocean::catalogue::{SIZES, smallest_basic_size};
 use crate::{ProviderKind, ResourceKind};
 
@@ -107,9 +107,9 @@ impl Cloud for LxdCloud {
     /// The plan's socket, else `LXD_SOCKET`, else where LXD usually is; the daemon must answer.
     async fn connect(
         &self,
-        connection: &Connection<'_>,
+        options: &ConnectOptions<'_>,
     ) -> Result<Arc<dyn Provider>, ConnectError> {
-        let socket = super::find_socket(connection.setting("socket")).ok_or_else(|| {
+        let socket = super::find_socket(options.setting("socket")).ok_or_else(|| {
             ConnectError::Setup {
                 message: "no LXD socket found (tried the plan's `lxd: {socket: ...}`, LXD_SOCKET, \
                           /var/lib/lxd, the snap and Incus); run scripts/local-cloud.sh to set LXD up"
@@ -122,7 +122,7 @@ impl Cloud for LxdCloud {
                 error,
                 help: "is the LXD daemon running? scripts/local-cloud.sh starts it",
             })?;
-        Ok(Arc::new(super::Lxd::new(&socket, connection.deployment)))
+        Ok(Arc::new(super::Lxd::new(&socket, options.deployment)))
     }
 }
 

@@ -12,6 +12,9 @@
 //! Every object carries `user.fitter.deployment` (and `user.fitter.name`) in its config, so
 //! that dispose finds it without a state file and nothing of another deployment is touched.
 //! Instances are named `<deployment>-<node>` so that two deployments on one host never meet.
+//!
+//! What fitter knows of LXD without asking the daemon (the image, sizes as limits, the
+//! plan-time checks, how the socket is found) is in `catalogue.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
