@@ -546,10 +546,7 @@ async fn connect_providers(
             .cloud()
             .connect(&options)
             .await
-            .map_err(|e| match e.help() {
-                Some(help) => format!("error: {e}\n  = help: {help}"),
-                None => format!("error: {e}"),
-            })?;
+            .map_err(|e| format!("error: {e}"))?;
         providers.insert(provider);
     }
     Ok(providers)

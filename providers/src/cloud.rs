@@ -142,29 +142,21 @@ impl ConnectOptions<'_> {
     }
 }
 
-/// Why a cloud's client could not be made.
+/// Why a cloud's client could not be made. The message is whole, with what the operator
+/// can do about it on a `= help:` line when the cloud knows; the CLI prints it after
+/// `error: `.
 #[derive(Debug, Error)]
 pub enum ConnectError {
     /// Something the client needs is missing or wrong: a token, a socket.
     #[error("{message}")]
     Setup { message: String },
     /// The cloud does not answer.
-    #[error("{error}")]
+    #[error("{error}\n  = help: {help}")]
     Unreachable {
         error: ProviderError,
         /// What the operator can do about it.
         help: &'static str,
     },
-}
-
-impl ConnectError {
-    /// What the operator can do about it, when the cloud knows.
-    pub fn help(&self) -> Option<&'static str> {
-        match self {
-            ConnectError::Setup { .. } => None,
-            ConnectError::Unreachable { help, .. } => Some(help),
-        }
-    }
 }
 
 /// "unknown size `x`; did you mean `y`?" with the closest known name, or the list.

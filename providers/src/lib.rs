@@ -97,8 +97,21 @@ impl Serialize for ProviderKind {
 
 impl<'de> Deserialize<'de> for ProviderKind {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        registry::lookup(&name).map_err(serde::de::Error::custom)
+        // A visitor rather than a `String` first, so that an unknown name is reported where
+        // it stands in the file.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = ProviderKind;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a provider name ({})", registry::names().join(", "))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ProviderKind, E> {
+                registry::lookup(name).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 

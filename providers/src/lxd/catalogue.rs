@@ -194,6 +194,26 @@ mod tests {
         assert_eq!(Limits::from_slug("huge"), None);
     }
 
+    #[tokio::test]
+    async fn a_socket_nobody_answers_on_says_what_to_do() {
+        let plan = std::collections::BTreeMap::from([(
+            "socket".to_string(),
+            "/nonexistent/fitter.socket".to_string(),
+        )]);
+        let options = ConnectOptions {
+            deployment: "test",
+            ready_timeout: std::time::Duration::from_secs(1),
+            settings: vec![&plan],
+        };
+        let err = KIND.cloud().connect(&options).await.err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "lxd cannot be reached for `the LXD daemon`: /nonexistent/fitter.socket \
+             (No such file or directory (os error 2))\n  \
+             = help: is the LXD daemon running? scripts/local-cloud.sh starts it"
+        );
+    }
+
     #[test]
     fn teardown_goes_containers_bridges_then_acls() {
         let p = KIND.cloud();
