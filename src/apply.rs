@@ -189,7 +189,7 @@ pub fn assign_addresses(graph: &ResourceGraph, state: &mut StateFile) -> Result<
     let mut subnets: HashMap<String, Ipv4Net> = HashMap::new();
     for step in graph.resources() {
         if step.kind == StepKind::Resource(ResourceKind::Network)
-            && step.provider == Some(ProviderKind::Lxd)
+            && step.provider.is_some_and(|p| p.cloud().assigns_addresses())
             && let Some(net) = step
                 .attributes
                 .get("subnet")

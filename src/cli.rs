@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fitter_providers::ProviderKind;
+use fitter_providers::{ProviderKind, registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::plural;
@@ -181,13 +181,7 @@ fn parse_parameter(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_provider(s: &str) -> Result<ProviderKind, String> {
-    ProviderKind::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.name()).collect();
-        format!(
-            "unknown provider `{s}`; expected one of: {}",
-            names.join(", ")
-        )
-    })
+    registry::lookup(s).map_err(|e| e.to_string())
 }
 
 /// Runs the command line; the binary's `main` is this and nothing more.

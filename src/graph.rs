@@ -290,7 +290,7 @@ fn add_account_resources(b: &mut Builder, fittings: &Fittings, tag: &str) {
         .locations
         .iter()
         .map(|l| l.provider)
-        .find(|p| p.has_account_resources())
+        .find(|p| p.cloud().has_account_resources())
     else {
         return;
     };
@@ -398,7 +398,7 @@ fn add_firewalls(b: &mut Builder, fittings: &Fittings) -> Vec<Option<String>> {
                     list.push(Json::String(name.clone()));
                 }
             }
-            if provider.has_account_resources()
+            if provider.cloud().has_account_resources()
                 && let Some(t) = b.get("tag.deployment")
             {
                 b.edge(t, i, Reason::Needs, None);
@@ -415,7 +415,7 @@ fn add_nodes(b: &mut Builder, fittings: &Fittings, tag: &str, firewall_of: &[Opt
     for (i, node) in fittings.nodes.iter().enumerate() {
         let step = node_step(fittings, node, tag, firewall_of[i].as_deref());
         let n = b.add(step);
-        if node.provider.has_account_resources() {
+        if node.provider.cloud().has_account_resources() {
             for account in ["ssh_key.operator", "tag.deployment"] {
                 if let Some(a) = b.get(account) {
                     b.edge(a, n, Reason::Needs, None);

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use fitter_providers::{ProviderKind, ResourceKind};
+use fitter_providers::{ProviderKind, ResourceKind, registry};
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -149,7 +149,7 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
         let StepKind::Resource(kind) = step.kind else {
             continue;
         };
-        let provider = step.provider.unwrap_or_else(ProviderKind::default_kind);
+        let provider = step.provider.unwrap_or_else(registry::default_kind);
         desired.insert(step.address.as_str());
         let unknown: Vec<String> = kind
             .computed_attributes(provider)

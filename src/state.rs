@@ -424,7 +424,7 @@ mod tests {
                 "node.a".into(),
                 ResourceState {
                     kind: ResourceKind::Node,
-                    provider: ProviderKind::Lxd,
+                    provider: fitter_providers::lxd::KIND,
                     id: Some("a".into()),
                     attributes: BTreeMap::new(),
                     outputs: BTreeMap::new(),

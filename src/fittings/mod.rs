@@ -27,7 +27,7 @@ pub mod tokens;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use fitter_providers::{ProviderKind, did_you_mean};
+use fitter_providers::{ProviderKind, did_you_mean, registry};
 
 use crate::components::{COMMON, Catalog};
 use crate::diagnostics::{Diagnostic, Report, SourceFile};
@@ -75,11 +75,12 @@ pub struct ComponentSettings {
 pub struct Location {
     pub id: Text,
     pub provider: ProviderKind,
-    /// DigitalOcean region (`regionId`, else `locationId`); none for LXD.
+    /// The region (`regionId`, else `locationId`), when the provider has regions.
     pub region: Option<String>,
     pub information: Vec<Text>,
-    /// The LXD socket named by the plan (`lxd: {socket: ...}`).
-    pub lxd_socket: Option<String>,
+    /// What the location gives a provider under its name (`lxd: {socket: ...}`), by
+    /// provider; the keys are the provider's [`location_settings`](fitter_providers::Cloud::location_settings).
+    pub settings: BTreeMap<ProviderKind, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,8 +198,18 @@ const LOCATION_KEYS: &[&str] = &[
     "basement",
     "prepare",
     "apiHost",
-    "lxd",
 ];
+
+/// The keys of a location document: fitter's and plumbery's, then one per provider that
+/// takes settings from the plan (`lxd: {socket: ...}`).
+fn location_keys() -> Vec<&'static str> {
+    let providers = registry::all()
+        .iter()
+        .filter(|kind| !kind.cloud().location_settings().is_empty())
+        .map(|kind| kind.name());
+    LOCATION_KEYS.iter().copied().chain(providers).collect()
+}
+
 const BLUEPRINT_KEYS: &[&str] = &[
     "domain",
     "ethernet",
@@ -555,10 +566,10 @@ impl Loader<'_> {
 
     fn provider(&mut self, node: &Node) -> Option<ProviderKind> {
         let t = text(&mut self.report, node, "provider")?;
-        match ProviderKind::parse(&t.value) {
+        match registry::parse(&t.value) {
             Some(p) => Some(p),
             None => {
-                let names = ProviderKind::ALL.map(ProviderKind::name);
+                let names = registry::names();
                 self.report.push(
                     unknown_key(t.span, &t.value, "providers", &names)
                         .tap_message(format!("unknown provider `{}`", t.value)),
@@ -594,7 +605,12 @@ impl Loader<'_> {
             );
             return;
         }
-        check_keys(&mut self.report, doc, "a location document", LOCATION_KEYS);
+        check_keys(
+            &mut self.report,
+            doc,
+            "a location document",
+            &location_keys(),
+        );
         let id = match doc.get("locationId") {
             Some(n) => text(&mut self.report, n, "locationId"),
             None => {
@@ -609,19 +625,19 @@ impl Loader<'_> {
             .cli_provider
             .or(own_provider)
             .or(defaults_provider)
-            .unwrap_or_else(ProviderKind::default_kind);
-        let region = match provider {
-            ProviderKind::DigitalOcean => {
-                let r = doc
-                    .get("regionId")
-                    .and_then(|n| text(&mut self.report, n, "regionId"))
-                    .unwrap_or_else(|| id.clone());
-                if let Err(why) = provider.check_region(&r.value) {
-                    self.report.error(r.span, why);
-                }
-                Some(r.value)
+            .unwrap_or_else(registry::default_kind);
+        let cloud = provider.cloud();
+        let region = if cloud.has_regions() {
+            let r = doc
+                .get("regionId")
+                .and_then(|n| text(&mut self.report, n, "regionId"))
+                .unwrap_or_else(|| id.clone());
+            if let Err(why) = cloud.check_region(&r.value) {
+                self.report.error(r.span, why);
             }
-            ProviderKind::Lxd => None,
+            Some(r.value)
+        } else {
+            None
         };
         if let Some(api) = doc.get("apiHost") {
             self.report.error(api.span, "`apiHost` (a private Dimension Data cloud) is not supported; set `provider:` instead");
@@ -629,13 +645,21 @@ impl Loader<'_> {
         if let Some(prepare) = doc.get("prepare") {
             self.report.warning(prepare.span, "`prepare` (beachhead) is not supported and is ignored: fitter reaches nodes directly");
         }
-        let mut lxd_socket = None;
-        if let Some(lxd) = doc.get("lxd") {
-            check_keys(&mut self.report, lxd, "lxd", &["socket"]);
-            lxd_socket = lxd
-                .get("socket")
-                .and_then(|s| text(&mut self.report, s, "socket"))
-                .map(|t| t.value);
+        let mut settings = BTreeMap::new();
+        for kind in registry::all() {
+            let keys = kind.cloud().location_settings();
+            let Some(block) = doc.get(kind.name()).filter(|_| !keys.is_empty()) else {
+                continue;
+            };
+            check_keys(&mut self.report, block, kind.name(), keys);
+            let values: BTreeMap<String, String> = keys
+                .iter()
+                .filter_map(|key| {
+                    let value = text(&mut self.report, block.get(key)?, key)?;
+                    Some((key.to_string(), value.value))
+                })
+                .collect();
+            settings.insert(*kind, values);
         }
         let location_index = fittings.locations.len();
         let information = match doc.get("information") {
@@ -647,7 +671,7 @@ impl Loader<'_> {
             provider,
             region,
             information,
-            lxd_socket,
+            settings,
         });
 
         let basement: Vec<Text> = doc
@@ -919,7 +943,11 @@ impl Loader<'_> {
             self.report.warning(d.span, "`destroy` on an ethernet is ignored: dispose removes the networks a deployment created");
         }
         let location_ref = &fittings.locations[location];
-        if let Err(why) = location_ref.provider.check_network_name(&name.value) {
+        if let Err(why) = location_ref
+            .provider
+            .cloud()
+            .check_network_name(&name.value)
+        {
             self.report.error(name.span, why);
         }
         if let Some(existing) = fittings
@@ -1020,6 +1048,7 @@ impl Loader<'_> {
         let location = fittings.blueprints[blueprint].location;
         let loc = &fittings.locations[location];
         let provider = loc.provider;
+        let cloud = provider.cloud();
         let index = fittings.nodes.len();
         if !valid_hostname(&name.value) {
             self.report.error(name.span, format!("node name `{}` is not a valid host name: use letters, digits and dashes, start with a letter, at most 63 characters", name.value));
@@ -1039,7 +1068,7 @@ impl Loader<'_> {
         };
         let size = match size {
             Some(s) => {
-                if let Err(why) = provider.check_size(&s.value) {
+                if let Err(why) = cloud.check_size(&s.value) {
                     self.report.error(s.span, why);
                 }
                 s.value
@@ -1052,7 +1081,7 @@ impl Loader<'_> {
         };
         let image = match image {
             Some(i) => {
-                if let Err(why) = provider.check_image(&i.value) {
+                if let Err(why) = cloud.check_image(&i.value) {
                     self.report.error(i.span, why);
                 }
                 i.value
@@ -1061,20 +1090,20 @@ impl Loader<'_> {
                 .get("appliance")
                 .and_then(|a| text(&mut self.report, a, "appliance"))
             {
-                Some(a) => match provider.image_for_appliance(&a.value) {
+                Some(a) => match cloud.image_for_appliance(&a.value) {
                     Ok(slug) => slug.to_string(),
                     Err(why) => {
                         self.report.error(a.span, why);
                         String::new()
                     }
                 },
-                None => provider.default_image().to_string(),
+                None => cloud.default_image().to_string(),
             },
         };
         let region = match settings.get("region") {
             Some(r) => match self.per_provider(r, "region", provider) {
-                Some(r) if provider == ProviderKind::DigitalOcean => {
-                    if let Err(why) = provider.check_region(&r.value) {
+                Some(r) if cloud.has_regions() => {
+                    if let Err(why) = cloud.check_region(&r.value) {
                         self.report.error(r.span, why);
                     }
                     let network = fittings.blueprints[blueprint].network;
@@ -1154,10 +1183,10 @@ impl Loader<'_> {
             (None, _) => None,
         };
         if network.is_none()
-            && provider == ProviderKind::Lxd
+            && cloud.requires_network()
             && !fittings.blueprints[blueprint].ethernet_declared
         {
-            self.report.error(name.span, format!("node `{}` has no network: lxd nodes need their blueprint to have an `ethernet` with a `subnet`", name.value));
+            self.report.error(name.span, format!("node `{}` has no network: {provider} nodes need their blueprint to have an `ethernet` with a `subnet`", name.value));
         }
 
         let cloud_config = settings.get("cloud-config").and_then(|cc| {
@@ -1295,7 +1324,7 @@ impl Loader<'_> {
     fn per_provider(&mut self, node: &Node, what: &str, provider: ProviderKind) -> Option<Text> {
         match &node.value {
             Value::Map(entries) => {
-                let names = ProviderKind::ALL.map(ProviderKind::name);
+                let names = registry::names();
                 check_keys(&mut self.report, node, &format!("`{what}`"), &names);
                 let (_, v) = entries
                     .iter()
@@ -1328,10 +1357,10 @@ impl Loader<'_> {
             .and_then(|m| number(&mut self.report, m, "memory", 1, 512))
             .map(|m| m as u32);
         if cpu.is_none() && memory.is_none() {
-            return provider.default_size().to_string();
+            return provider.cloud().default_size().to_string();
         }
         let (cpu, memory) = (cpu.unwrap_or(1), memory.unwrap_or(1));
-        match provider.size_for(cpu, memory) {
+        match provider.cloud().size_for(cpu, memory) {
             Some(s) => s.to_string(),
             None => {
                 let span = settings

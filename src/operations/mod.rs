@@ -18,10 +18,9 @@ mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use fitter_providers::{ProviderKind, digitalocean, lxd};
+use fitter_providers::{ConnectOptions, ProviderKind};
 use thiserror::Error;
 
 use crate::apply::Providers;
@@ -160,35 +159,21 @@ pub async fn connect_providers(
     kinds.sort();
     kinds.dedup();
     for kind in kinds {
-        match kind {
-            ProviderKind::Lxd => {
-                let from_plan = fittings
-                    .locations
-                    .iter()
-                    .find_map(|l| l.lxd_socket.as_deref());
-                let socket = lxd::find_socket(from_plan).ok_or_else(|| {
-                    OperationError::Provider(
-                        "no LXD socket found (tried the plan's `lxd: {socket: ...}`, LXD_SOCKET, \
-                         /var/lib/lxd, the snap and Incus); run scripts/local-cloud.sh to set LXD up"
-                            .to_string(),
-                    )
-                })?;
-                lxd::ping(&socket).await.map_err(|e| {
-                    OperationError::Provider(format!(
-                        "{e}\n  = help: is the LXD daemon running? scripts/local-cloud.sh starts it"
-                    ))
-                })?;
-                providers.insert(Arc::new(lxd::Lxd::new(&socket, &fittings.deployment)));
-            }
-            ProviderKind::DigitalOcean => {
-                let mut settings =
-                    digitalocean::Settings::from_env().map_err(OperationError::Provider)?;
-                settings.ready_timeout = ready_timeout;
-                let provider = digitalocean::DigitalOcean::new(&fittings.deployment, settings)
-                    .map_err(OperationError::Provider)?;
-                providers.insert(Arc::new(provider));
-            }
-        }
+        let options = ConnectOptions {
+            deployment: &fittings.deployment,
+            ready_timeout,
+            settings: fittings
+                .locations
+                .iter()
+                .filter_map(|l| l.settings.get(&kind))
+                .collect(),
+        };
+        let provider = kind
+            .cloud()
+            .connect(&options)
+            .await
+            .map_err(|e| OperationError::Provider(e.to_string()))?;
+        providers.insert(provider);
     }
     Ok(providers)
 }

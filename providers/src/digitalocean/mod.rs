@@ -43,7 +43,10 @@ use crate::api::{
 use crate::{ProviderKind, ResourceKind};
 
 pub mod body;
+pub mod catalogue;
 pub mod client;
+
+pub use catalogue::KIND;
 
 use body::{DropletSpec, HostKey};
 use client::{Call, Client, Failure, Retries};
@@ -185,14 +188,14 @@ fn api_error(resource: &str, failure: Failure) -> ProviderError {
                 message
             };
             ProviderError::Api {
-                provider: ProviderKind::DigitalOcean,
+                provider: KIND,
                 resource: resource.to_string(),
                 status,
                 message,
             }
         }
         Failure::Unreachable(message) | Failure::Ambiguous(message) => ProviderError::Unreachable {
-            provider: ProviderKind::DigitalOcean,
+            provider: KIND,
             resource: resource.to_string(),
             message,
         },
@@ -201,7 +204,7 @@ fn api_error(resource: &str, failure: Failure) -> ProviderError {
 
 fn unsupported(resource: &str, message: impl Into<String>) -> ProviderError {
     ProviderError::Unsupported {
-        provider: ProviderKind::DigitalOcean,
+        provider: KIND,
         resource: resource.to_string(),
         message: message.into(),
     }
@@ -420,7 +423,7 @@ impl Inner {
                     {
                         if vpc["description"] != json!(description) {
                             return Err(ProviderError::NotOwned {
-                                provider: ProviderKind::DigitalOcean,
+                                provider: KIND,
                                 resource,
                                 deployment: self.deployment.clone(),
                                 owner: format!("VPC `{name}`, description {}", vpc["description"]),
@@ -1132,7 +1135,7 @@ impl Inner {
 #[async_trait]
 impl Provider for DigitalOcean {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::DigitalOcean
+        KIND
     }
 
     fn predicted_id(&self, request: &Request) -> Option<String> {

@@ -12,6 +12,9 @@
 //! Every object carries `user.fitter.deployment` (and `user.fitter.name`) in its config, so
 //! that dispose finds it without a state file and nothing of another deployment is touched.
 //! Instances are named `<deployment>-<node>` so that two deployments on one host never meet.
+//!
+//! What fitter knows of LXD without asking the daemon (the image, sizes as limits, the
+//! plan-time checks, how the socket is found) is in `catalogue.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +29,11 @@ use crate::api::{
     FirewallRequest, NetworkRequest, NodeRequest, Outputs, Owned, Provider, ProviderError, Request,
     RuleSource,
 };
-use crate::{Limits, ProviderKind, ResourceKind};
+use crate::{ProviderKind, ResourceKind};
+
+pub mod catalogue;
+
+pub use catalogue::{KIND, Limits};
 
 const OWNER_KEY: &str = "user.fitter.deployment";
 const NAME_KEY: &str = "user.fitter.name";
@@ -104,7 +111,7 @@ impl Lxd {
 
     fn unreachable(&self, resource: &str, message: impl std::fmt::Display) -> ProviderError {
         ProviderError::Unreachable {
-            provider: ProviderKind::Lxd,
+            provider: KIND,
             resource: resource.to_string(),
             message: format!("{} ({message})", self.socket.display()),
         }
@@ -112,7 +119,7 @@ impl Lxd {
 
     fn refused(&self, resource: &str, answer: &Answer) -> ProviderError {
         ProviderError::Api {
-            provider: ProviderKind::Lxd,
+            provider: KIND,
             resource: resource.to_string(),
             status: answer.status.as_u16(),
             message: answer.error(),
@@ -214,7 +221,7 @@ impl Lxd {
         match meta["status"].as_str() {
             Some("Success") => Ok(meta.clone()),
             _ => Err(ProviderError::Api {
-                provider: ProviderKind::Lxd,
+                provider: KIND,
                 resource: resource.to_string(),
                 status: meta["status_code"]
                     .as_u64()
@@ -246,7 +253,7 @@ impl Lxd {
         let owner = meta["config"][OWNER_KEY].as_str().unwrap_or("");
         if owner != self.deployment {
             return Err(ProviderError::NotOwned {
-                provider: ProviderKind::Lxd,
+                provider: KIND,
                 resource: resource.to_string(),
                 deployment: self.deployment.clone(),
                 owner: if owner.is_empty() {
@@ -452,7 +459,7 @@ impl Lxd {
         let existing = self.get_owned(&resource, &path).await?;
         if existing.is_none() {
             let limits = Limits::from_slug(&r.size).ok_or_else(|| ProviderError::Unsupported {
-                provider: ProviderKind::Lxd,
+                provider: KIND,
                 resource: resource.clone(),
                 message: format!("size `{}` names no CPU and memory", r.size),
             })?;
@@ -687,7 +694,7 @@ impl Lxd {
     /// LXD has no account: keys are pushed as files, ownership is a config key.
     fn no_account_resources(&self, request: &Request) -> ProviderError {
         ProviderError::Unsupported {
-            provider: ProviderKind::Lxd,
+            provider: KIND,
             resource: request.address(),
             message: "lxd has no account to hold keys or tags".into(),
         }
@@ -697,7 +704,7 @@ impl Lxd {
 #[async_trait]
 impl Provider for Lxd {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Lxd
+        KIND
     }
 
     fn predicted_id(&self, request: &Request) -> Option<String> {
