@@ -232,12 +232,18 @@ impl Failure {
     }
 }
 
-/// `error: {e}` and its causes, one a line.
+/// `error: {e}` and its causes, one a line; a cause the message above already quotes is
+/// not repeated.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = format!("error: {e}");
+    let mut said = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        out.push_str(&format!("\n  caused by: {c}"));
+        let text = c.to_string();
+        if !said.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+        said = text;
         cause = c.source();
     }
     out
@@ -453,7 +459,7 @@ fn dry_run(checked: &Checked, ws: &Workspace, refresh: bool) -> Result<plan::Pla
     let result = runtime()?
         .block_on(inspect::dry_run(checked, ws, refresh))
         .map_err(|e| match e {
-            e @ (OperationError::Provider(_) | OperationError::Refresh(_)) => {
+            e @ (OperationError::Provider(_) | OperationError::Apply(_)) => {
                 Failure::Message(format!(
                     "{}\n  = help: `plan --no-refresh` compares with the state file alone, offline",
                     error_chain(&e)
@@ -532,7 +538,7 @@ async fn deploy(
 ) -> Result<ExitCode, Failure> {
     let options = apply_options(args, display);
     let state_path = ws.state.clone();
-    let mut deployment = Deployment::open(&checked, ws, &options).await?;
+    let mut deployment = Deployment::open(&checked, ws, "fitter deploy", &options).await?;
     for address in &deployment.gone {
         eprintln!("`{address}` is gone from its provider; it will be created again.");
     }
@@ -578,7 +584,7 @@ async fn dispose(
     display: &Display,
 ) -> Result<ExitCode, Failure> {
     let options = apply_options(args, display);
-    let mut deployment = Deployment::open(&checked, ws, &options).await?;
+    let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options).await?;
     let (adopted, the_plan) = deployment.plan_dispose(&checked).await?;
     for a in &adopted {
         eprintln!(

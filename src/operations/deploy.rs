@@ -19,7 +19,7 @@ use crate::information::{self, Information};
 use crate::plan::{self, Plan};
 use crate::report::{Phase, Reporter};
 use crate::ssh::OperatorKey;
-use crate::state::{StateFile, Status};
+use crate::state::{Holder, LockedState, Status};
 
 /// How `deploy` and `dispose` carry out their plan.
 #[derive(Clone)]
@@ -43,7 +43,7 @@ pub struct ApplyOptions {
 pub struct Deployment {
     pub workspace: Workspace,
     pub providers: Providers,
-    pub state: StateFile,
+    pub state: LockedState,
     /// Recorded resources their provider no longer has, forgotten by the refresh.
     pub gone: Vec<String>,
 }
@@ -83,13 +83,20 @@ impl BootstrapResult {
 impl Deployment {
     /// Connects the plan's providers, locks the state and reads every recorded resource
     /// back from its provider, forgetting what is gone.
+    /// `command` names the holder of the state's lock (`fitter deploy`), for whoever is
+    /// blocked by it.
     pub async fn open(
         checked: &Checked,
         workspace: Workspace,
+        command: &str,
         options: &ApplyOptions,
     ) -> Result<Deployment, OperationError> {
         let providers = connect_providers(&checked.fittings, options.ready_timeout).await?;
-        let mut state = StateFile::open(&workspace.state, &checked.fittings.deployment)?;
+        let mut state = LockedState::open(
+            workspace.store.as_ref(),
+            &checked.fittings.deployment,
+            &Holder::this_process(command),
+        )?;
         options.reporter.phase_started(Phase::Refresh);
         let gone = apply::refresh(&mut state, &providers).await;
         options.reporter.phase_finished(Phase::Refresh);
@@ -97,7 +104,7 @@ impl Deployment {
             workspace,
             providers,
             state,
-            gone: gone.map_err(OperationError::Refresh)?,
+            gone: gone?,
         })
     }
 

@@ -25,9 +25,7 @@ impl Deployment {
             .collect();
         kinds.sort();
         kinds.dedup();
-        let adopted = apply::adopt_orphans(&mut self.state, &self.providers, &kinds)
-            .await
-            .map_err(OperationError::Refresh)?;
+        let adopted = apply::adopt_orphans(&mut self.state, &self.providers, &kinds).await?;
         let the_plan = plan::destroy_all(&checked.fittings.deployment, self.state.state());
         Ok((adopted, the_plan))
     }

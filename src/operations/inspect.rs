@@ -24,16 +24,14 @@ pub async fn dry_run(
     workspace: &Workspace,
     refresh: bool,
 ) -> Result<DryRun, OperationError> {
-    let mut recorded = state::read(&workspace.state, &checked.fittings.deployment)?;
+    let mut recorded = workspace.store.read(&checked.fittings.deployment)?;
     let mut gone = Vec::new();
     if let Some(state) = recorded.as_mut()
         && refresh
         && !state.resources.is_empty()
     {
         let providers = connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
-        gone = apply::gone(state, &providers)
-            .await
-            .map_err(OperationError::Refresh)?;
+        gone = apply::gone(state, &providers).await?;
         for address in &gone {
             state.resources.remove(address);
         }
@@ -61,7 +59,7 @@ pub fn report(
     workspace: &Workspace,
     absolute: bool,
 ) -> Result<Report, OperationError> {
-    let recorded = state::read(&workspace.state, &checked.fittings.deployment)?;
+    let recorded = workspace.store.read(&checked.fittings.deployment)?;
     let mut key = workspace.existing_key_path();
     let mut known_hosts = Some(workspace.known_hosts.clone()).filter(|k| k.exists());
     if absolute {
@@ -88,7 +86,9 @@ pub fn ensure_known_hosts(
 ) -> Result<PathBuf, OperationError> {
     if !workspace.known_hosts.exists() {
         let deployment = &checked.fittings.deployment;
-        let recorded = state::read(&workspace.state, deployment)?
+        let recorded = workspace
+            .store
+            .read(deployment)?
             .unwrap_or_else(|| state::State::new(deployment));
         workspace.write_known_hosts(&recorded)?;
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use fitter_providers::{ConnectOptions, ProviderKind};
 use thiserror::Error;
 
-use crate::apply::Providers;
+use crate::apply::{ApplyError, Providers};
 use crate::components::Catalog;
 use crate::diagnostics::{Diagnostic, SourceFile};
 use crate::fittings::{self, Fittings, LoadOptions};
@@ -53,9 +53,9 @@ pub enum OperationError {
     Provider(String),
     #[error(transparent)]
     State(#[from] StateError),
-    /// Reading the recorded resources back from their providers failed.
-    #[error("{0}")]
-    Refresh(String),
+    /// Reading, changing or adopting resources failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
     #[error(transparent)]
     Ssh(#[from] SshError),
     #[error("the built-in templates are broken: {0}")]

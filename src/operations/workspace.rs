@@ -4,17 +4,20 @@
 //! otherwise; everything else a deployment keeps sits beside its state, named after it:
 //! `<state>.known_hosts` (the pinned host keys, for OpenSSH and Ansible) and
 //! `<state>.id_ed25519` (the deployment's own operator key, made only when the operator has
-//! none). The lock and the backup are the state store's business (`state`).
+//! none). The lock and the backup are the state store's business ([`StateStore`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::OperationError;
 use crate::information;
 use crate::ssh::OperatorKey;
-use crate::state;
+use crate::state::{self, FileStore, StateStore};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Workspace {
+    /// Where the state is kept: the file at `state` (the one store today).
+    pub store: Arc<dyn StateStore>,
     pub state: PathBuf,
     pub known_hosts: PathBuf,
     /// Where the deployment's own operator key is, or goes when one has to be made.
@@ -28,6 +31,7 @@ impl Workspace {
     pub fn new(fittings: &Path, state: Option<PathBuf>, ssh_key: Option<PathBuf>) -> Workspace {
         let state = state.unwrap_or_else(|| state::default_path(fittings));
         Workspace {
+            store: Arc::new(FileStore::new(&state)),
             known_hosts: information::known_hosts_path(&state),
             own_key: beside(&state, ".id_ed25519"),
             state,

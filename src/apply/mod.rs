@@ -17,15 +17,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fitter_providers::api::{
-    FirewallRequest, FirewallRule, Ipv4Net, Member, NetworkRequest, NodeRequest, Provider, Request,
-    RuleSource, SshKeyRequest, TagRequest,
-};
+use fitter_providers::api::{Provider, ProviderError, Request};
 use fitter_providers::{ProviderKind, ResourceKind};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Value as Json, json};
@@ -33,12 +29,22 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, Outcome};
-use crate::fittings::rules::{Protocol, Rule, Source};
-use crate::graph::{ResourceGraph, StepKind, deployment_tag, firewall_tag, role_tag};
+use crate::graph::ResourceGraph;
 use crate::plan::{Action, Plan};
 use crate::report::{Activity, Finish, Phase, Reporter};
 use crate::ssh::{self, OperatorKey, Session};
-use crate::state::{ResourceState, StateError, StateFile, Status};
+use crate::state::{LockedState, ResourceState, StateError, Status};
+
+mod addresses;
+mod cohort;
+mod refresh;
+mod request;
+
+pub use addresses::assign_addresses;
+pub use refresh::{adopt_orphans, gone, refresh};
+
+use cohort::{Cohort, joins_batch};
+use request::build_request;
 
 /// The providers a deployment uses.
 #[derive(Clone, Default)]
@@ -51,11 +57,42 @@ impl Providers {
         self.map.insert(provider.kind(), provider);
     }
 
-    fn get(&self, kind: ProviderKind, resource: &str) -> Result<&Arc<dyn Provider>, String> {
-        self.map.get(&kind).ok_or_else(|| {
-            format!("`{resource}`: the {kind} provider is not available in this build")
+    fn get(&self, kind: ProviderKind, resource: &str) -> Result<&Arc<dyn Provider>, ApplyError> {
+        self.map.get(&kind).ok_or_else(|| ApplyError::NoProvider {
+            provider: kind,
+            resource: resource.to_string(),
         })
     }
+}
+
+/// Why a change, a refresh or an adoption failed. Each names the resource it is about (the
+/// provider's and the state's errors carry theirs).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("`{resource}`: the {provider} provider is not available in this build")]
+    NoProvider {
+        provider: ProviderKind,
+        resource: String,
+    },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
+    /// The plan's description of the resource cannot be turned into a provider request.
+    #[error("`{resource}`: {message}")]
+    Request { resource: String, message: String },
+    #[error("`{resource}` is not in the state")]
+    NotRecorded { resource: String },
+    #[error("`{resource}` has no id in the state")]
+    NoId { resource: String },
+    #[error("`{resource}` has no address to reach it over SSH")]
+    NoAddress { resource: String },
+    #[error("`{resource}`: the batch create gave no answer for it")]
+    NoAnswer { resource: String },
+    #[error("the state write stopped: {0}")]
+    Writer(#[source] tokio::task::JoinError),
 }
 
 pub struct Options {
@@ -132,150 +169,6 @@ impl Report {
     }
 }
 
-/// Reads every recorded resource from its provider and forgets those that are gone.
-pub async fn refresh(state: &mut StateFile, providers: &Providers) -> Result<Vec<String>, String> {
-    let gone = gone(state.state(), providers).await?;
-    if !gone.is_empty() {
-        state
-            .update(|s| {
-                for a in &gone {
-                    s.resources.remove(a);
-                }
-            })
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(gone)
-}
-
-/// The recorded resources their provider no longer has; reads only (`plan` uses it).
-pub async fn gone(
-    state: &crate::state::State,
-    providers: &Providers,
-) -> Result<Vec<String>, String> {
-    let mut gone = Vec::new();
-    let recorded: Vec<(String, ResourceState)> = state
-        .resources
-        .iter()
-        .map(|(a, r)| (a.clone(), r.clone()))
-        .collect();
-    for (address, r) in recorded {
-        let exists = match &r.id {
-            // A resource still being created may not be visible yet (DigitalOcean lists a
-            // new droplet late): kept, and the create waits for it.
-            Some(_) if r.status == Status::Creating => true,
-            Some(id) => {
-                let provider = providers.get(r.provider, &address)?;
-                provider
-                    .read(r.kind, id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-            }
-            // A create interrupted before the provider named the resource: kept, with the
-            // host key it generated, for the next create, which adopts what the provider
-            // finds by name and tag before creating anything.
-            None => true,
-        };
-        if !exists {
-            gone.push(address);
-        }
-    }
-    Ok(gone)
-}
-
-/// Gives every node on a network fitter addresses itself (LXD) a private address, keeping the
-/// one it had; fixed addresses (`glue: primary`) are respected. Recorded in the state.
-pub fn assign_addresses(graph: &ResourceGraph, state: &mut StateFile) -> Result<(), StateError> {
-    let mut subnets: HashMap<String, Ipv4Net> = HashMap::new();
-    for step in graph.resources() {
-        if step.kind == StepKind::Resource(ResourceKind::Network)
-            && step.provider.is_some_and(|p| p.cloud().assigns_addresses())
-            && let Some(net) = step
-                .attributes
-                .get("subnet")
-                .and_then(|s| parse_net(s.as_str()?))
-        {
-            subnets.insert(step.name.clone(), net);
-        }
-    }
-    let nodes: Vec<_> = graph
-        .resources()
-        .filter(|s| s.kind == StepKind::Resource(ResourceKind::Node))
-        .collect();
-    let mut taken: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-    let mut assigned = state.state().addresses.clone();
-    assigned.retain(|node, _| nodes.iter().any(|n| &n.name == node));
-    for node in &nodes {
-        let Some(network) = node.attributes.get("network").and_then(Json::as_str) else {
-            continue;
-        };
-        if let Some(ip) = node.attributes.get("private_ip").and_then(Json::as_str) {
-            assigned.remove(&node.name);
-            if let Ok(ip) = ip.parse() {
-                taken.entry(network.to_string()).or_default().push(ip);
-            }
-        }
-    }
-    for node in &nodes {
-        let Some(network) = node.attributes.get("network").and_then(Json::as_str) else {
-            continue;
-        };
-        let Some(subnet) = subnets.get(network) else {
-            continue;
-        };
-        if node.attributes.contains_key("private_ip") {
-            continue;
-        }
-        let used = taken.entry(network.to_string()).or_default();
-        let kept = assigned
-            .get(&node.name)
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-            .filter(|ip| in_subnet(*ip, subnet) && !used.contains(ip));
-        let ip = match kept {
-            Some(ip) => ip,
-            None => {
-                let Some(ip) = free_address(subnet, used, &assigned) else {
-                    continue;
-                };
-                ip
-            }
-        };
-        used.push(ip);
-        assigned.insert(node.name.clone(), ip.to_string());
-    }
-    if assigned != state.state().addresses {
-        state.update(|s| s.addresses = assigned)?;
-    }
-    Ok(())
-}
-
-fn parse_net(s: &str) -> Option<Ipv4Net> {
-    let (base, prefix) = s.split_once('/')?;
-    Some(Ipv4Net {
-        base: base.parse().ok()?,
-        prefix: prefix.parse().ok()?,
-    })
-}
-
-fn in_subnet(ip: Ipv4Addr, net: &Ipv4Net) -> bool {
-    let mask = u32::MAX << (32 - u32::from(net.prefix));
-    u32::from(ip) & mask == u32::from(net.base)
-}
-
-/// The lowest free host address from `.10` up (the first ones are left for gateways and
-/// fixed addresses).
-fn free_address(
-    net: &Ipv4Net,
-    used: &[Ipv4Addr],
-    assigned: &BTreeMap<String, String>,
-) -> Option<Ipv4Addr> {
-    let size = 1u32 << (32 - u32::from(net.prefix));
-    let base = u32::from(net.base);
-    (10..size - 1)
-        .map(|h| Ipv4Addr::from(base + h))
-        .find(|ip| !used.contains(ip) && !assigned.values().any(|a| a == &ip.to_string()))
-}
-
 /// One unit of work for the engine.
 enum Op {
     Delete {
@@ -293,7 +186,7 @@ struct Context<'a> {
     plan: &'a Plan,
     graph: &'a ResourceGraph,
     providers: &'a Providers,
-    state: Mutex<&'a mut StateFile>,
+    state: Mutex<&'a mut LockedState>,
     options: &'a Options,
     /// Provider calls in flight: `--parallelism` of them. Waiting for a resource to become
     /// ready holds no slot, so a thousand droplets booting do not stop the next creates.
@@ -306,14 +199,32 @@ struct Context<'a> {
 
 /// Why an operation did not complete.
 enum OpError {
-    Failed(String),
+    Failed(ApplyError),
     /// Ctrl-C came before its provider call could start.
     Interrupted,
 }
 
-impl From<String> for OpError {
-    fn from(s: String) -> Self {
-        OpError::Failed(s)
+impl From<ApplyError> for OpError {
+    fn from(e: ApplyError) -> Self {
+        OpError::Failed(e)
+    }
+}
+
+impl From<ProviderError> for OpError {
+    fn from(e: ProviderError) -> Self {
+        OpError::Failed(e.into())
+    }
+}
+
+impl From<StateError> for OpError {
+    fn from(e: StateError) -> Self {
+        OpError::Failed(e.into())
+    }
+}
+
+impl From<ssh::SshError> for OpError {
+    fn from(e: ssh::SshError) -> Self {
+        OpError::Failed(e.into())
     }
 }
 
@@ -323,7 +234,7 @@ pub async fn apply(
     plan: &Plan,
     graph: &ResourceGraph,
     providers: &Providers,
-    state: &mut StateFile,
+    state: &mut LockedState,
     options: &Options,
 ) -> Report {
     let (ops, dag) = schedule(plan);
@@ -380,11 +291,15 @@ pub async fn apply(
                             Ok(()) if matches!(op, Op::Apply(_)) => recorded_id(ctx, address).await,
                             _ => None,
                         };
+                        let why = match &result {
+                            Err(OpError::Failed(e)) => e.to_string(),
+                            _ => String::new(),
+                        };
                         ctx.options.reporter.finished(
                             address,
                             match &result {
                                 Ok(()) => Finish::Done { id: id.as_deref() },
-                                Err(OpError::Failed(why)) => Finish::Failed { error: why },
+                                Err(OpError::Failed(_)) => Finish::Failed { error: &why },
                                 Err(OpError::Interrupted) => Finish::Failed {
                                     error: "interrupted before its provider call",
                                 },
@@ -405,6 +320,12 @@ pub async fn apply(
         Op::Apply(c) => plan.changes[*c].address.clone(),
         Op::Barrier => "(deletes)".to_string(),
     };
+    // What waited for a step that Ctrl-C stopped was not started either: "skipped because
+    // it failed" would name a failure that never happened.
+    let interrupted: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, Outcome::Failed(OpError::Interrupted)))
+        .collect();
     let mut report = Report::default();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         if matches!(ops[i], Op::Barrier) {
@@ -418,8 +339,9 @@ pub async fn apply(
                     .and_then(|t| t.get(&i).map(Duration::as_secs_f64))
                     .unwrap_or(0.0),
             },
-            Outcome::Failed(OpError::Failed(why)) => StepResult::Failed(why),
+            Outcome::Failed(OpError::Failed(why)) => StepResult::Failed(why.to_string()),
             Outcome::Failed(OpError::Interrupted) => StepResult::NotStarted,
+            Outcome::Skipped { failed } if interrupted[failed.index()] => StepResult::NotStarted,
             Outcome::Skipped { failed } => StepResult::Skipped {
                 because: name_of(failed.index()),
             },
@@ -536,133 +458,6 @@ fn shown_as(ctx: &Context<'_>, op: &Op) -> Option<(String, Activity)> {
     }
 }
 
-/// Whether an operation is a create its provider can batch with others.
-fn joins_batch(ctx: &Context<'_>, op: &Op) -> bool {
-    let Op::Apply(i) = op else { return false };
-    let change = &ctx.plan.changes[*i];
-    matches!(change.action, Action::Create | Action::Replace)
-        && ctx
-            .providers
-            .get(change.provider, &change.address)
-            .is_ok_and(|p| p.batch_limit() > 1)
-}
-
-/// The creates that one round of the engine started for batching providers: each member
-/// prepares its request (host key, state record), then either submits it or withdraws
-/// (it failed, or an earlier run's create is resumed). The member that settles last sends
-/// them all, grouped by provider and batch key, in address order, `batch_limit` a call.
-/// What shares a call is decided by the graph alone, never by how fast the members were.
-struct Cohort {
-    expected: usize,
-    members: std::sync::Mutex<CohortMembers>,
-}
-
-#[derive(Default)]
-struct CohortMembers {
-    settled: usize,
-    submitted: Vec<Submitted>,
-}
-
-struct Submitted {
-    address: String,
-    provider: Arc<dyn Provider>,
-    request: Request,
-    reply: tokio::sync::oneshot::Sender<Result<String, OpError>>,
-}
-
-impl Cohort {
-    fn new(expected: usize) -> Cohort {
-        Cohort {
-            expected,
-            members: Default::default(),
-        }
-    }
-
-    /// Records that one member settled (with a request or without); the whole cohort once
-    /// the last one has.
-    fn settle(&self, submitted: Option<Submitted>) -> Option<Vec<Submitted>> {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members.settled += 1;
-        members.submitted.extend(submitted);
-        (members.settled == self.expected).then(|| std::mem::take(&mut members.submitted))
-    }
-
-    async fn submit(
-        &self,
-        ctx: &Context<'_>,
-        provider: &Arc<dyn Provider>,
-        request: Request,
-    ) -> Result<String, OpError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let member = Submitted {
-            address: request.address(),
-            provider: Arc::clone(provider),
-            request,
-            reply,
-        };
-        if let Some(all) = self.settle(Some(member)) {
-            send_cohort(ctx, all).await;
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(OpError::Failed("the batch create gave no answer".into())))
-    }
-
-    async fn withdraw(&self, ctx: &Context<'_>) {
-        if let Some(all) = self.settle(None) {
-            send_cohort(ctx, all).await;
-        }
-    }
-}
-
-/// Sends a cohort's creates: one provider call per batch, each holding one call slot.
-async fn send_cohort(ctx: &Context<'_>, mut all: Vec<Submitted>) {
-    all.sort_by(|a, b| a.address.cmp(&b.address));
-    let mut batches: Vec<Vec<Submitted>> = Vec::new();
-    let mut keys: Vec<(ProviderKind, Option<String>)> = Vec::new();
-    for s in all {
-        let key = (s.provider.kind(), s.provider.batch_key(&s.request));
-        let limit = s.provider.batch_limit().max(1);
-        let open = key.1.is_some().then(|| {
-            keys.iter()
-                .zip(&batches)
-                .rposition(|(k, b)| *k == key && b.len() < limit)
-        });
-        match open.flatten() {
-            Some(b) => batches[b].push(s),
-            None => {
-                keys.push(key);
-                batches.push(vec![s]);
-            }
-        }
-    }
-    futures::future::join_all(batches.into_iter().map(|batch| async move {
-        let slot = slot(ctx).await;
-        if slot.is_err() {
-            for s in batch {
-                let _ = s.reply.send(Err(OpError::Interrupted));
-            }
-            return;
-        }
-        let provider = Arc::clone(&batch[0].provider);
-        let requests: Vec<Request> = batch.iter().map(|s| s.request.clone()).collect();
-        let mut answers = provider.create_batch(&requests).await.into_iter();
-        for s in batch {
-            let answer = answers.next().unwrap_or_else(|| {
-                Err(fitter_providers::api::ProviderError::Unsupported {
-                    provider: s.provider.kind(),
-                    resource: s.address.clone(),
-                    message: "the batch create gave no answer for it".into(),
-                })
-            });
-            let _ = s
-                .reply
-                .send(answer.map_err(|e| OpError::Failed(e.to_string())));
-        }
-    }))
-    .await;
-}
-
 async fn run_op(ctx: &Context<'_>, op: &Op, cohort: Option<&Cohort>) -> Result<(), OpError> {
     match op {
         Op::Barrier => Ok(()),
@@ -674,7 +469,7 @@ async fn run_op(ctx: &Context<'_>, op: &Op, cohort: Option<&Cohort>) -> Result<(
             if let Some(id) = recorded_id(ctx, address).await {
                 let p = ctx.providers.get(*provider, address)?;
                 let _slot = slot(ctx).await?;
-                p.delete(*kind, &id).await.map_err(|e| e.to_string())?;
+                p.delete(*kind, &id).await?;
             }
             Ok(save(ctx, |s| {
                 s.resources.remove(address);
@@ -698,7 +493,7 @@ async fn run_op(ctx: &Context<'_>, op: &Op, cohort: Option<&Cohort>) -> Result<(
 async fn save(
     ctx: &Context<'_>,
     change: impl FnOnce(&mut crate::state::State),
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     let generation = {
         let mut state = ctx.state.lock().await;
         state.modify(change);
@@ -713,13 +508,12 @@ async fn save(
     let (upto, write) = {
         let mut state = ctx.state.lock().await;
         let upto = ctx.changed.load(Ordering::SeqCst);
-        (upto, state.prepare().map_err(|e| e.to_string())?)
+        (upto, state.prepare())
     };
     let stamp = tokio::task::spawn_blocking(move || write.run())
         .await
-        .map_err(|e| format!("the state write stopped: {e}"))?
-        .map_err(|e| e.to_string())?;
-    ctx.state.lock().await.written(stamp);
+        .map_err(ApplyError::Writer)??;
+    ctx.state.lock().await.stored(stamp);
     ctx.written.store(upto, Ordering::SeqCst);
     Ok(())
 }
@@ -770,7 +564,7 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
             }
             None => {
                 let _slot = slot(ctx).await?;
-                provider.create(&request).await.map_err(|e| e.to_string())?
+                provider.create(&request).await?
             }
         },
     };
@@ -785,10 +579,7 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
     ctx.options
         .reporter
         .step(&address, &format!("waiting until it is ready [id={id}]"));
-    let ready = provider
-        .wait_ready(&request, &id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ready = provider.wait_ready(&request, &id).await?;
     outputs.extend(ready);
 
     if let Request::Node(r) = &request
@@ -799,7 +590,9 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
             .or_else(|| outputs.get("private_ip"))
             .and_then(Json::as_str)
             .and_then(|s| s.parse::<Ipv4Addr>().ok())
-            .ok_or_else(|| format!("`{address}` has no address to reach it over SSH"))?;
+            .ok_or_else(|| ApplyError::NoAddress {
+                resource: address.clone(),
+            })?;
         ctx.options
             .reporter
             .step(&address, &format!("waiting for SSH on {ip}"));
@@ -810,8 +603,7 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
             &ctx.options.operator,
             ctx.options.ssh_patience,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         session.close().await;
     }
     outputs.remove("host_key_private");
@@ -852,7 +644,7 @@ async fn prepare_create(ctx: &Context<'_>, i: usize) -> Result<Prepared, OpError
         let (private, public) = match recorded {
             Some(pair) => pair,
             None => {
-                let key = ssh::generate_host_key().map_err(|e| e.to_string())?;
+                let key = ssh::generate_host_key()?;
                 (key.private_openssh, key.public_openssh)
             }
         };
@@ -916,10 +708,13 @@ async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
             .state()
             .resources
             .get(&address)
-            .ok_or_else(|| format!("`{address}` is not in the state"))?;
+            .ok_or_else(|| ApplyError::NotRecorded {
+                resource: address.clone(),
+            })?;
         (
-            r.id.clone()
-                .ok_or_else(|| format!("`{address}` has no id in the state"))?,
+            r.id.clone().ok_or_else(|| ApplyError::NoId {
+                resource: address.clone(),
+            })?,
             r.outputs.clone(),
         )
     };
@@ -929,10 +724,7 @@ async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     };
     let fresh = {
         let _slot = slot(ctx).await?;
-        provider
-            .update(&request, &id)
-            .await
-            .map_err(|e| e.to_string())?
+        provider.update(&request, &id).await?
     };
     let attributes = change.after.clone().unwrap_or_default();
     Ok(save(ctx, |s| {
@@ -944,220 +736,5 @@ async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     .await?)
 }
 
-/// The provider's request for a change, with everything resolved: subnets, addresses,
-/// firewall sources, keys.
-fn build_request(
-    ctx: &Context<'_>,
-    i: usize,
-    state: &crate::state::State,
-    outputs: &BTreeMap<String, Json>,
-) -> Result<Request, String> {
-    let change = &ctx.plan.changes[i];
-    let a = change.after.clone().unwrap_or_default();
-    let text = |k: &str| a.get(k).and_then(Json::as_str).map(str::to_string);
-    let list = |k: &str| -> Vec<String> {
-        a.get(k)
-            .and_then(Json::as_array)
-            .map(|v| {
-                v.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let deployment = ctx.graph.deployment.clone();
-    let subnet_of = |network: &str| -> Option<Ipv4Net> {
-        ctx.graph
-            .step(&format!("network.{network}"))?
-            .attributes
-            .get("subnet")
-            .and_then(Json::as_str)
-            .and_then(parse_net)
-    };
-    let node_address = |name: &str| -> Option<Ipv4Addr> {
-        let step = ctx.graph.step(&format!("node.{name}"))?;
-        step.attributes
-            .get("private_ip")
-            .and_then(Json::as_str)
-            .or_else(|| state.addresses.get(name).map(String::as_str))
-            .and_then(|s| s.parse().ok())
-    };
-    match change.kind {
-        ResourceKind::Network => Ok(Request::Network(NetworkRequest {
-            deployment,
-            name: change.name.clone(),
-            subnet: text("subnet")
-                .as_deref()
-                .and_then(parse_net)
-                .ok_or_else(|| format!("`{}` has no subnet", change.address))?,
-            region: text("region"),
-            firewalls: list("firewalls"),
-        })),
-        ResourceKind::Firewall => {
-            let members: Vec<Member> = list("nodes")
-                .into_iter()
-                .map(|name| Member {
-                    address: node_address(&name),
-                    name,
-                })
-                .collect();
-            let network = members.first().and_then(|m| {
-                ctx.graph
-                    .step(&format!("node.{}", m.name))?
-                    .attributes
-                    .get("network")?
-                    .as_str()
-                    .map(str::to_string)
-            });
-            let all_nodes: Vec<&crate::graph::Step> = ctx
-                .graph
-                .resources()
-                .filter(|s| s.kind == StepKind::Resource(ResourceKind::Node))
-                .collect();
-            let mut rules = Vec::new();
-            for line in list("inbound") {
-                let rule =
-                    Rule::from_str(&line).map_err(|e| format!("`{}`: {e}", change.address))?;
-                let source = match &rule.source {
-                    Source::Anywhere => RuleSource::Anywhere,
-                    Source::Cidr(c) => RuleSource::Cidr(c.clone()),
-                    Source::Nodes => RuleSource::Group {
-                        tag: deployment_tag(&deployment),
-                        addresses: all_nodes
-                            .iter()
-                            .filter_map(|n| node_address(&n.name))
-                            .collect(),
-                    },
-                    Source::Role(role) => RuleSource::Group {
-                        tag: role_tag(&deployment, &role.value),
-                        addresses: all_nodes
-                            .iter()
-                            .filter(|n| {
-                                n.attributes
-                                    .get("roles")
-                                    .and_then(Json::as_array)
-                                    .is_some_and(|r| r.iter().any(|x| x == &json!(role.value)))
-                            })
-                            .filter_map(|n| node_address(&n.name))
-                            .collect(),
-                    },
-                };
-                rules.push(FirewallRule {
-                    protocol: match rule.protocol {
-                        Protocol::Tcp => "tcp",
-                        Protocol::Udp => "udp",
-                        Protocol::Icmp => "icmp",
-                    }
-                    .to_string(),
-                    ports: rule.ports.filter(|p| *p != (0, 0)),
-                    source,
-                });
-            }
-            Ok(Request::Firewall(FirewallRequest {
-                member_tag: firewall_tag(&deployment, &change.name),
-                deployment,
-                name: change.name.clone(),
-                network,
-                rules,
-                members,
-            }))
-        }
-        ResourceKind::Node => {
-            let network = text("network").and_then(|n| Some((n.clone(), subnet_of(&n)?)));
-            let network_id = text("network").and_then(|n| {
-                state
-                    .resources
-                    .get(&format!("network.{n}"))
-                    .and_then(|r| r.id.clone())
-            });
-            // The plan's tags, plus one per role and one per firewall, which the cloud's
-            // firewalls name (DigitalOcean filters by tag).
-            let mut tags = list("tags");
-            tags.extend(list("roles").iter().map(|r| role_tag(&deployment, r)));
-            if let Some(fw) = text("firewall") {
-                tags.push(firewall_tag(&deployment, &fw));
-            }
-            Ok(Request::Node(NodeRequest {
-                network_id,
-                address: node_address(&change.name),
-                deployment,
-                name: change.name.clone(),
-                size: text("size").unwrap_or_default(),
-                image: text("image").unwrap_or_default(),
-                region: text("region"),
-                network,
-                host_key: outputs
-                    .get("host_key_private")
-                    .and_then(Json::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                host_key_public: outputs
-                    .get("host_key")
-                    .and_then(Json::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                authorized_keys: vec![ctx.options.operator.public_openssh.clone()],
-                tags,
-            }))
-        }
-        ResourceKind::SshKey => Ok(Request::SshKey(SshKeyRequest {
-            key_name: text("name").unwrap_or_else(|| deployment_tag(&deployment)),
-            deployment,
-            name: change.name.clone(),
-            public_key: ctx.options.operator.public_openssh.clone(),
-        })),
-        ResourceKind::Tag => Ok(Request::Tag(TagRequest {
-            tag: text("name").unwrap_or_else(|| deployment_tag(&deployment)),
-            deployment,
-            name: change.name.clone(),
-        })),
-    }
-}
-
-/// Takes into the state what the providers found carrying the deployment's mark but the
-/// state does not know (a lost or stale state file), so that dispose deletes it too.
-pub async fn adopt_orphans(
-    state: &mut StateFile,
-    providers: &Providers,
-    kinds: &[ProviderKind],
-) -> Result<Vec<String>, String> {
-    let deployment = state.state().deployment.clone();
-    let mut adopted = Vec::new();
-    for kind in kinds {
-        let provider = providers.get(*kind, "the deployment")?;
-        let owned = provider
-            .owned(&deployment)
-            .await
-            .map_err(|e| e.to_string())?;
-        for o in owned {
-            let known = state
-                .state()
-                .resources
-                .values()
-                .any(|r| r.provider == *kind && r.id.as_deref() == Some(o.id.as_str()));
-            if known {
-                continue;
-            }
-            let name = if o.name.is_empty() { &o.id } else { &o.name };
-            let mut address = format!("{}.{name}", o.kind);
-            if state.state().resources.contains_key(&address) {
-                address = format!("{address}#{}", o.id);
-            }
-            let record = ResourceState {
-                kind: o.kind,
-                provider: *kind,
-                id: Some(o.id.clone()),
-                attributes: BTreeMap::new(),
-                outputs: BTreeMap::new(),
-                status: Status::Ready,
-            };
-            state
-                .update(|s| {
-                    s.resources.insert(address.clone(), record);
-                })
-                .map_err(|e| e.to_string())?;
-            adopted.push(address);
-        }
-    }
-    Ok(adopted)
-}
+#[cfg(test)]
+mod tests;

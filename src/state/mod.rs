@@ -1,21 +1,26 @@
-//! The state file: what a deployment has created, as last recorded.
+//! The state: what a deployment has created, as last recorded, and where it is kept.
 //!
-//! One JSON file per deployment, beside the plan (`<plan>.state.json`) unless `--state` says
-//! otherwise. Maps are sorted so that the file diffs well. `serial` grows with every write and
-//! `lineage` names the deployment's history, so two writers cannot silently overwrite each
-//! other.
+//! [`State`] is the value: JSON, maps sorted so that it diffs well, with a `serial` that grows
+//! with every write and a `lineage` that names the deployment's history, so that two writers
+//! cannot silently overwrite each other.
 //!
-//! [`read`] is for commands that only look (`plan`, `information`). Commands that change
-//! things open a [`StateFile`], which holds an exclusive lock for as long as it lives (a
-//! second `deploy` of the same plan stops at once instead of racing the first) and writes
-//! after every change: to a temporary file, fsynced, renamed over the old one, whose previous
-//! version is kept as `<state>.backup`; mode 0600, as it holds addresses and key fingerprints.
+//! Where it is kept is behind the [`StateStore`] seam, as Terraform's `statemgr` has it:
+//! read (for commands that only look), lock (for commands that change things: who holds it,
+//! since when), and write through the lock, each write a compare-and-swap on the serial.
+//! [`LockedState`] is what the apply stage works with: the state in memory, saved through the
+//! store after every change, the lock held for as long as it lives. The file beside the plan
+//! ([`file::FileStore`]) is the one store today; a shared one (PostgreSQL) plugs in here
+//! without apply knowing.
+
+pub mod file;
+pub mod memory;
+
+pub use file::{FileStore, read};
+pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fitter_providers::{ProviderKind, ResourceKind};
 use serde::{Deserialize, Serialize};
@@ -145,9 +150,13 @@ pub enum StateError {
         expected: String,
     },
     #[error(
-        "another fitter is working on this deployment (`{path}` is locked); wait for it to finish"
+        "another fitter is working on this deployment: `{path}` is held{}; wait for it to finish",
+        holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default()
     )]
-    Locked { path: PathBuf },
+    Locked {
+        path: PathBuf,
+        holder: Option<Holder>,
+    },
     #[error("cannot write the state file `{path}`")]
     Write {
         path: PathBuf,
@@ -170,106 +179,124 @@ pub fn default_path(fittings: &Path) -> PathBuf {
     fittings.with_extension("state.json")
 }
 
-/// Reads the state file; `Ok(None)` when there is none yet.
-pub fn read(path: &Path, deployment: &str) -> Result<Option<State>, StateError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
+/// Who holds a deployment's lock, as a blocked command reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    /// `fitter deploy`, `fitter dispose`.
+    pub command: String,
+    /// Seconds since the Unix epoch.
+    pub since: u64,
+}
+
+impl Holder {
+    /// This process, running `command`.
+    pub fn this_process(command: &str) -> Holder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        Holder {
+            user: std::env::var("USER").unwrap_or_default(),
+            host,
+            pid: std::process::id(),
+            command: command.to_string(),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
-    };
-    let state: State = serde_json::from_str(&text).map_err(|source| StateError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if state.version != STATE_VERSION {
-        return Err(StateError::Version {
-            path: path.to_path_buf(),
-            found: state.version,
-        });
     }
-    if state.deployment != deployment {
-        return Err(StateError::Deployment {
-            path: path.to_path_buf(),
-            found: state.deployment,
-            expected: deployment.to_string(),
-        });
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        write!(
+            f,
+            "`{}` ({}@{}, pid {}, for {} s)",
+            self.command,
+            self.user,
+            self.host,
+            self.pid,
+            now.saturating_sub(self.since)
+        )
     }
-    Ok(Some(state))
+}
+
+/// Where a deployment's state is kept.
+pub trait StateStore: Send + Sync {
+    /// Where, for messages: `` `web.state.json` ``.
+    fn location(&self) -> String;
+
+    /// The stored state of `deployment`; `Ok(None)` when there is none yet. Takes no lock.
+    fn read(&self, deployment: &str) -> Result<Option<State>, StateError>;
+
+    /// Takes the deployment's lock, recording `holder`, and reads the state under it. The
+    /// lock is held until the returned writer is dropped, and freed by the system if the
+    /// process dies. A lock held by another process is [`StateError::Locked`], naming its
+    /// holder when it can.
+    fn lock(
+        &self,
+        deployment: &str,
+        holder: &Holder,
+    ) -> Result<(Option<State>, Arc<dyn StateWriter>), StateError>;
+}
+
+/// Writes through a held lock.
+pub trait StateWriter: Send + Sync {
+    /// Stores `snapshot` if the stored state is still the one it follows (same lineage,
+    /// serial `snapshot.previous`): a compare-and-swap, so that a state changed behind the
+    /// lock's back is never overwritten ([`StateError::Conflict`]).
+    fn write(&self, snapshot: &Snapshot) -> Result<(), StateError>;
+}
+
+/// One version of the state, ready to store.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub deployment: String,
+    pub lineage: String,
+    pub serial: u64,
+    /// The serial of the version it replaces.
+    pub previous: u64,
+    /// The state as JSON, pretty-printed, ending in a newline.
+    pub text: String,
 }
 
 /// The state of a deployment, opened for changing: locked, and saved after every change.
-#[derive(Debug)]
-pub struct StateFile {
-    path: PathBuf,
+pub struct LockedState {
     state: State,
-    /// Held for the life of the value; the OS releases it if the process dies.
-    _lock: File,
-    /// Size, modification time and inode of the file as this value last wrote it: when the
-    /// file still looks so, nobody else wrote it and re-reading it for the conflict check
-    /// can be skipped (with a thousand resources that re-read dominated a deploy).
-    written: Option<FileStamp>,
+    writer: Arc<dyn StateWriter>,
+    location: String,
+    /// The serial of the version last stored (or read): what the next write replaces.
+    stored: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    inode: u64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        use std::os::unix::fs::MetadataExt as _;
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-            inode: m.ino(),
-        })
+impl std::fmt::Debug for LockedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockedState")
+            .field("location", &self.location)
+            .field("serial", &self.state.serial)
+            .finish_non_exhaustive()
     }
 }
 
-impl StateFile {
-    /// Locks and reads the state at `path`, or starts a new one for `deployment`.
-    pub fn open(path: &Path, deployment: &str) -> Result<StateFile, StateError> {
-        let lock_path = sibling(path, "lock");
-        let write_err = |source| StateError::Write {
-            path: lock_path.clone(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(write_err)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked { path: lock_path });
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StateError::Write {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
-        let state = read(path, deployment)?.unwrap_or_else(|| State::new(deployment));
-        Ok(StateFile {
-            path: path.to_path_buf(),
+impl LockedState {
+    /// Locks and reads the state of `deployment` in `store`, or starts a new one.
+    pub fn open(
+        store: &dyn StateStore,
+        deployment: &str,
+        holder: &Holder,
+    ) -> Result<LockedState, StateError> {
+        let (stored, writer) = store.lock(deployment, holder)?;
+        let state = stored.unwrap_or_else(|| State::new(deployment));
+        Ok(LockedState {
+            stored: state.serial,
             state,
-            _lock: lock,
-            written: FileStamp::of(path),
+            writer,
+            location: store.location(),
         })
     }
 
@@ -277,8 +304,9 @@ impl StateFile {
         &self.state
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the state is kept, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// Applies `change` and saves at once. The change is kept in memory even if the write
@@ -294,98 +322,67 @@ impl StateFile {
         change(&mut self.state);
     }
 
-    /// Writes the state: temporary file, fsync, backup of the previous version, rename.
+    /// Stores the state now.
     pub fn save(&mut self) -> Result<(), StateError> {
-        let write = self.prepare()?;
-        let stamp = write.run()?;
-        self.written(stamp);
+        let serial = self.prepare().run()?;
+        self.stored(serial);
         Ok(())
     }
 
-    /// The first half of a save, done under whatever lock guards the state: the conflict
-    /// check, the next serial, the text. [`Write::run`] does the slow half (the file, the
-    /// fsyncs) without needing the state, so changes can go on meanwhile.
-    pub fn prepare(&mut self) -> Result<Write, StateError> {
-        let unchanged = self.written.is_some() && self.written == FileStamp::of(&self.path);
-        if !unchanged
-            && let Some(on_disk) = read(&self.path, &self.state.deployment)?
-            && (on_disk.serial != self.state.serial || on_disk.lineage != self.state.lineage)
-        {
-            return Err(StateError::Conflict {
-                path: self.path.clone(),
-                found: on_disk.serial,
-                expected: self.state.serial,
-            });
-        }
+    /// The first half of a save, done under whatever lock guards the state: the next serial
+    /// and the text. [`PendingWrite::run`] does the slow half (the store's I/O) without
+    /// needing the state, so that changes can go on meanwhile.
+    pub fn prepare(&mut self) -> PendingWrite {
         // A serial is never reused: after a failed write the next one skips it, which the
-        // conflict check allows because the file was not touched.
+        // compare-and-swap allows because the stored version did not change.
         self.state.serial += 1;
         let mut text = serde_json::to_string_pretty(&self.state).expect("state serialises");
         text.push('\n');
-        Ok(Write {
-            path: self.path.clone(),
+        let snapshot = Snapshot {
+            deployment: self.state.deployment.clone(),
+            lineage: self.state.lineage.clone(),
+            serial: self.state.serial,
+            previous: self.stored,
             text,
-        })
-    }
-
-    /// Records that a [`Write`] of this state reached the disk.
-    pub fn written(&mut self, stamp: FileStamp) {
-        self.written = Some(stamp);
-    }
-}
-
-/// A prepared write of the state file.
-#[derive(Debug)]
-pub struct Write {
-    path: PathBuf,
-    text: String,
-}
-
-impl Write {
-    /// Temporary file, fsync, backup of the previous version, rename, fsync of the directory.
-    pub fn run(self) -> Result<FileStamp, StateError> {
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Write { path, source }
         };
-        let tmp = sibling(&self.path, "tmp");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err(&tmp))?;
-        file.write_all(self.text.as_bytes()).map_err(err(&tmp))?;
-        file.sync_all().map_err(err(&tmp))?;
-        if self.path.exists() {
-            let backup = sibling(&self.path, "backup");
-            std::fs::copy(&self.path, &backup).map_err(err(&backup))?;
+        PendingWrite {
+            writer: Arc::clone(&self.writer),
+            snapshot,
         }
-        std::fs::rename(&tmp, &self.path).map_err(err(&self.path))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(err(dir))?;
-        }
-        FileStamp::of(&self.path).ok_or_else(|| StateError::Write {
-            path: self.path.clone(),
-            source: std::io::Error::other("the file vanished after it was written"),
-        })
+    }
+
+    /// Records that the version with `serial` is stored: the next write follows it.
+    pub fn stored(&mut self, serial: u64) {
+        self.stored = self.stored.max(serial);
     }
 }
 
-/// `web.state.json` -> `web.state.json.lock`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".");
-    name.push(suffix);
-    PathBuf::from(name)
+/// A prepared write of the state.
+pub struct PendingWrite {
+    writer: Arc<dyn StateWriter>,
+    snapshot: Snapshot,
+}
+
+impl PendingWrite {
+    /// Stores the snapshot; returns its serial.
+    pub fn run(self) -> Result<u64, StateError> {
+        self.writer.write(&self.snapshot)?;
+        Ok(self.snapshot.serial)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::file::sibling;
     use super::*;
+
+    fn open(path: &Path) -> Result<LockedState, StateError> {
+        LockedState::open(
+            &FileStore::new(path),
+            "d",
+            &Holder::this_process("fitter test"),
+        )
+    }
 
     #[test]
     fn missing_file_is_no_state_and_mismatches_are_errors() {
@@ -414,11 +411,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.state.json");
-        let mut file = StateFile::open(&path, "d").unwrap();
+        let mut file = open(&path).unwrap();
+        // A second writer is refused, and told who holds the lock.
+        let blocked = open(&path).unwrap_err();
         assert!(matches!(
-            StateFile::open(&path, "d"),
-            Err(StateError::Locked { .. })
+            blocked,
+            StateError::Locked {
+                holder: Some(_),
+                ..
+            }
         ));
+        assert!(
+            blocked.to_string().contains("is held by `fitter test` ("),
+            "{blocked}"
+        );
         file.update(|s| {
             s.resources.insert(
                 "node.a".into(),
@@ -447,7 +453,7 @@ mod tests {
         assert_eq!(lineage.len(), 36);
         drop(file);
         // The lock goes with the value; a second writer that reads an edited file refuses.
-        let mut again = StateFile::open(&path, "d").unwrap();
+        let mut again = open(&path).unwrap();
         let mut edited = on_disk.clone();
         edited.serial = 9;
         std::fs::write(&path, serde_json::to_string(&edited).unwrap()).unwrap();

@@ -1,0 +1,97 @@
+//! Reading the recorded resources back from their providers (refresh), and taking in what
+//! carries the deployment's mark but the state does not know (dispose without a state).
+
+use std::collections::BTreeMap;
+
+use fitter_providers::ProviderKind;
+
+use super::{ApplyError, Providers};
+use crate::state::{LockedState, ResourceState, State, Status};
+
+/// Reads every recorded resource from its provider and forgets those that are gone.
+pub async fn refresh(
+    state: &mut LockedState,
+    providers: &Providers,
+) -> Result<Vec<String>, ApplyError> {
+    let gone = gone(state.state(), providers).await?;
+    if !gone.is_empty() {
+        state.update(|s| {
+            for a in &gone {
+                s.resources.remove(a);
+            }
+        })?;
+    }
+    Ok(gone)
+}
+
+/// The recorded resources their provider no longer has; reads only (`plan` uses it).
+pub async fn gone(state: &State, providers: &Providers) -> Result<Vec<String>, ApplyError> {
+    let mut gone = Vec::new();
+    let recorded: Vec<(String, ResourceState)> = state
+        .resources
+        .iter()
+        .map(|(a, r)| (a.clone(), r.clone()))
+        .collect();
+    for (address, r) in recorded {
+        let exists = match &r.id {
+            // A resource still being created may not be visible yet (DigitalOcean lists a
+            // new droplet late): kept, and the create waits for it.
+            Some(_) if r.status == Status::Creating => true,
+            Some(id) => {
+                let provider = providers.get(r.provider, &address)?;
+                provider.read(r.kind, id).await?.is_some()
+            }
+            // A create interrupted before the provider named the resource: kept, with the
+            // host key it generated, for the next create, which adopts what the provider
+            // finds by name and tag before creating anything.
+            None => true,
+        };
+        if !exists {
+            gone.push(address);
+        }
+    }
+    Ok(gone)
+}
+
+/// Takes into the state what the providers found carrying the deployment's mark but the
+/// state does not know (a lost or stale state file), so that dispose deletes it too.
+pub async fn adopt_orphans(
+    state: &mut LockedState,
+    providers: &Providers,
+    kinds: &[ProviderKind],
+) -> Result<Vec<String>, ApplyError> {
+    let deployment = state.state().deployment.clone();
+    let mut adopted = Vec::new();
+    for kind in kinds {
+        let provider = providers.get(*kind, "the deployment")?;
+        let owned = provider.owned(&deployment).await?;
+        for o in owned {
+            let known = state
+                .state()
+                .resources
+                .values()
+                .any(|r| r.provider == *kind && r.id.as_deref() == Some(o.id.as_str()));
+            if known {
+                continue;
+            }
+            let name = if o.name.is_empty() { &o.id } else { &o.name };
+            let mut address = format!("{}.{name}", o.kind);
+            if state.state().resources.contains_key(&address) {
+                address = format!("{address}#{}", o.id);
+            }
+            let record = ResourceState {
+                kind: o.kind,
+                provider: *kind,
+                id: Some(o.id.clone()),
+                attributes: BTreeMap::new(),
+                outputs: BTreeMap::new(),
+                status: Status::Ready,
+            };
+            state.update(|s| {
+                s.resources.insert(address.clone(), record);
+            })?;
+            adopted.push(address);
+        }
+    }
+    Ok(adopted)
+}

@@ -1,0 +1,223 @@
+//! The state in a file: one JSON file per deployment, beside the plan (`<plan>.state.json`)
+//! unless `--state` says otherwise.
+//!
+//! - **Lock**: `<state>.lock`, an exclusive `flock` held for the life of the writer (the OS
+//!   frees it when the process dies, so a killed fitter leaves no stuck lock); the holder
+//!   (user, host, pid, command, since) is written into it, so a blocked command says who.
+//! - **Write**: to `<state>.tmp`, fsynced, the previous version copied to `<state>.backup`,
+//!   renamed over the old file, the folder fsynced; mode 0600, as the state holds addresses,
+//!   host keys and generated secrets.
+//! - **Compare-and-swap**: before a write, the file must still hold the version this writer
+//!   last wrote (or read). Re-reading it each time dominated a thousand-node deploy, so the
+//!   writer remembers the file's size, mtime and inode after its own write and re-reads only
+//!   when they changed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::{Holder, STATE_VERSION, Snapshot, State, StateError, StateStore, StateWriter};
+
+/// The state file at a path.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> FileStore {
+        FileStore { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl StateStore for FileStore {
+    fn location(&self) -> String {
+        format!("`{}`", self.path.display())
+    }
+
+    fn read(&self, deployment: &str) -> Result<Option<State>, StateError> {
+        read(&self.path, deployment)
+    }
+
+    fn lock(
+        &self,
+        deployment: &str,
+        holder: &Holder,
+    ) -> Result<(Option<State>, Arc<dyn StateWriter>), StateError> {
+        let lock_path = sibling(&self.path, "lock");
+        let write_err = |source| StateError::Write {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(write_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = lock
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| serde_json::from_str(&text).ok());
+                return Err(StateError::Locked {
+                    path: lock_path,
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::Write {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        // Who holds it, for whoever is blocked next. The lock is what counts; a failure to
+        // say who holds it is no reason to stop.
+        let _ = lock.set_len(0).and_then(|()| {
+            let text = serde_json::to_string(holder).unwrap_or_default();
+            lock.write_all(text.as_bytes())
+        });
+        let state = read(&self.path, deployment)?;
+        let writer = FileWriter {
+            path: self.path.clone(),
+            _lock: lock,
+            last: Mutex::new(Stamp::of(&self.path)),
+        };
+        Ok((state, Arc::new(writer)))
+    }
+}
+
+/// Writes the file while holding its lock.
+struct FileWriter {
+    path: PathBuf,
+    /// Held for the life of the writer; the OS releases it if the process dies.
+    _lock: File,
+    /// How the file looked after this writer's last write (or when it was read).
+    last: Mutex<Option<Stamp>>,
+}
+
+/// Size, modification time and inode of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode: m.ino(),
+        })
+    }
+}
+
+impl StateWriter for FileWriter {
+    fn write(&self, snapshot: &Snapshot) -> Result<(), StateError> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let unchanged = last.is_some() && *last == Stamp::of(&self.path);
+        if !unchanged
+            && let Some(on_disk) = read(&self.path, &snapshot.deployment)?
+            && (on_disk.serial != snapshot.previous || on_disk.lineage != snapshot.lineage)
+        {
+            return Err(StateError::Conflict {
+                path: self.path.clone(),
+                found: on_disk.serial,
+                expected: snapshot.previous,
+            });
+        }
+        *last = Some(write_atomically(&self.path, &snapshot.text)?);
+        Ok(())
+    }
+}
+
+/// Reads the state file; `Ok(None)` when there is none yet.
+pub fn read(path: &Path, deployment: &str) -> Result<Option<State>, StateError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let state: State = serde_json::from_str(&text).map_err(|source| StateError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if state.version != STATE_VERSION {
+        return Err(StateError::Version {
+            path: path.to_path_buf(),
+            found: state.version,
+        });
+    }
+    if state.deployment != deployment {
+        return Err(StateError::Deployment {
+            path: path.to_path_buf(),
+            found: state.deployment,
+            expected: deployment.to_string(),
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Temporary file, fsync, backup of the previous version, rename, fsync of the directory.
+fn write_atomically(path: &Path, text: &str) -> Result<Stamp, StateError> {
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Write { path, source }
+    };
+    let tmp = sibling(path, "tmp");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err(&tmp))?;
+    file.write_all(text.as_bytes()).map_err(err(&tmp))?;
+    file.sync_all().map_err(err(&tmp))?;
+    if path.exists() {
+        let backup = sibling(path, "backup");
+        std::fs::copy(path, &backup).map_err(err(&backup))?;
+    }
+    std::fs::rename(&tmp, path).map_err(err(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err(dir))?;
+    }
+    Stamp::of(path).ok_or_else(|| StateError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("the file vanished after it was written"),
+    })
+}
+
+/// `web.state.json` -> `web.state.json.lock`.
+pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
