@@ -235,12 +235,14 @@ reset_nodes() {
 }
 
 # What a node's target files are: "path mode owner:group sha256", sorted; and the state of
-# zookeeper. The same listing for every tool.
+# zookeeper. The same listing for every tool. /var/lib/fitter/manifest is left out: it is
+# fitter's own record of the files it placed (so that a later run removes what the plan
+# drops), which no other tool writes or needs.
 snapshot() {
     lxc exec "$DEPLOYMENT-$1" -- sh -c '
 for f in $(find /etc/hosts /etc/zookeeper/conf/zoo.cfg /etc/zookeeper/conf/myid /etc/default/zookeeper \
     /etc/mesos /etc/mesos-master /etc/mesos-slave /etc/docker /etc/default/marathon /var/lib/fitter \
-    -type f 2>/dev/null | sort); do
+    -type f ! -path /var/lib/fitter/manifest 2>/dev/null | sort); do
   printf "%s %s %s\n" "$f" "$(stat -c "%a %U:%G" "$f")" "$(sha256sum "$f" | cut -d" " -f1)"
 done' </dev/null
 }

@@ -14,6 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
 use fitter_providers::{ProviderKind, ResourceKind};
 use petgraph::Direction;
@@ -23,7 +24,7 @@ use serde_json::Value as Json;
 use thiserror::Error;
 
 use crate::components::{COMMON, Catalog};
-use crate::fittings::rules::Rule;
+use crate::fittings::rules::{Rule, Subnet};
 use crate::fittings::{Fittings, NodeSpec};
 use crate::yaml::Span;
 
@@ -45,10 +46,54 @@ pub struct Step {
     pub kind: StepKind,
     pub name: String,
     pub provider: Option<ProviderKind>,
-    /// Desired attributes of a resource, compared with the state by the plan.
+    /// Desired attributes of a resource, compared with the state by the plan and shown by
+    /// it; the same facts as `desired`, as the state records them.
     pub attributes: BTreeMap<String, Json>,
+    /// What the resource should be, typed: what apply turns into a provider request, with
+    /// nothing parsed again. `None` for bootstrap steps and barriers.
+    pub desired: Option<Desired>,
     /// Where the plan declares it.
     pub span: Option<Span>,
+}
+
+/// A resource as the plan wants it, typed, from the loader's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Desired {
+    /// The operator's key in the account, under this name.
+    SshKey {
+        key_name: String,
+    },
+    /// The deployment's tag.
+    Tag {
+        tag: String,
+    },
+    Network {
+        subnet: Subnet,
+        region: Option<String>,
+        /// The firewalls of the nodes on it, for clouds that attach them to a network.
+        firewalls: Vec<String>,
+    },
+    Firewall {
+        /// Sorted, without duplicates.
+        inbound: Vec<Rule>,
+        /// The nodes it protects.
+        nodes: Vec<String>,
+    },
+    Node(DesiredNode),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredNode {
+    pub size: String,
+    pub image: String,
+    pub region: Option<String>,
+    pub network: Option<String>,
+    /// A fixed address (`glue: primary`); others are assigned by apply or the cloud.
+    pub private_ip: Option<Ipv4Addr>,
+    pub roles: Vec<String>,
+    pub firewall: Option<String>,
+    /// The plan's tags (the deployment's), before role and firewall tags are added.
+    pub tags: Vec<String>,
 }
 
 /// Why an edge exists; shown by `fitter graph`.
@@ -236,6 +281,7 @@ fn resource(kind: ResourceKind, name: &str, provider: ProviderKind, span: Option
         name: name.to_string(),
         provider: Some(provider),
         attributes: BTreeMap::new(),
+        desired: None,
         span,
     }
 }
@@ -295,12 +341,18 @@ fn add_account_resources(b: &mut Builder, fittings: &Fittings, tag: &str) {
         return;
     };
     let mut key = resource(ResourceKind::SshKey, "operator", provider, None);
+    key.desired = Some(Desired::SshKey {
+        key_name: tag.to_string(),
+    });
     key.attributes
         .insert("name".into(), Json::String(tag.to_string()));
     key.attributes
         .insert("provider".into(), Json::String(provider.to_string()));
     b.add(key);
     let mut t = resource(ResourceKind::Tag, "deployment", provider, None);
+    t.desired = Some(Desired::Tag {
+        tag: tag.to_string(),
+    });
     t.attributes
         .insert("name".into(), Json::String(tag.to_string()));
     t.attributes
@@ -326,6 +378,11 @@ fn add_networks(b: &mut Builder, fittings: &Fittings) {
             step.attributes
                 .insert("region".into(), Json::String(region.clone()));
         }
+        step.desired = Some(Desired::Network {
+            subnet: network.subnet,
+            region: network.region.clone(),
+            firewalls: Vec::new(),
+        });
         b.add(step);
     }
 }
@@ -381,6 +438,13 @@ fn add_firewalls(b: &mut Builder, fittings: &Fittings) -> Vec<Option<String>> {
                         .map(|&m| fittings.nodes[m].name.value.as_str()),
                 ),
             );
+            step.desired = Some(Desired::Firewall {
+                inbound: rules.iter().map(|r| (*r).clone()).collect(),
+                nodes: members
+                    .iter()
+                    .map(|&m| fittings.nodes[m].name.value.clone())
+                    .collect(),
+            });
             let i = b.add(step);
             // The network lists the firewalls of its nodes (LXD attaches ACLs to a network
             // when it creates it), so a firewall comes before its nodes' network.
@@ -396,6 +460,9 @@ fn add_firewalls(b: &mut Builder, fittings: &Fittings) -> Vec<Option<String>> {
                     .or_insert_with(|| Json::Array(Vec::new()))
                 {
                     list.push(Json::String(name.clone()));
+                }
+                if let Some(Desired::Network { firewalls, .. }) = &mut b.graph[nw].desired {
+                    firewalls.push(name.clone());
                 }
             }
             if provider.cloud().has_account_resources()
@@ -473,6 +540,18 @@ fn node_step(fittings: &Fittings, node: &NodeSpec, tag: &str, firewall: Option<&
         a.insert("monitoring".into(), Json::Bool(true));
     }
     a.insert("tags".into(), strings([tag]));
+    step.desired = Some(Desired::Node(DesiredNode {
+        size: node.size.clone(),
+        image: node.image.clone(),
+        region: node.region.clone(),
+        network: node
+            .network
+            .map(|net| fittings.networks[net].name.value.clone()),
+        private_ip: node.private_ip,
+        roles: node.roles.iter().map(|r| r.value.clone()).collect(),
+        firewall: firewall.map(str::to_string),
+        tags: vec![tag.to_string()],
+    }));
     step
 }
 
@@ -544,6 +623,7 @@ fn barrier(name: &str) -> Step {
         name: name.to_string(),
         provider: None,
         attributes: BTreeMap::new(),
+        desired: None,
         span: None,
     }
 }
@@ -558,6 +638,7 @@ fn bootstrap_step(node: &NodeSpec, component: &str) -> Step {
         name: format!("{}.{component}", node.name.value),
         provider: Some(node.provider),
         attributes: BTreeMap::new(),
+        desired: None,
         span: Some(node.name.span),
     }
 }

@@ -6,10 +6,9 @@ use std::net::Ipv4Addr;
 
 use fitter_providers::ResourceKind;
 use fitter_providers::api::Ipv4Net;
-use serde_json::Value as Json;
 
-use super::request::parse_net;
-use crate::graph::{ResourceGraph, StepKind};
+use super::request::net;
+use crate::graph::{Desired, ResourceGraph, StepKind};
 use crate::state::{LockedState, StateError};
 
 /// Gives every node on a network fitter addresses itself (LXD) a private address, keeping the
@@ -17,47 +16,43 @@ use crate::state::{LockedState, StateError};
 pub fn assign_addresses(graph: &ResourceGraph, state: &mut LockedState) -> Result<(), StateError> {
     let mut subnets: HashMap<String, Ipv4Net> = HashMap::new();
     for step in graph.resources() {
-        if step.kind == StepKind::Resource(ResourceKind::Network)
+        if let Some(Desired::Network { subnet, .. }) = &step.desired
             && step.provider.is_some_and(|p| p.cloud().assigns_addresses())
-            && let Some(net) = step
-                .attributes
-                .get("subnet")
-                .and_then(|s| parse_net(s.as_str()?))
         {
-            subnets.insert(step.name.clone(), net);
+            subnets.insert(step.name.clone(), net(subnet));
         }
     }
-    let nodes: Vec<_> = graph
+    // Every node on a network: its name, its network and its fixed address if it has one.
+    let nodes: Vec<(&str, &str, Option<Ipv4Addr>)> = graph
         .resources()
-        .filter(|s| s.kind == StepKind::Resource(ResourceKind::Node))
+        .filter_map(|s| match &s.desired {
+            Some(Desired::Node(n)) => Some((s.name.as_str(), n.network.as_deref()?, n.private_ip)),
+            _ => None,
+        })
         .collect();
     let mut taken: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
     let mut assigned = state.state().addresses.clone();
-    assigned.retain(|node, _| nodes.iter().any(|n| &n.name == node));
-    for node in &nodes {
-        let Some(network) = node.attributes.get("network").and_then(Json::as_str) else {
-            continue;
-        };
-        if let Some(ip) = node.attributes.get("private_ip").and_then(Json::as_str) {
-            assigned.remove(&node.name);
-            if let Ok(ip) = ip.parse() {
-                taken.entry(network.to_string()).or_default().push(ip);
-            }
+    assigned.retain(|node, _| {
+        graph
+            .step(&format!("node.{node}"))
+            .is_some_and(|s| s.kind == StepKind::Resource(ResourceKind::Node))
+    });
+    for (name, network, fixed) in &nodes {
+        if let Some(ip) = fixed {
+            assigned.remove(*name);
+            taken.entry(network.to_string()).or_default().push(*ip);
         }
     }
-    for node in &nodes {
-        let Some(network) = node.attributes.get("network").and_then(Json::as_str) else {
+    for (name, network, fixed) in &nodes {
+        let Some(subnet) = subnets.get(*network) else {
             continue;
         };
-        let Some(subnet) = subnets.get(network) else {
-            continue;
-        };
-        if node.attributes.contains_key("private_ip") {
+        if fixed.is_some() {
             continue;
         }
         let used = taken.entry(network.to_string()).or_default();
         let kept = assigned
-            .get(&node.name)
+            .get(*name)
             .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
             .filter(|ip| in_subnet(*ip, subnet) && !used.contains(ip));
         let ip = match kept {
@@ -70,7 +65,7 @@ pub fn assign_addresses(graph: &ResourceGraph, state: &mut LockedState) -> Resul
             }
         };
         used.push(ip);
-        assigned.insert(node.name.clone(), ip.to_string());
+        assigned.insert(name.to_string(), ip.to_string());
     }
     if assigned != state.state().addresses {
         state.update(|s| s.addresses = assigned)?;
