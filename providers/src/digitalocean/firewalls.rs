@@ -1,0 +1,74 @@
+//! Cloud firewalls: a firewall applied to its member tag, the tags its rules name created
+//! first, and a create whose answer was lost found again by name.
+
+use reqwest::Method;
+use serde_json::Value as Json;
+
+use super::body;
+use super::client::{Call, Failure};
+use super::{Inner, api_error, cloud_name, id_of, unsupported};
+use crate::api::{FirewallRequest, ProviderError};
+
+impl Inner {
+    pub(super) fn firewall_body(&self, r: &FirewallRequest) -> (Json, Vec<String>) {
+        let name = cloud_name(&self.deployment, &r.name);
+        let body = body::firewall(&name, &r.rules, &r.member_tag);
+        let mut tags: Vec<String> = vec![r.member_tag.clone()];
+        for rule in body["inbound_rules"].as_array().into_iter().flatten() {
+            for t in rule
+                .pointer("/sources/tags")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = t.as_str() {
+                    tags.push(t.to_string());
+                }
+            }
+        }
+        tags.sort();
+        tags.dedup();
+        (body, tags)
+    }
+
+    pub(super) async fn create_firewall(
+        &self,
+        r: &FirewallRequest,
+    ) -> Result<String, ProviderError> {
+        let resource = format!("firewall.{}", r.name);
+        let (body, tags) = self.firewall_body(r);
+        // The API refuses a firewall naming a tag that does not exist yet.
+        self.ensure_tags(&resource, &tags).await?;
+        let name = cloud_name(&self.deployment, &r.name);
+        // A rerun after a lost answer: the firewall may be there already.
+        for attempt in 0..2 {
+            if attempt > 0
+                && let Some(fw) = self
+                    .find_by_name(&resource, "/v2/firewalls", "firewalls", &name)
+                    .await?
+            {
+                return id_of(&fw).ok_or_else(|| unsupported(&resource, "the firewall has no id"));
+            }
+            match self
+                .client
+                .send(Method::POST, "/v2/firewalls", Some(&body), Call::Create)
+                .await
+            {
+                Ok(a) => {
+                    return id_of(&a.body["firewall"])
+                        .ok_or_else(|| unsupported(&resource, "the answer has no firewall id"));
+                }
+                Err(Failure::Ambiguous(why)) => {
+                    tracing::warn!(%resource, %why, "firewall create got no answer; looking it up");
+                }
+                Err(f) => return Err(api_error(&resource, f)),
+            }
+        }
+        Err(api_error(
+            &resource,
+            Failure::Unreachable(
+                "creating the firewall got no answer twice and it is not there".into(),
+            ),
+        ))
+    }
+}

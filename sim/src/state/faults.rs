@@ -1,0 +1,89 @@
+//! Injected faults ([`Fault`]): which requests each matches, how often it has matched, and
+//! what it does to a request or to a droplet's listing.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::types::Fault;
+
+/// Injected faults and how often each has matched.
+#[derive(Default)]
+pub(crate) struct Faults {
+    active: Vec<ActiveFault>,
+}
+
+struct ActiveFault {
+    fault: Fault,
+    seen: u32,
+    affected: u32,
+}
+
+/// What the faults do to one request.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    pub(crate) status: Option<u16>,
+    pub(crate) delay: Duration,
+    pub(crate) lost: bool,
+}
+
+impl Faults {
+    pub(crate) fn inject(&mut self, fault: Fault) {
+        self.active.push(ActiveFault {
+            fault,
+            seen: 0,
+            affected: 0,
+        });
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.active.clear();
+    }
+
+    /// Runs one request past every fault, counting it against their `skip` and `times`.
+    pub(crate) fn apply(&mut self, method: &str, path: &str) -> Effects {
+        let mut effects = Effects::default();
+        for active in &mut self.active {
+            let matcher = match &active.fault {
+                Fault::Status { matcher, .. }
+                | Fault::Slow { matcher, .. }
+                | Fault::LostResponse { matcher } => matcher,
+                Fault::StuckNew { .. } | Fault::Unlisted { .. } => continue,
+            };
+            if !matcher.matches(method, path) {
+                continue;
+            }
+            if active.seen < matcher.skip {
+                active.seen += 1;
+                continue;
+            }
+            if matcher.times != 0 && active.affected >= matcher.times {
+                continue;
+            }
+            active.affected += 1;
+            match &active.fault {
+                Fault::Status { status, .. } => {
+                    effects.status.get_or_insert(*status);
+                }
+                Fault::Slow { delay, .. } => effects.delay += *delay,
+                Fault::LostResponse { .. } => effects.lost = true,
+                Fault::StuckNew { .. } | Fault::Unlisted { .. } => {}
+            }
+        }
+        effects
+    }
+
+    /// Whether a droplet created at `created` is still hidden by an [`Fault::Unlisted`].
+    pub(crate) fn unlisted(&self, name: &str, created: Instant, now: Instant) -> bool {
+        self.active.iter().any(|a| {
+            matches!(&a.fault, Fault::Unlisted { name: n, delay }
+                if n == name && now.saturating_duration_since(created) < *delay)
+        })
+    }
+
+    pub(crate) fn stuck(&self, name: &str) -> bool {
+        self.active
+            .iter()
+            .any(|a| matches!(&a.fault, Fault::StuckNew { name: n } if n == name))
+    }
+}
