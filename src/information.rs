@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value as Json;
 
 use crate::fittings::Fittings;
 use crate::fittings::tokens::{self, Meaning};
@@ -48,13 +47,7 @@ pub fn known_hosts_path(state_path: &Path) -> PathBuf {
 pub fn known_hosts(state: &State) -> String {
     let mut out = String::new();
     for r in state.resources.values() {
-        let (Some(ip), Some(key)) = (
-            r.outputs
-                .get("public_ip")
-                .or_else(|| r.outputs.get("private_ip"))
-                .and_then(Json::as_str),
-            r.outputs.get("host_key").and_then(Json::as_str),
-        ) else {
+        let (Some(ip), Some(key)) = (r.outputs.address(), r.outputs.host_key.as_deref()) else {
             continue;
         };
         let _ = writeln!(out, "{ip} {}", key.trim());
@@ -72,14 +65,9 @@ pub fn gather(
     let mut addresses: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     for spec in &fittings.nodes {
         let recorded = state.and_then(|s| s.resources.get(&format!("node.{}", spec.name.value)));
-        let output = |k: &str| {
-            recorded
-                .and_then(|r| r.outputs.get(k))
-                .and_then(Json::as_str)
-                .map(str::to_string)
-        };
-        let private_ip = output("private_ip");
-        let public_ip = output("public_ip");
+        let outputs = recorded.map(|r| &r.outputs);
+        let private_ip = outputs.and_then(|o| o.private_ip).map(|ip| ip.to_string());
+        let public_ip = outputs.and_then(|o| o.public_ip).map(|ip| ip.to_string());
         addresses.insert(
             spec.name.value.clone(),
             (private_ip.clone(), public_ip.clone()),
@@ -111,7 +99,7 @@ pub fn gather(
             private_ip,
             public_ip,
             status: status.to_string(),
-            host_key_fingerprint: output("host_key_fingerprint"),
+            host_key_fingerprint: outputs.and_then(|o| o.host_key_fingerprint.clone()),
             ssh,
         });
     }

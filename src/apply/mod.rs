@@ -16,15 +16,14 @@
 //! finds what exists and adopts it rather than creating it twice.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fitter_providers::api::{Provider, ProviderError, Request};
+use fitter_providers::api::{Outputs, Provider, ProviderError, Request};
 use fitter_providers::{ProviderKind, ResourceKind};
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -522,7 +521,7 @@ async fn save(
 struct Prepared {
     provider: Arc<dyn Provider>,
     request: Request,
-    outputs: BTreeMap<String, Json>,
+    outputs: Outputs,
     predicted: Option<String>,
     /// The id of a create an interrupted run sent and the provider accepted.
     accepted: Option<String>,
@@ -580,19 +579,14 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
         .reporter
         .step(&address, &format!("waiting until it is ready [id={id}]"));
     let ready = provider.wait_ready(&request, &id).await?;
-    outputs.extend(ready);
+    outputs.merge(ready);
 
     if let Request::Node(r) = &request
         && ctx.options.probe_ssh
     {
-        let ip = outputs
-            .get("public_ip")
-            .or_else(|| outputs.get("private_ip"))
-            .and_then(Json::as_str)
-            .and_then(|s| s.parse::<Ipv4Addr>().ok())
-            .ok_or_else(|| ApplyError::NoAddress {
-                resource: address.clone(),
-            })?;
+        let ip = outputs.address().ok_or_else(|| ApplyError::NoAddress {
+            resource: address.clone(),
+        })?;
         ctx.options
             .reporter
             .step(&address, &format!("waiting for SSH on {ip}"));
@@ -606,7 +600,7 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
         .await?;
         session.close().await;
     }
-    outputs.remove("host_key_private");
+    outputs.host_key_private = None;
     Ok(save(ctx, |s| {
         if let Some(r) = s.resources.get_mut(&address) {
             r.outputs = outputs;
@@ -633,12 +627,12 @@ async fn prepare_create(ctx: &Context<'_>, i: usize) -> Result<Prepared, OpError
         .cloned();
 
     // The node's host key: the one recorded by an interrupted run, else a new one.
-    let mut outputs: BTreeMap<String, Json> = BTreeMap::new();
+    let mut outputs = Outputs::default();
     if change.kind == ResourceKind::Node {
         let recorded = previous.as_ref().and_then(|p| {
             Some((
-                p.outputs.get("host_key_private")?.as_str()?.to_string(),
-                p.outputs.get("host_key")?.as_str()?.to_string(),
+                p.outputs.host_key_private.clone()?,
+                p.outputs.host_key.clone()?,
             ))
         });
         let (private, public) = match recorded {
@@ -648,12 +642,9 @@ async fn prepare_create(ctx: &Context<'_>, i: usize) -> Result<Prepared, OpError
                 (key.private_openssh, key.public_openssh)
             }
         };
-        outputs.insert("host_key_private".into(), json!(private));
-        outputs.insert(
-            "host_key_fingerprint".into(),
-            json!(ssh::fingerprint(&public)),
-        );
-        outputs.insert("host_key".into(), json!(public));
+        outputs.host_key_private = Some(private);
+        outputs.host_key_fingerprint = ssh::fingerprint(&public);
+        outputs.host_key = Some(public);
     }
     let request = {
         let state = ctx.state.lock().await;
@@ -662,7 +653,7 @@ async fn prepare_create(ctx: &Context<'_>, i: usize) -> Result<Prepared, OpError
     if let Request::Node(r) = &request
         && let Some(ip) = r.address
     {
-        outputs.insert("private_ip".into(), json!(ip.to_string()));
+        outputs.private_ip = Some(ip.into());
     }
     let predicted = provider.predicted_id(&request);
     let attributes = change.after.clone().unwrap_or_default();
@@ -730,7 +721,7 @@ async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     Ok(save(ctx, |s| {
         if let Some(r) = s.resources.get_mut(&address) {
             r.attributes = attributes;
-            r.outputs.extend(fresh);
+            r.outputs.merge(fresh);
         }
     })
     .await?)

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use fitter_providers::ProviderKind;
+use fitter_providers::api::Outputs;
 
 use super::{ApplyError, Providers};
 use crate::state::{LockedState, ResourceState, State, Status};
@@ -84,7 +85,7 @@ pub async fn adopt_orphans(
                 provider: *kind,
                 id: Some(o.id.clone()),
                 attributes: BTreeMap::new(),
-                outputs: BTreeMap::new(),
+                outputs: Outputs::default(),
                 status: Status::Ready,
             };
             state.update(|s| {

@@ -3,14 +3,12 @@
 //! the node's host key and the operator's key. It reads the graph's typed [`Desired`]
 //! resources: nothing the loader parsed is parsed again.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use fitter_providers::api::{
-    FirewallRequest, FirewallRule, Ipv4Net, Member, NetworkRequest, NodeRequest, Request,
+    FirewallRequest, FirewallRule, Ipv4Net, Member, NetworkRequest, NodeRequest, Outputs, Request,
     RuleSource, SshKeyRequest, TagRequest,
 };
-use serde_json::Value as Json;
 
 use super::{ApplyError, Context};
 use crate::fittings::rules::{Protocol, Source, Subnet};
@@ -22,7 +20,7 @@ pub(super) fn build_request(
     ctx: &Context<'_>,
     i: usize,
     state: &crate::state::State,
-    outputs: &BTreeMap<String, Json>,
+    outputs: &Outputs,
 ) -> Result<Request, ApplyError> {
     let change = &ctx.plan.changes[i];
     let desired = ctx
@@ -148,13 +146,6 @@ pub(super) fn build_request(
             if let Some(fw) = &n.firewall {
                 tags.push(firewall_tag(&deployment, fw));
             }
-            let output = |k: &str| {
-                outputs
-                    .get(k)
-                    .and_then(Json::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
             Request::Node(NodeRequest {
                 network_id,
                 address: address_of(&name, n),
@@ -163,8 +154,8 @@ pub(super) fn build_request(
                 image: n.image.clone(),
                 region: n.region.clone(),
                 network,
-                host_key: output("host_key_private"),
-                host_key_public: output("host_key"),
+                host_key: outputs.host_key_private.clone().unwrap_or_default(),
+                host_key_public: outputs.host_key.clone().unwrap_or_default(),
                 authorized_keys: vec![ctx.options.operator.public_openssh.clone()],
                 tags,
                 name,

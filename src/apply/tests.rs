@@ -101,17 +101,17 @@ impl Provider for Fake {
             .and_then(|s| s.resources.get(&address).map(|r| (r.id.clone(), r.status)))
             .unwrap_or((None, Status::Ready));
         self.recorded_at_wait.lock().unwrap().insert(address, seen);
-        Ok(Outputs::new())
+        Ok(Outputs::default())
     }
 
     async fn read(&self, _kind: ResourceKind, _id: &str) -> Result<Option<Outputs>, ProviderError> {
-        Ok(Some(Outputs::new()))
+        Ok(Some(Outputs::default()))
     }
 
     async fn update(&self, request: &Request, _id: &str) -> Result<Outputs, ProviderError> {
         let address = request.address();
         self.calls.lock().unwrap().push(format!("update {address}"));
-        Ok(Outputs::new())
+        Ok(Outputs::default())
     }
 
     async fn delete(&self, kind: ResourceKind, id: &str) -> Result<(), ProviderError> {

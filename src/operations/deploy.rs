@@ -6,7 +6,7 @@
 //! locked from `open` to the end, so what was shown is what is applied.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,23 +194,15 @@ impl Deployment {
             let Some(r) = state.resources.get(&format!("node.{}", node.name.value)) else {
                 continue;
             };
-            let get = |k: &str| {
-                r.outputs
-                    .get(k)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            };
             addresses.insert(
                 node.name.value.clone(),
                 bootstrap::Addresses {
-                    private: get("private_ip"),
-                    public: get("public_ip"),
+                    private: r.outputs.private_ip.map(|ip| ip.to_string()),
+                    public: r.outputs.public_ip.map(|ip| ip.to_string()),
                 },
             );
             if r.status == Status::Ready
-                && let (Some(ip), Some(key)) =
-                    (get("public_ip").or(get("private_ip")), get("host_key"))
-                && let Ok(ip) = ip.parse::<IpAddr>()
+                && let (Some(ip), Some(key)) = (r.outputs.address(), r.outputs.host_key.clone())
             {
                 reachable.insert(node.name.value.clone(), (SocketAddr::new(ip, 22), key));
             }

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fitter_providers::api::Outputs;
 use fitter_providers::{ProviderKind, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -61,9 +62,9 @@ pub struct ResourceState {
     /// The desired attributes this resource was created or last updated with.
     #[serde(default)]
     pub attributes: BTreeMap<String, Json>,
-    /// What the provider reported: addresses, fingerprints.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub outputs: BTreeMap<String, Json>,
+    /// What is known of it once it exists: addresses, host key, fingerprints.
+    #[serde(default, skip_serializing_if = "Outputs::is_empty")]
+    pub outputs: Outputs,
     /// `creating` from just before the create call until the resource is ready: a crash in
     /// between leaves the mark, and the next run looks the resource up instead of creating it
     /// again.
@@ -433,7 +434,7 @@ mod tests {
                     provider: fitter_providers::lxd::KIND,
                     id: Some("a".into()),
                     attributes: BTreeMap::new(),
-                    outputs: BTreeMap::new(),
+                    outputs: Outputs::default(),
                     status: Status::Creating,
                 },
             );

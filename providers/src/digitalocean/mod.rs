@@ -308,13 +308,11 @@ impl Provider for DigitalOcean {
     }
 
     async fn wait_ready(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError> {
-        let mut outputs = Outputs::new();
+        let mut outputs = Outputs::default();
         match request {
             Request::Node(_) => return self.inner.wait_droplet(&request.address(), id).await,
             Request::SshKey(r) => {
-                if let Some(f) = md5_fingerprint(&r.public_key) {
-                    outputs.insert("fingerprint".into(), json!(f));
-                }
+                outputs.fingerprint = md5_fingerprint(&r.public_key);
             }
             Request::Network(_) | Request::Firewall(_) | Request::Tag(_) => {}
         }
@@ -347,7 +345,7 @@ impl Provider for DigitalOcean {
             ),
         };
         Ok(inner.get(&resource, &path).await?.map(|body| {
-            let mut outputs = Outputs::new();
+            let mut outputs = Outputs::default();
             if kind == ResourceKind::Node
                 && let Some(o) = droplet_ready(&body[key])
             {
@@ -374,7 +372,7 @@ impl Provider for DigitalOcean {
                     )
                     .await
                     .map_err(|f| api_error(&resource, f))?;
-                Ok(Outputs::new())
+                Ok(Outputs::default())
             }
             Request::Node(r) => inner.update_node(r, id).await,
             Request::Network(r) => {
@@ -392,7 +390,7 @@ impl Provider for DigitalOcean {
                     )
                     .await
                     .map_err(|f| api_error(&resource, f))?;
-                Ok(Outputs::new())
+                Ok(Outputs::default())
             }
             Request::SshKey(_) | Request::Tag(_) => self.wait_ready(request, id).await,
         }

@@ -34,18 +34,20 @@ pub(super) fn droplet_ready(droplet: &Json) -> Option<Outputs> {
     if droplet["status"] != "active" || droplet["locked"] == json!(true) {
         return None;
     }
-    let mut outputs = Outputs::new();
+    let mut outputs = Outputs::default();
     for net in droplet.pointer("/networks/v4")?.as_array()? {
-        let ip = net["ip_address"].as_str()?;
+        // Only an IP address is an address: anything else (`*`, a name, a line break) would
+        // end up in known_hosts or an inventory, so the droplet does not count as ready.
+        let ip = net["ip_address"].as_str()?.parse().ok()?;
         match net["type"].as_str()? {
-            "public" => outputs.insert("public_ip".into(), json!(ip)),
-            "private" => outputs.insert("private_ip".into(), json!(ip)),
-            _ => None,
-        };
+            "public" => outputs.public_ip = Some(ip),
+            "private" => outputs.private_ip = Some(ip),
+            _ => {}
+        }
     }
-    outputs.get("public_ip")?;
+    outputs.public_ip?;
     if let Some(id) = droplet.get("id") {
-        outputs.insert("droplet_id".into(), id.clone());
+        outputs.extra.insert("droplet_id".into(), id.clone());
     }
     Some(outputs)
 }
@@ -236,9 +238,18 @@ mod tests {
             {"ip_address": "127.1.0.2", "type": "public"}
         ]);
         let o = droplet_ready(&d).unwrap();
-        assert_eq!(o["public_ip"], "127.1.0.2");
-        assert_eq!(o["private_ip"], "10.10.0.2");
+        assert_eq!(o.public_ip, Some("127.1.0.2".parse().unwrap()));
+        assert_eq!(o.private_ip, Some("10.10.0.2".parse().unwrap()));
         d["locked"] = json!(true);
         assert!(droplet_ready(&d).is_none());
+        // An address that is not one (a wildcard, a line break) is never taken.
+        d["locked"] = json!(false);
+        for hostile in ["*", "127.1.0.2\nevil", "host.example"] {
+            d["networks"]["v4"][1]["ip_address"] = json!(hostile);
+            assert!(
+                droplet_ready(&d).is_none(),
+                "{hostile:?} taken as an address"
+            );
+        }
     }
 }

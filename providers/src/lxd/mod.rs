@@ -136,8 +136,8 @@ impl Provider for Lxd {
     }
 
     async fn wait_ready(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError> {
-        let mut outputs = Outputs::new();
-        outputs.insert("lxd_name".into(), json!(id));
+        let mut outputs = Outputs::default();
+        outputs.extra.insert("lxd_name".into(), json!(id));
         if let Request::Node(r) = request {
             let resource = request.address();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -155,7 +155,7 @@ impl Provider for Lxd {
                 }
             }
             if let Some(address) = r.address {
-                outputs.insert("private_ip".into(), json!(address.to_string()));
+                outputs.private_ip = Some(address.into());
             }
         }
         Ok(outputs)
@@ -166,11 +166,13 @@ impl Provider for Lxd {
             ResourceKind::Network => (format!("network.{id}"), format!("/1.0/networks/{id}")),
             ResourceKind::Firewall => (format!("firewall.{id}"), format!("/1.0/network-acls/{id}")),
             ResourceKind::Node => (format!("node.{id}"), format!("/1.0/instances/{id}")),
-            ResourceKind::SshKey | ResourceKind::Tag => return Ok(Some(Outputs::new())),
+            ResourceKind::SshKey | ResourceKind::Tag => return Ok(Some(Outputs::default())),
         };
         Ok(self.get_owned(&resource, &path).await?.map(|meta| {
-            let mut outputs = Outputs::new();
-            outputs.insert("lxd_name".into(), meta["name"].clone());
+            let mut outputs = Outputs::default();
+            outputs
+                .extra
+                .insert("lxd_name".into(), meta["name"].clone());
             outputs
         }))
     }
