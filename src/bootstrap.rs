@@ -344,17 +344,6 @@ fn render_tokens(
     }
 }
 
-/// The cloud-config keys bootstrap applies over SSH.
-pub const CLOUD_CONFIG_KEYS: &[&str] = &[
-    "write_files",
-    "runcmd",
-    "bootcmd",
-    "packages",
-    "users",
-    "ssh_authorized_keys",
-    "hostname",
-];
-
 /// A node's cloud-config: `write_files` become files; `hostname`, `packages`, `users`,
 /// `ssh_authorized_keys`, `bootcmd` and `runcmd` become one script that runs when it changes
 /// (cloud-init runs them once per instance; fitter once per change of what they say).
