@@ -120,7 +120,7 @@ impl Loader<'_> {
             let names = match expand_range(&pattern.value) {
                 Ok(names) => names,
                 Err(why) => {
-                    self.report.error(pattern.span, why);
+                    self.report.error(pattern.span, why.to_string());
                     continue;
                 }
             };

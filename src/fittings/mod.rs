@@ -50,7 +50,7 @@ use crate::yaml::{self, Node, Span};
 
 pub use classes::merge;
 pub use cloud_config::CLOUD_CONFIG_KEYS;
-pub use ranges::expand_range;
+pub use ranges::{RangeError, expand_range};
 use rules::{Rule, Subnet};
 pub use schema::Text;
 

@@ -47,7 +47,7 @@ impl Loader<'_> {
         let subnet = match Subnet::parse(&subnet_text.value) {
             Ok(s) => s,
             Err(why) => {
-                self.report.error(subnet_text.span, why);
+                self.report.error(subnet_text.span, why.to_string());
                 return None;
             }
         };

@@ -172,7 +172,7 @@ impl Loader<'_> {
             (Some(p), Some(n)) => match fittings.networks[n].subnet.host(&p.value) {
                 Ok(ip) => Some(ip),
                 Err(why) => {
-                    self.report.error(p.span, why);
+                    self.report.error(p.span, why.to_string());
                     None
                 }
             },
