@@ -9,7 +9,10 @@ use std::time::Duration;
 use crate::report::{Activity, Finish, Reporter};
 use crate::ssh::{OperatorKey, Session};
 
-use super::{MANIFEST, NodeConfig, NodeReport, RenderedFile, ServicePlan, Target, quote, sha256};
+use super::{
+    BootstrapError, MANIFEST, NodeConfig, NodeReport, RenderedFile, ServicePlan, Target, quote,
+    sha256,
+};
 
 /// Brings every node in line with its config, `parallelism` nodes at a time. A node that
 /// fails (unreachable, wrong host key, a command failing) fails alone.
@@ -46,10 +49,11 @@ pub async fn apply(
                     report
                 }
                 Err(e) => {
-                    reporter.finished(&subject, Finish::Failed { error: &e });
+                    let error = e.to_string();
+                    reporter.finished(&subject, Finish::Failed { error: &error });
                     NodeReport {
                         node,
-                        error: Some(e),
+                        error: Some(error),
                         ..NodeReport::default()
                     }
                 }
@@ -68,12 +72,12 @@ async fn apply_node(
     operator: &OperatorKey,
     patience: Duration,
     step: Step<'_>,
-) -> Result<NodeReport, String> {
+) -> Result<NodeReport, BootstrapError> {
     let c = &t.config;
     step(&format!("connecting to {}", t.address));
     let session = Session::connect(&c.node, t.address, &t.host_key, operator, patience)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BootstrapError::Connect)?;
     step("comparing files and services");
     let result = apply_session(&session, c, step).await;
     session.close().await;
@@ -84,7 +88,7 @@ async fn apply_session(
     session: &Session,
     c: &NodeConfig,
     step: Step<'_>,
-) -> Result<NodeReport, String> {
+) -> Result<NodeReport, BootstrapError> {
     let mut report = NodeReport {
         node: c.node.clone(),
         ..NodeReport::default()
@@ -110,7 +114,7 @@ async fn apply_session(
         "sed 's/^/M /' {} 2>/dev/null || true",
         quote(MANIFEST)
     );
-    let out = session.run(&probe).await.map_err(|e| e.to_string())?;
+    let out = session.run(&probe).await.map_err(BootstrapError::Session)?;
     let mut lines = out.stdout.lines();
     let mut changed = BTreeSet::new();
     for f in &c.files {
@@ -160,13 +164,12 @@ async fn apply_session(
              [ -z \"$missing\" ] || {{ {sources}DEBIAN_FRONTEND=noninteractive apt-get update -q && \
              DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; }}"
         );
-        let out = session.run(&cmd).await.map_err(|e| e.to_string())?;
+        let out = session.run(&cmd).await.map_err(BootstrapError::Session)?;
         if out.status != 0 {
-            return Err(format!(
-                "`{}`: installing packages failed: {}",
-                c.node,
-                out.stderr.lines().last().unwrap_or("")
-            ));
+            return Err(BootstrapError::Packages {
+                node: c.node.clone(),
+                stderr: out.stderr.lines().last().unwrap_or("").to_string(),
+            });
         }
     }
     // 3. Uploads, all in one round trip: a script that writes each file beside its place
@@ -222,15 +225,14 @@ async fn apply_session(
         let out = session
             .run(&format!("sh {}", quote(script)))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BootstrapError::Session)?;
         if out.status != 0 {
             let tail: Vec<&str> = out.stderr.lines().rev().take(3).collect();
-            return Err(format!(
-                "`{}`: its cloud-config failed (exit {}): {}",
-                c.node,
-                out.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-            ));
+            return Err(BootstrapError::CloudConfig {
+                node: c.node.clone(),
+                status: out.status,
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+            });
         }
     }
     // 4. Services, in one round trip: restart on change, start when down, enable always.
@@ -267,19 +269,28 @@ async fn apply_session(
              systemctl is-enabled -q \"$s\" 2>/dev/null && systemctl disable -q \"$s\"; \
              systemctl is-active -q \"$s\" && systemctl stop \"$s\"; fi; done; true"
         );
-        session.run(&cmd).await.map_err(|e| e.to_string())?;
+        session.run(&cmd).await.map_err(BootstrapError::Session)?;
     }
     Ok(report)
 }
 
 /// Runs a shell script on the node in one round trip; `what` names it in the error.
-async fn run_script(session: &Session, node: &str, script: &str, what: &str) -> Result<(), String> {
+async fn run_script(
+    session: &Session,
+    node: &str,
+    script: &str,
+    what: &'static str,
+) -> Result<(), BootstrapError> {
     let out = session
         .run_with_input("sh -s", script.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BootstrapError::Session)?;
     if out.status != 0 {
-        return Err(format!("`{node}`: {what} failed: {}", out.stderr.trim()));
+        return Err(BootstrapError::Command {
+            node: node.to_string(),
+            what,
+            stderr: out.stderr.trim().to_string(),
+        });
     }
     Ok(())
 }

@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 
 use crate::fittings::Fittings;
 
-use super::{Addresses, CLOUD_CONFIG_SCRIPT, NodeConfig, RenderedFile, quote, sha256};
+use super::{
+    Addresses, BootstrapError, CLOUD_CONFIG_SCRIPT, NodeConfig, RenderedFile, quote, sha256,
+};
 
 /// plumbery's run-time tokens, rendered for `node`.
 fn resolve_token(
@@ -119,7 +121,7 @@ pub(super) fn cloud_config(
     addresses: &BTreeMap<String, Addresses>,
     secrets: &mut BTreeMap<String, String>,
     config: &mut NodeConfig,
-) -> Result<(), String> {
+) -> Result<(), BootstrapError> {
     let mut resolve = |expr: &str| resolve_token(expr, fittings, node, addresses, secrets);
     let cc = render_tokens(cc, &mut resolve);
     let name = &node.name.value;
@@ -132,15 +134,21 @@ pub(super) fn cloud_config(
     for f in cc["write_files"].as_array().into_iter().flatten() {
         let path = f["path"]
             .as_str()
-            .ok_or_else(|| format!("`{name}`: a write_files entry has no path"))?;
+            .ok_or_else(|| BootstrapError::WriteFileWithoutPath { node: name.clone() })?;
         let mut content = text(&f["content"]);
         if matches!(f["encoding"].as_str(), Some("b64" | "base64")) {
             use base64::Engine as _;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(content.trim())
-                .map_err(|e| format!("`{name}`: write_files {path}: {e}"))?;
-            content = String::from_utf8(bytes)
-                .map_err(|_| format!("`{name}`: write_files {path} is not text"))?;
+                .map_err(|error| BootstrapError::WriteFileEncoding {
+                    node: name.clone(),
+                    path: path.to_string(),
+                    error,
+                })?;
+            content = String::from_utf8(bytes).map_err(|_| BootstrapError::WriteFileNotText {
+                node: name.clone(),
+                path: path.to_string(),
+            })?;
         } else if content.is_empty() && f["content"].is_null() {
             content = String::new();
         }

@@ -16,10 +16,12 @@
 //!
 //! Files: `render.rs` (templates to [`NodeConfig`]s), `cloud_config.rs` (a node's
 //! cloud-config and its run-time tokens to files and a script), `apply.rs` (the SSH
-//! session work), `summary.rs` (the lines printed after a run).
+//! session work), `summary.rs` (the lines printed after a run), `error.rs` (what can go
+//! wrong, [`BootstrapError`]).
 
 mod apply;
 mod cloud_config;
+mod error;
 mod render;
 mod summary;
 
@@ -28,6 +30,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+pub use error::BootstrapError;
 
 pub use apply::apply;
 pub use render::render;
@@ -88,6 +92,7 @@ pub struct NodeReport {
     /// Files fitter had placed that the plan no longer asks for.
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
+    /// Why the node failed: the [`BootstrapError`]'s message, as printed and serialised.
     pub error: Option<String>,
 }
 

@@ -3,7 +3,6 @@
 //! its inputs (but for the secrets it generates once), so its output is snapshot-tested.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use serde_json::json;
 
@@ -11,7 +10,7 @@ use crate::components::{COMMON, Catalog};
 use crate::fittings::Fittings;
 
 use super::cloud_config::cloud_config;
-use super::{Addresses, NodeConfig, RenderedFile, ServicePlan};
+use super::{Addresses, BootstrapError, NodeConfig, RenderedFile, ServicePlan};
 
 /// Renders every node's files. `secrets` holds the generated values of `{{ x.secret }}`
 /// and `{{ uuid.x }}` tokens; new ones are added, and the caller keeps them (in the state)
@@ -21,7 +20,7 @@ pub fn render(
     catalog: &Catalog,
     addresses: &BTreeMap<String, Addresses>,
     secrets: &mut BTreeMap<String, String>,
-) -> Result<Vec<NodeConfig>, String> {
+) -> Result<Vec<NodeConfig>, BootstrapError> {
     let private = |n: &str| {
         addresses
             .get(n)
@@ -120,25 +119,39 @@ pub fn render(
             for spec in &component.files {
                 let template = catalog
                     .template(&component.name, &spec.template)
-                    .ok_or_else(|| {
-                        format!("templates/{}/{} is missing", component.name, spec.template)
+                    .ok_or_else(|| BootstrapError::MissingTemplate {
+                        component: component.name.clone(),
+                        template: spec.template.clone(),
                     })?;
                 let key = format!("{}/{}", component.name, spec.template);
                 if tera.get_template_names().all(|n| n != key) {
-                    tera.add_raw_template(&key, template)
-                        .map_err(|e| format!("templates/{key}: {}", describe(&e)))?;
+                    tera.add_raw_template(&key, template).map_err(|error| {
+                        BootstrapError::Template {
+                            template: key.clone(),
+                            error,
+                        }
+                    })?;
                 }
                 let items: Vec<(String, String)> = match spec.each.as_deref() {
                     Some("attributes") => node.attributes.clone().into_iter().collect(),
-                    Some(other) => return Err(format!("templates/{key}: unknown `each: {other}`")),
+                    Some(other) => {
+                        return Err(BootstrapError::UnknownEach {
+                            template: key,
+                            each: other.to_string(),
+                        });
+                    }
                     None => vec![(String::new(), String::new())],
                 };
                 for (item, value) in items {
                     let mut ctx = context.clone();
                     ctx.insert("attribute", &json!({"name": item, "value": value}));
-                    let text = tera.render(&key, &ctx).map_err(|e| {
-                        format!("rendering templates/{key} for `{name}`: {}", describe(&e))
-                    })?;
+                    let text = tera
+                        .render(&key, &ctx)
+                        .map_err(|error| BootstrapError::Render {
+                            node: name.clone(),
+                            template: key.clone(),
+                            error,
+                        })?;
                     let path = spec.path.replace("{name}", &item);
                     paths.push(path.clone());
                     config.files.retain(|f: &RenderedFile| f.path != path);
@@ -181,15 +194,4 @@ pub fn render(
         out.push(config);
     }
     Ok(out)
-}
-
-/// Tera's errors keep their cause in a chain; show all of it.
-fn describe(e: &tera::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let _ = write!(text, ": {s}");
-        source = s.source();
-    }
-    text
 }
