@@ -254,3 +254,70 @@ fn command_line(cmd: &serde_json::Value) -> String {
         other => format!("{other}\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::bootstrap::{CLOUD_CONFIG_SCRIPT, render};
+    use crate::components::Catalog;
+    use crate::fittings::{self, CLOUD_CONFIG_KEYS, LoadOptions};
+
+    const PLAN: &str = r#"---
+defaults:
+  provider: lxd
+---
+locationId: local
+blueprints:
+  - web:
+      ethernet: {name: web, subnet: 10.0.0.0/24}
+      nodes:
+        - web1:
+            cloud-config:
+              write_files: [{path: /etc/fitter-test, content: written}]
+              bootcmd: [echo bootcmd-ran]
+              runcmd: [echo runcmd-ran]
+              packages: [cowsay]
+              users: [{name: alice}]
+              ssh_authorized_keys: [ssh-ed25519 AAAAC3Nza test]
+              hostname: web-one
+"#;
+
+    /// The loader accepts the keys of `CLOUD_CONFIG_KEYS` without a warning because
+    /// bootstrap applies them: each one must leave a trace in what is rendered.
+    #[test]
+    fn every_key_the_loader_accepts_is_applied() {
+        let catalog = Catalog::builtin().unwrap();
+        let options = LoadOptions {
+            parameters: BTreeMap::new(),
+            provider: None,
+            catalog: &catalog,
+        };
+        let loaded = fittings::load("web.yaml", PLAN, &options);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let f = loaded.fittings.unwrap();
+        let configs = render(&f, &catalog, &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        let web = &configs[0];
+        let script = &web
+            .files
+            .iter()
+            .find(|f| f.path == CLOUD_CONFIG_SCRIPT)
+            .unwrap()
+            .content;
+        for key in CLOUD_CONFIG_KEYS {
+            let applied = match *key {
+                "write_files" => web.files.iter().any(|f| f.path == "/etc/fitter-test"),
+                "bootcmd" => script.contains("echo bootcmd-ran"),
+                "runcmd" => script.contains("echo runcmd-ran"),
+                "packages" => script.contains("'cowsay'"),
+                "users" => script.contains("useradd -m -s '/bin/bash' 'alice'"),
+                "ssh_authorized_keys" => script.contains("'ssh-ed25519 AAAAC3Nza test'"),
+                "hostname" => script.contains("'web-one' > /etc/hostname"),
+                other => {
+                    panic!("`{other}` is accepted by the loader: test how bootstrap applies it")
+                }
+            };
+            assert!(applied, "`{key}` left no trace:\n{script}");
+        }
+    }
+}

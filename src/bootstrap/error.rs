@@ -77,3 +77,82 @@ fn describe(e: &tera::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages the operator reads in the bootstrap summary, as they were when they
+    /// were strings.
+    #[test]
+    fn messages_read_as_before() {
+        let node = || "m1".to_string();
+        let cases = [
+            (
+                BootstrapError::Command {
+                    node: node(),
+                    what: "writing files",
+                    stderr: "No space left on device".into(),
+                },
+                "`m1`: writing files failed: No space left on device",
+            ),
+            (
+                BootstrapError::CloudConfig {
+                    node: node(),
+                    status: 2,
+                    stderr: "a / b".into(),
+                },
+                "`m1`: its cloud-config failed (exit 2): a / b",
+            ),
+            (
+                BootstrapError::Packages {
+                    node: node(),
+                    stderr: "E: Unable to locate package x".into(),
+                },
+                "`m1`: installing packages failed: E: Unable to locate package x",
+            ),
+            (
+                BootstrapError::WriteFileNotText {
+                    node: node(),
+                    path: "/etc/x".into(),
+                },
+                "`m1`: write_files /etc/x is not text",
+            ),
+            (
+                BootstrapError::MissingTemplate {
+                    component: "zookeeper".into(),
+                    template: "zoo.cfg".into(),
+                },
+                "templates/zookeeper/zoo.cfg is missing",
+            ),
+            (
+                BootstrapError::Session(SshError::Session {
+                    node: node(),
+                    message: "channel closed".into(),
+                }),
+                "SSH session with `m1` failed: channel closed",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+            assert!(std::error::Error::source(&error).is_none());
+        }
+    }
+
+    #[test]
+    fn a_template_error_shows_its_whole_chain() {
+        let error = tera::Tera::default()
+            .add_raw_template("common/hosts", "{{ broken")
+            .unwrap_err();
+        let chain = describe(&error);
+        assert!(chain.contains(": "), "{chain}");
+        let error = BootstrapError::Template {
+            template: "common/hosts".into(),
+            error,
+        };
+        assert_eq!(
+            error.to_string(),
+            format!("templates/common/hosts: {chain}")
+        );
+    }
+}
