@@ -261,6 +261,9 @@ struct PendingToken {
     in_cloud_config: bool,
 }
 
+/// The loader's working state while it walks the tree: the report every problem goes to,
+/// and what a later check needs from an earlier one. Each file of this folder adds the
+/// `impl Loader` for its level of the plan.
 struct Loader<'a> {
     /// The parsed (substituted) text, to find tokens inside scalars.
     text: &'a str,
