@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use include_dir::{Dir, include_dir};
 use serde::Deserialize;
+use thiserror::Error;
 
-use crate::yaml;
+use crate::yaml::{self, TrustedYamlError};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
@@ -81,6 +82,32 @@ pub enum PortSpec {
     Range(String),
 }
 
+/// Why the catalogue compiled into fitter does not load: a bug in `templates/`, found by
+/// the tests before any release. Each message names the component and the file.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("component folder without a UTF-8 name")]
+    FolderName,
+    #[error("templates/{component} has no component.yaml")]
+    NoManifest { component: String },
+    #[error("templates/{component}/component.yaml is not UTF-8")]
+    ManifestNotText { component: String },
+    /// The manifest does not read; serde's reason and position are part of the message.
+    #[error("templates/{component}/component.yaml: {error}")]
+    Manifest {
+        component: String,
+        error: TrustedYamlError,
+    },
+    #[error("the components' `after` lists form a cycle")]
+    Cycle,
+    #[error(
+        "component `{component}` names template `{template}`, which templates/{component}/ lacks"
+    )]
+    MissingTemplate { component: String, template: String },
+    #[error("component `{component}` comes after unknown component `{after}`")]
+    UnknownAfter { component: String, after: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     components: BTreeMap<String, Component>,
@@ -88,23 +115,30 @@ pub struct Catalog {
 
 impl Catalog {
     /// The catalogue compiled into the binary from `templates/`.
-    pub fn builtin() -> Result<Catalog, String> {
+    pub fn builtin() -> Result<Catalog, CatalogError> {
         let mut components = BTreeMap::new();
         for dir in TEMPLATES.dirs() {
             let name = dir
                 .path()
                 .file_name()
                 .and_then(|n| n.to_str())
-                .ok_or("component folder without a UTF-8 name")?
+                .ok_or(CatalogError::FolderName)?
                 .to_string();
             let manifest = dir
                 .get_file(dir.path().join("component.yaml"))
-                .ok_or_else(|| format!("templates/{name} has no component.yaml"))?;
+                .ok_or_else(|| CatalogError::NoManifest {
+                    component: name.clone(),
+                })?;
             let text = manifest
                 .contents_utf8()
-                .ok_or_else(|| format!("templates/{name}/component.yaml is not UTF-8"))?;
-            let mut component: Component = yaml::from_trusted_str(text)
-                .map_err(|e| format!("templates/{name}/component.yaml: {e}"))?;
+                .ok_or_else(|| CatalogError::ManifestNotText {
+                    component: name.clone(),
+                })?;
+            let mut component: Component =
+                yaml::from_trusted_str(text).map_err(|error| CatalogError::Manifest {
+                    component: name.clone(),
+                    error,
+                })?;
             component.name = name.clone();
             components.insert(name, component);
         }
@@ -113,25 +147,25 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CatalogError> {
         if self.ordered().len() != self.components.len() {
-            return Err("the components' `after` lists form a cycle".to_string());
+            return Err(CatalogError::Cycle);
         }
         for c in self.components.values() {
             for f in &c.files {
                 if self.template(&c.name, &f.template).is_none() {
-                    return Err(format!(
-                        "component `{}` names template `{}`, which templates/{}/ lacks",
-                        c.name, f.template, c.name
-                    ));
+                    return Err(CatalogError::MissingTemplate {
+                        component: c.name.clone(),
+                        template: f.template.clone(),
+                    });
                 }
             }
             for dep in &c.after {
                 if !self.components.contains_key(dep) {
-                    return Err(format!(
-                        "component `{}` comes after unknown component `{dep}`",
-                        c.name
-                    ));
+                    return Err(CatalogError::UnknownAfter {
+                        component: c.name.clone(),
+                        after: dep.clone(),
+                    });
                 }
             }
         }

@@ -59,16 +59,13 @@ pub struct HostKey {
 
 /// A new Ed25519 host key.
 pub fn generate_host_key() -> Result<HostKey, SshError> {
-    let key = new_ed25519().map_err(|message| SshError::Key {
-        path: PathBuf::from("(generated host key)"),
-        message,
-    })?;
+    let key = new_ed25519(Path::new(GENERATED_HOST_KEY))?;
     host_key_parts(&key)
 }
 
 fn host_key_parts(key: &PrivateKey) -> Result<HostKey, SshError> {
     let err = |e: ssh_key::Error| SshError::Key {
-        path: PathBuf::from("(generated host key)"),
+        path: PathBuf::from(GENERATED_HOST_KEY),
         message: e.to_string(),
     };
     Ok(HostKey {
@@ -78,9 +75,16 @@ fn host_key_parts(key: &PrivateKey) -> Result<HostKey, SshError> {
     })
 }
 
-fn new_ed25519() -> Result<PrivateKey, String> {
+/// What a key fitter makes for a node is called in an error, having no file.
+const GENERATED_HOST_KEY: &str = "(generated host key)";
+
+/// A new Ed25519 key; `path` is where it is going, for the error.
+fn new_ed25519(path: &Path) -> Result<PrivateKey, SshError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    getrandom::fill(&mut seed).map_err(|e| SshError::Key {
+        path: path.to_path_buf(),
+        message: format!("no randomness from the OS: {e}"),
+    })?;
     let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
     Ok(PrivateKey::from(pair))
 }
@@ -216,7 +220,7 @@ impl OperatorKey {
             path: path.to_path_buf(),
             message,
         };
-        let key = new_ed25519().map_err(err)?;
+        let key = new_ed25519(path)?;
         let private = key
             .to_openssh(LineEnding::LF)
             .map_err(|e| err(e.to_string()))?;

@@ -477,9 +477,15 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Trusted YAML that serde could not read into the type asked for: a bug in what fitter
+/// ships, with serde's position and reason.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TrustedYamlError(#[from] serde_yaml_ng::Error);
+
 /// Reads trusted YAML that fitter ships (component manifests) with serde.
-pub fn from_trusted_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+pub fn from_trusted_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TrustedYamlError> {
+    Ok(serde_yaml_ng::from_str(text)?)
 }
 
 /// Writes a value as YAML (the Ansible inventory).

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use fitter_providers::did_you_mean;
+use thiserror::Error;
 
 use crate::diagnostics::{Diagnostic, Report, SourceFile, Substitution};
 use crate::yaml::{Node, Span, Value};
@@ -22,55 +23,94 @@ pub enum ParamType {
     Range(i64, i64),
 }
 
+/// Why a parameter's declared type does not read, or a value does not fit it. `ty` is the
+/// type as written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParamError {
+    #[error(
+        "unknown parameter type `{ty}`; expected `str`, `int`, `bool` or a range such as `[4..32]`"
+    )]
+    UnknownType { ty: String },
+    #[error("parameter type `{ty}` must read `[first..last]`")]
+    NotARange { ty: String },
+    #[error("`{bound}` in parameter type `{ty}` is not a number")]
+    BoundNotANumber { ty: String, bound: String },
+    #[error("parameter type `{ty}` is an empty range")]
+    EmptyRange { ty: String },
+    #[error("`{value}` is not a whole number")]
+    NotAnInteger { value: String },
+    #[error("`{value}` is not `true` or `false`")]
+    NotABoolean { value: String },
+    #[error("{value} is outside [{first}..{last}]")]
+    OutOfRange { value: i64, first: i64, last: i64 },
+    #[error("`{value}` is not a whole number in [{first}..{last}]")]
+    NotInRange {
+        value: String,
+        first: i64,
+        last: i64,
+    },
+}
+
 impl ParamType {
-    pub fn parse(s: &str) -> Result<ParamType, String> {
+    pub fn parse(s: &str) -> Result<ParamType, ParamError> {
         match s.trim() {
             "str" | "string" | "locations.list" => Ok(ParamType::Text),
             "int" | "integer" => Ok(ParamType::Integer),
             "bool" | "boolean" => Ok(ParamType::Boolean),
             other => {
+                let ty = || other.to_string();
                 let inner = other
                     .strip_prefix('[')
                     .and_then(|s| s.strip_suffix(']'))
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown parameter type `{other}`; expected `str`, `int`, `bool` or a range such as `[4..32]`"
-                        )
-                    })?;
+                    .ok_or_else(|| ParamError::UnknownType { ty: ty() })?;
                 let (lo, hi) = inner
                     .split_once("..")
-                    .ok_or_else(|| format!("parameter type `{other}` must read `[first..last]`"))?;
-                let lo: i64 = lo
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("`{lo}` in parameter type `{other}` is not a number"))?;
-                let hi: i64 = hi
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("`{hi}` in parameter type `{other}` is not a number"))?;
+                    .ok_or_else(|| ParamError::NotARange { ty: ty() })?;
+                let bound = |b: &str| -> Result<i64, ParamError> {
+                    b.trim().parse().map_err(|_| ParamError::BoundNotANumber {
+                        ty: ty(),
+                        bound: b.to_string(),
+                    })
+                };
+                let (lo, hi) = (bound(lo)?, bound(hi)?);
                 if lo > hi {
-                    return Err(format!("parameter type `{other}` is an empty range"));
+                    return Err(ParamError::EmptyRange { ty: ty() });
                 }
                 Ok(ParamType::Range(lo, hi))
             }
         }
     }
 
-    pub fn check(&self, value: &str) -> Result<(), String> {
+    pub fn check(&self, value: &str) -> Result<(), ParamError> {
+        let value_text = || value.to_string();
         match self {
             ParamType::Text => Ok(()),
-            ParamType::Integer => value
-                .parse::<i64>()
-                .map(|_| ())
-                .map_err(|_| format!("`{value}` is not a whole number")),
+            ParamType::Integer => {
+                value
+                    .parse::<i64>()
+                    .map(|_| ())
+                    .map_err(|_| ParamError::NotAnInteger {
+                        value: value_text(),
+                    })
+            }
             ParamType::Boolean => match value {
                 "true" | "false" => Ok(()),
-                _ => Err(format!("`{value}` is not `true` or `false`")),
+                _ => Err(ParamError::NotABoolean {
+                    value: value_text(),
+                }),
             },
             ParamType::Range(lo, hi) => match value.parse::<i64>() {
                 Ok(n) if (*lo..=*hi).contains(&n) => Ok(()),
-                Ok(n) => Err(format!("{n} is outside [{lo}..{hi}]")),
-                Err(_) => Err(format!("`{value}` is not a whole number in [{lo}..{hi}]")),
+                Ok(n) => Err(ParamError::OutOfRange {
+                    value: n,
+                    first: *lo,
+                    last: *hi,
+                }),
+                Err(_) => Err(ParamError::NotInRange {
+                    value: value_text(),
+                    first: *lo,
+                    last: *hi,
+                }),
             },
         }
     }
@@ -207,7 +247,7 @@ pub fn check_parameters(
                 Some(t) => text(report, t, "type").and_then(|t| match ParamType::parse(&t.value) {
                     Ok(ty) => Some(ty),
                     Err(message) => {
-                        report.error(t.span, message);
+                        report.error(t.span, message.to_string());
                         None
                     }
                 }),
@@ -267,7 +307,18 @@ mod tests {
         assert_eq!(ParamType::parse("[4..32]"), Ok(ParamType::Range(4, 32)));
         assert!(ParamType::Range(4, 32).check("33").is_err());
         assert!(ParamType::Range(4, 32).check("4").is_ok());
-        assert!(ParamType::parse("[9..1]").is_err());
+        assert_eq!(
+            ParamType::parse("[9..1]").unwrap_err().to_string(),
+            "parameter type `[9..1]` is an empty range"
+        );
+        assert_eq!(
+            ParamType::parse("[4..x ]").unwrap_err().to_string(),
+            "`x ` in parameter type `[4..x ]` is not a number"
+        );
+        assert_eq!(
+            ParamType::Range(4, 32).check("33").unwrap_err().to_string(),
+            "33 is outside [4..32]"
+        );
         assert!(ParamType::parse("float").is_err());
         assert!(ParamType::Integer.check("x").is_err());
     }

@@ -6,11 +6,62 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
+use thiserror::Error;
 
 use crate::diagnostics::Report;
 use crate::yaml::{Node, Span, Value};
 
 use super::schema::{Text, check_keys, text, text_list, wrong_type};
+
+/// Why a subnet or an address in it does not read. `text` is what the plan wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SubnetError {
+    #[error("`{prefix}` is not a prefix length")]
+    BadPrefix { prefix: String },
+    #[error("`{text}` is not an IPv4 subnet such as `10.0.0.0/24`")]
+    NotASubnet { text: String },
+    #[error("subnet `{text}` must have a prefix from /16 to /28, found /{prefix}")]
+    PrefixOutOfRange { text: String, prefix: u8 },
+    #[error("subnet `{text}` has host bits set; did you mean `{network}/{prefix}`?")]
+    HostBits {
+        text: String,
+        network: Ipv4Addr,
+        prefix: u8,
+    },
+    #[error("subnet `{text}` is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)")]
+    NotPrivate { text: String },
+    #[error("`{text}` is not an address such as `.11`")]
+    NotAHostNumber { text: String },
+    #[error("`{text}` is not an IPv4 address")]
+    NotAnAddress { text: String },
+    #[error("address {address} is outside the subnet {subnet}")]
+    Outside { address: Ipv4Addr, subnet: Subnet },
+    #[error("address {address} is the network, gateway or broadcast address of {subnet}")]
+    Reserved { address: Ipv4Addr, subnet: Subnet },
+}
+
+/// Why a rule, a port range or a traffic source does not read. `text` is what was written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RuleError {
+    #[error("`{text}` is not a rule such as `tcp 22 from anywhere`")]
+    NotARule { text: String },
+    #[error("`{text}` names no protocol")]
+    NoProtocol { text: String },
+    #[error("`{text}`: ICMP has no ports")]
+    IcmpPorts { text: String },
+    #[error("`{text}` names no ports")]
+    NoPorts { text: String },
+    #[error("`{text}` is not a port number from 1 to 65535")]
+    BadPort { text: String },
+    #[error("port range `{text}` is empty")]
+    EmptyPortRange { text: String },
+    #[error("`{text}` has a bad prefix length")]
+    BadPrefix { text: String },
+    #[error(
+        "unknown source `{text}`; expected anywhere, nodes, role:NAME or an address range such as 10.0.0.0/8"
+    )]
+    UnknownSource { text: String },
+}
 
 /// An IPv4 subnet such as `10.0.0.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,35 +73,38 @@ pub struct Subnet {
 impl Subnet {
     /// Reads `10.0.0.0/24`, or plumbery's `10.0.0.0` meaning a /24. Prefixes /16 to /28, as
     /// plumbery and DigitalOcean's VPCs accept, private (RFC 1918) ranges only.
-    pub fn parse(s: &str) -> Result<Subnet, String> {
+    pub fn parse(s: &str) -> Result<Subnet, SubnetError> {
+        let text = || s.to_string();
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (
                 a,
-                p.parse::<u8>()
-                    .map_err(|_| format!("`{p}` is not a prefix length"))?,
+                p.parse::<u8>().map_err(|_| SubnetError::BadPrefix {
+                    prefix: p.to_string(),
+                })?,
             ),
             None => (s, 24),
         };
         let base: Ipv4Addr = addr
             .trim()
             .parse()
-            .map_err(|_| format!("`{s}` is not an IPv4 subnet such as `10.0.0.0/24`"))?;
+            .map_err(|_| SubnetError::NotASubnet { text: text() })?;
         if !(16..=28).contains(&prefix) {
-            return Err(format!(
-                "subnet `{s}` must have a prefix from /16 to /28, found /{prefix}"
-            ));
+            return Err(SubnetError::PrefixOutOfRange {
+                text: text(),
+                prefix,
+            });
         }
         let subnet = Subnet { base, prefix };
         if u32::from(base) & !subnet.mask() != 0 {
             let network = Ipv4Addr::from(u32::from(base) & subnet.mask());
-            return Err(format!(
-                "subnet `{s}` has host bits set; did you mean `{network}/{prefix}`?"
-            ));
+            return Err(SubnetError::HostBits {
+                text: text(),
+                network,
+                prefix,
+            });
         }
         if !base.is_private() {
-            return Err(format!(
-                "subnet `{s}` is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
-            ));
+            return Err(SubnetError::NotPrivate { text: text() });
         }
         Ok(subnet)
     }
@@ -70,25 +124,30 @@ impl Subnet {
 
     /// The address `.N` means in this subnet (plumbery's `glue: primary .11`), or a full
     /// address that must lie inside it.
-    pub fn host(&self, spec: &str) -> Result<Ipv4Addr, String> {
+    pub fn host(&self, spec: &str) -> Result<Ipv4Addr, SubnetError> {
         let ip = if let Some(n) = spec.strip_prefix('.') {
-            let n: u32 = n
-                .parse()
-                .ok()
-                .filter(|n| *n <= 255)
-                .ok_or_else(|| format!("`{spec}` is not an address such as `.11`"))?;
+            let n: u32 = n.parse().ok().filter(|n| *n <= 255).ok_or_else(|| {
+                SubnetError::NotAHostNumber {
+                    text: spec.to_string(),
+                }
+            })?;
             Ipv4Addr::from(u32::from(self.base) | n)
         } else {
-            spec.parse()
-                .map_err(|_| format!("`{spec}` is not an IPv4 address"))?
+            spec.parse().map_err(|_| SubnetError::NotAnAddress {
+                text: spec.to_string(),
+            })?
         };
         let host = u32::from(ip) & !self.mask();
         if !self.contains(ip) {
-            Err(format!("address {ip} is outside the subnet {self}"))
+            Err(SubnetError::Outside {
+                address: ip,
+                subnet: *self,
+            })
         } else if host == 0 || host == !self.mask() || host == 1 {
-            Err(format!(
-                "address {ip} is the network, gateway or broadcast address of {self}"
-            ))
+            Err(SubnetError::Reserved {
+                address: ip,
+                subnet: *self,
+            })
         } else {
             Ok(ip)
         }
@@ -164,26 +223,27 @@ impl Rule {
 }
 
 impl std::str::FromStr for Rule {
-    type Err = String;
+    type Err = RuleError;
 
     /// Reads back what `Display` writes: `tcp 22 from anywhere`, `icmp from nodes`.
-    fn from_str(s: &str) -> Result<Rule, String> {
+    fn from_str(s: &str) -> Result<Rule, RuleError> {
+        let text = || s.to_string();
         let (head, source) = s
             .split_once(" from ")
-            .ok_or_else(|| format!("`{s}` is not a rule such as `tcp 22 from anywhere`"))?;
+            .ok_or_else(|| RuleError::NotARule { text: text() })?;
         let mut words = head.split_whitespace();
         let protocol = match words.next() {
             Some("tcp") => Protocol::Tcp,
             Some("udp") => Protocol::Udp,
             Some("icmp") => Protocol::Icmp,
-            _ => return Err(format!("`{s}` names no protocol")),
+            _ => return Err(RuleError::NoProtocol { text: text() }),
         };
         let ports = match (protocol, words.next()) {
             (Protocol::Icmp, None) => None,
-            (Protocol::Icmp, Some(_)) => return Err(format!("`{s}`: ICMP has no ports")),
+            (Protocol::Icmp, Some(_)) => return Err(RuleError::IcmpPorts { text: text() }),
             (_, Some("all")) => Some((0, 0)),
             (_, Some(p)) => Some(parse_ports(p)?),
-            (_, None) => return Err(format!("`{s}` names no ports")),
+            (_, None) => return Err(RuleError::NoPorts { text: text() }),
         };
         let source = parse_source(&Text::new(source, Span::default()))?;
         Ok(Rule {
@@ -211,11 +271,13 @@ impl fmt::Display for Rule {
 }
 
 /// A port or range: `22`, `8000-9000`, `8000..9000`.
-fn parse_ports(s: &str) -> Result<(u16, u16), String> {
-    let port = |p: &str| -> Result<u16, String> {
+fn parse_ports(s: &str) -> Result<(u16, u16), RuleError> {
+    let port = |p: &str| -> Result<u16, RuleError> {
         match p.trim().parse::<u16>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("`{p}` is not a port number from 1 to 65535")),
+            _ => Err(RuleError::BadPort {
+                text: p.to_string(),
+            }),
         }
     };
     let (a, b) = match s.split_once("..").or_else(|| s.split_once('-')) {
@@ -226,7 +288,9 @@ fn parse_ports(s: &str) -> Result<(u16, u16), String> {
         }
     };
     if a > b {
-        return Err(format!("port range `{s}` is empty"));
+        return Err(RuleError::EmptyPortRange {
+            text: s.to_string(),
+        });
     }
     Ok((a, b))
 }
@@ -357,7 +421,7 @@ pub fn parse_firewall(report: &mut Report, node: &Node, rules: &mut Vec<Rule>) {
                         Some(s) if s == "all" => ports.push(Some((0, 0))),
                         Some(s) => match parse_ports(&s) {
                             Ok(range) => ports.push(Some(range)),
-                            Err(why) => report.error(entry.span, why),
+                            Err(why) => report.error(entry.span, why.to_string()),
                         },
                         None => wrong_type(report, entry, "ports", "a port or a range"),
                     }
@@ -375,7 +439,7 @@ pub fn parse_firewall(report: &mut Report, node: &Node, rules: &mut Vec<Rule>) {
         for s in text_list(report, sources_node, "sources") {
             match parse_source(&s) {
                 Ok(source) => sources.push(source),
-                Err(why) => report.error(s.span, why),
+                Err(why) => report.error(s.span, why.to_string()),
             }
         }
         for protocol in &protocols {
@@ -396,7 +460,7 @@ pub fn parse_firewall(report: &mut Report, node: &Node, rules: &mut Vec<Rule>) {
     }
 }
 
-fn parse_source(s: &Text) -> Result<Source, String> {
+fn parse_source(s: &Text) -> Result<Source, RuleError> {
     let v = s.value.trim();
     match v {
         "anywhere" | "internet" => return Ok(Source::Anywhere),
@@ -415,7 +479,9 @@ fn parse_source(s: &Text) -> Result<Source, String> {
                 .parse()
                 .ok()
                 .filter(|p| *p <= 32)
-                .ok_or_else(|| format!("`{v}` has a bad prefix length"))?
+                .ok_or_else(|| RuleError::BadPrefix {
+                    text: v.to_string(),
+                })?
         };
         let mask = if prefix == 0 {
             0
@@ -435,7 +501,9 @@ fn parse_source(s: &Text) -> Result<Source, String> {
                 .parse()
                 .ok()
                 .filter(|p| *p <= 128)
-                .ok_or_else(|| format!("`{v}` has a bad prefix length"))?
+                .ok_or_else(|| RuleError::BadPrefix {
+                    text: v.to_string(),
+                })?
         };
         let mask = if prefix == 0 {
             0
@@ -447,9 +515,9 @@ fn parse_source(s: &Text) -> Result<Source, String> {
             Ipv6Addr::from(u128::from(ip) & mask)
         )));
     }
-    Err(format!(
-        "unknown source `{v}`; expected anywhere, nodes, role:NAME or an address range such as 10.0.0.0/8"
-    ))
+    Err(RuleError::UnknownSource {
+        text: v.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -462,16 +530,18 @@ mod tests {
             Subnet::parse("10.0.0.0").unwrap().to_string(),
             "10.0.0.0/24"
         );
-        assert!(
-            Subnet::parse("10.0.0.1/24")
-                .unwrap_err()
-                .contains("10.0.0.0/24")
+        assert_eq!(
+            Subnet::parse("10.0.0.1/24").unwrap_err().to_string(),
+            "subnet `10.0.0.1/24` has host bits set; did you mean `10.0.0.0/24`?"
         );
         assert!(Subnet::parse("8.8.8.0/24").is_err());
         assert!(Subnet::parse("10.0.0.0/8").is_err());
         let s = Subnet::parse("10.1.0.0/24").unwrap();
         assert_eq!(s.host(".11").unwrap(), Ipv4Addr::new(10, 1, 0, 11));
-        assert!(s.host(".1").is_err());
+        assert_eq!(
+            s.host(".1").unwrap_err().to_string(),
+            "address 10.1.0.1 is the network, gateway or broadcast address of 10.1.0.0/24"
+        );
         assert!(s.host(".300").is_err());
         assert!(s.host("10.2.0.5").is_err());
         assert!(s.overlaps(&Subnet::parse("10.1.0.0/16").unwrap()));
@@ -489,7 +559,10 @@ mod tests {
         assert_eq!(parse_ports("22"), Ok((22, 22)));
         assert_eq!(parse_ports("1000..2000"), Ok((1000, 2000)));
         assert!(parse_ports("0").is_err());
-        assert!(parse_ports("9-1").is_err());
+        assert_eq!(
+            parse_ports("9-1").unwrap_err().to_string(),
+            "port range `9-1` is empty"
+        );
         for text in [
             "tcp 22 from anywhere",
             "udp all from nodes",

@@ -146,7 +146,7 @@ fn read_plan(path: &std::path::Path) -> Result<(String, String), OperationError>
 
 /// The components and templates built into fitter.
 pub fn catalog() -> Result<Catalog, OperationError> {
-    Catalog::builtin().map_err(OperationError::Templates)
+    Catalog::builtin().map_err(|e| OperationError::Templates(e.to_string()))
 }
 
 /// The providers the plan's locations use, connected.

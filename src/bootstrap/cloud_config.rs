@@ -1,0 +1,323 @@
+//! A node's cloud-config applied over SSH: its run-time tokens rendered (addresses of the
+//! node and its peers, generated secrets and uuids), `write_files` as files, the other keys
+//! the loader accepts ([`CLOUD_CONFIG_KEYS`](crate::fittings::CLOUD_CONFIG_KEYS)) as one
+//! script run when it changes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::fittings::Fittings;
+
+use super::{
+    Addresses, BootstrapError, CLOUD_CONFIG_SCRIPT, NodeConfig, RenderedFile, quote, sha256,
+};
+
+/// plumbery's run-time tokens, rendered for `node`.
+fn resolve_token(
+    expr: &str,
+    fittings: &Fittings,
+    node: &crate::fittings::NodeSpec,
+    addresses: &BTreeMap<String, Addresses>,
+    secrets: &mut BTreeMap<String, String>,
+) -> Option<String> {
+    use crate::fittings::tokens::{Meaning, classify};
+    let address = |name: &str, attribute: &str| -> Option<String> {
+        let a = addresses.get(name)?;
+        match attribute {
+            "private" | "private_host" => a.private.clone(),
+            "public" => a.public.clone().or_else(|| Some(String::new())),
+            "name" => Some(name.to_string()),
+            "id" => Some(name.to_string()),
+            _ => None,
+        }
+    };
+    let is_node = |n: &str| fittings.nodes.iter().any(|x| x.name.value == n);
+    match classify(expr, is_node) {
+        Meaning::SelfAttribute(attribute) => address(&node.name.value, attribute),
+        Meaning::Peer {
+            node: peer,
+            attribute,
+        } => address(peer, attribute),
+        Meaning::Generated => {
+            let parts: Vec<&str> = expr.split('.').collect();
+            match parts.as_slice() {
+                ["environment", var] => std::env::var(var).ok(),
+                ["location", "id"] => Some(fittings.locations[node.location].id.value.clone()),
+                ["uuid", name] => Some(
+                    secrets
+                        .entry(format!("uuid.{name}"))
+                        .or_insert_with(crate::state::random_uuid)
+                        .clone(),
+                ),
+                [name, "secret", hash @ ..] | ["secret", name, hash @ ..] => {
+                    let value = secrets
+                        .entry(format!("secret.{name}"))
+                        .or_insert_with(random_secret)
+                        .clone();
+                    match hash {
+                        [] => Some(value),
+                        ["sha256"] => Some(sha256(&value)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        Meaning::UnknownSelfAttribute(_) | Meaning::Verbatim => None,
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // Without the OS's randomness there is no secret to make: fail loudly rather than weakly.
+    getrandom::fill(&mut b).expect("the operating system provides randomness");
+    b
+}
+
+/// 9 characters, as plumbery's secrets.
+fn random_secret() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    random_bytes::<9>()
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Renders every string of a YAML tree through the tokens.
+fn render_tokens(
+    node: &crate::yaml::Node,
+    resolve: &mut dyn FnMut(&str) -> Option<String>,
+) -> serde_json::Value {
+    use crate::yaml::Value;
+    match &node.value {
+        Value::Str(s) => {
+            serde_json::Value::String(crate::fittings::tokens::render(s, &mut *resolve))
+        }
+        Value::Seq(items) => {
+            serde_json::Value::Array(items.iter().map(|i| render_tokens(i, resolve)).collect())
+        }
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.scalar_text().unwrap_or_default(),
+                        render_tokens(v, resolve),
+                    )
+                })
+                .collect(),
+        ),
+        _ => node.to_json(),
+    }
+}
+
+/// A node's cloud-config: `write_files` become files; `hostname`, `packages`, `users`,
+/// `ssh_authorized_keys`, `bootcmd` and `runcmd` become one script that runs when it changes
+/// (cloud-init runs them once per instance; fitter once per change of what they say).
+pub(super) fn cloud_config(
+    fittings: &Fittings,
+    node: &crate::fittings::NodeSpec,
+    cc: &crate::yaml::Node,
+    addresses: &BTreeMap<String, Addresses>,
+    secrets: &mut BTreeMap<String, String>,
+    config: &mut NodeConfig,
+) -> Result<(), BootstrapError> {
+    let mut resolve = |expr: &str| resolve_token(expr, fittings, node, addresses, secrets);
+    let cc = render_tokens(cc, &mut resolve);
+    let name = &node.name.value;
+    let text = |v: &serde_json::Value| -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    };
+    for f in cc["write_files"].as_array().into_iter().flatten() {
+        let path = f["path"]
+            .as_str()
+            .ok_or_else(|| BootstrapError::WriteFileWithoutPath { node: name.clone() })?;
+        let mut content = text(&f["content"]);
+        if matches!(f["encoding"].as_str(), Some("b64" | "base64")) {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(content.trim())
+                .map_err(|error| BootstrapError::WriteFileEncoding {
+                    node: name.clone(),
+                    path: path.to_string(),
+                    error,
+                })?;
+            content = String::from_utf8(bytes).map_err(|_| BootstrapError::WriteFileNotText {
+                node: name.clone(),
+                path: path.to_string(),
+            })?;
+        } else if content.is_empty() && f["content"].is_null() {
+            content = String::new();
+        }
+        config.files.retain(|x| x.path != path);
+        config.files.push(RenderedFile {
+            component: "cloud-config".into(),
+            path: path.to_string(),
+            mode: f["permissions"]
+                .as_str()
+                .unwrap_or("0644")
+                .trim_start_matches("0o")
+                .to_string(),
+            content,
+        });
+    }
+    let mut script = String::from(
+        "#!/bin/sh\n# written by fitter: the node's cloud-config, run when it changes\nset -e\n",
+    );
+    for cmd in cc["bootcmd"].as_array().into_iter().flatten() {
+        script.push_str(&command_line(cmd));
+    }
+    if let Some(h) = cc["hostname"].as_str() {
+        let _ = writeln!(script, "echo {0} > /etc/hostname; hostname {0}", quote(h));
+    }
+    let packages: Vec<String> = cc["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if !packages.is_empty() {
+        let list = packages
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            script,
+            "missing=$(for p in {list}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'ok installed' || echo \"$p\"; done)\n\
+             [ -z \"$missing\" ] || {{ DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y $missing; }}"
+        );
+    }
+    let authorize = |script: &mut String, home: &str, user: &str, key: &str| {
+        let _ = writeln!(
+            script,
+            "mkdir -p {home}/.ssh; touch {home}/.ssh/authorized_keys; grep -qxF {k} {home}/.ssh/authorized_keys || echo {k} >> {home}/.ssh/authorized_keys; chown -R {user}: {home}/.ssh; chmod 700 {home}/.ssh; chmod 600 {home}/.ssh/authorized_keys",
+            k = quote(key)
+        );
+    };
+    for key in cc["ssh_authorized_keys"].as_array().into_iter().flatten() {
+        authorize(&mut script, "/root", "root", &text(key));
+    }
+    for user in cc["users"].as_array().into_iter().flatten() {
+        let Some(login) = user["name"].as_str() else {
+            continue;
+        }; // `default`: nothing to do
+        let shell = user["shell"].as_str().unwrap_or("/bin/bash");
+        let _ = writeln!(
+            script,
+            "id -u {0} >/dev/null 2>&1 || useradd -m -s {1} {0}",
+            quote(login),
+            quote(shell)
+        );
+        if let Some(groups) = user["groups"].as_str() {
+            let _ = writeln!(script, "usermod -aG {} {}", quote(groups), quote(login));
+        }
+        if let Some(sudo) = user["sudo"].as_str() {
+            let _ = writeln!(
+                script,
+                "echo {} > /etc/sudoers.d/90-fitter-{login}; chmod 440 /etc/sudoers.d/90-fitter-{login}",
+                quote(&format!("{login} {sudo}"))
+            );
+        }
+        let home = format!("$(getent passwd {} | cut -d: -f6)", quote(login));
+        for key in user["ssh_authorized_keys"].as_array().into_iter().flatten() {
+            authorize(&mut script, &home, login, &text(key));
+        }
+    }
+    for cmd in cc["runcmd"].as_array().into_iter().flatten() {
+        script.push_str(&command_line(cmd));
+    }
+    config.files.push(RenderedFile {
+        component: "cloud-config".into(),
+        path: CLOUD_CONFIG_SCRIPT.into(),
+        mode: "0700".into(),
+        content: script,
+    });
+    config.run_on_change.push(CLOUD_CONFIG_SCRIPT.into());
+    Ok(())
+}
+
+/// A runcmd entry: a string is a shell line; a list is an argv.
+fn command_line(cmd: &serde_json::Value) -> String {
+    match cmd {
+        serde_json::Value::Array(argv) => {
+            let words: Vec<String> = argv
+                .iter()
+                .map(|a| quote(a.as_str().unwrap_or("")))
+                .collect();
+            format!("{}\n", words.join(" "))
+        }
+        serde_json::Value::String(s) => format!("{s}\n"),
+        other => format!("{other}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::bootstrap::{CLOUD_CONFIG_SCRIPT, render};
+    use crate::components::Catalog;
+    use crate::fittings::{self, CLOUD_CONFIG_KEYS, LoadOptions};
+
+    const PLAN: &str = r#"---
+defaults:
+  provider: lxd
+---
+locationId: local
+blueprints:
+  - web:
+      ethernet: {name: web, subnet: 10.0.0.0/24}
+      nodes:
+        - web1:
+            cloud-config:
+              write_files: [{path: /etc/fitter-test, content: written}]
+              bootcmd: [echo bootcmd-ran]
+              runcmd: [echo runcmd-ran]
+              packages: [cowsay]
+              users: [{name: alice}]
+              ssh_authorized_keys: [ssh-ed25519 AAAAC3Nza test]
+              hostname: web-one
+"#;
+
+    /// The loader accepts the keys of `CLOUD_CONFIG_KEYS` without a warning because
+    /// bootstrap applies them: each one must leave a trace in what is rendered.
+    #[test]
+    fn every_key_the_loader_accepts_is_applied() {
+        let catalog = Catalog::builtin().unwrap();
+        let options = LoadOptions {
+            parameters: BTreeMap::new(),
+            provider: None,
+            catalog: &catalog,
+        };
+        let loaded = fittings::load("web.yaml", PLAN, &options);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let f = loaded.fittings.unwrap();
+        let configs = render(&f, &catalog, &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        let web = &configs[0];
+        let script = &web
+            .files
+            .iter()
+            .find(|f| f.path == CLOUD_CONFIG_SCRIPT)
+            .unwrap()
+            .content;
+        for key in CLOUD_CONFIG_KEYS {
+            let applied = match *key {
+                "write_files" => web.files.iter().any(|f| f.path == "/etc/fitter-test"),
+                "bootcmd" => script.contains("echo bootcmd-ran"),
+                "runcmd" => script.contains("echo runcmd-ran"),
+                "packages" => script.contains("'cowsay'"),
+                "users" => script.contains("useradd -m -s '/bin/bash' 'alice'"),
+                "ssh_authorized_keys" => script.contains("'ssh-ed25519 AAAAC3Nza test'"),
+                "hostname" => script.contains("'web-one' > /etc/hostname"),
+                other => {
+                    panic!("`{other}` is accepted by the loader: test how bootstrap applies it")
+                }
+            };
+            assert!(applied, "`{key}` left no trace:\n{script}");
+        }
+    }
+}
