@@ -9,6 +9,9 @@
 #              counting its `#[cfg(test)]` module. Reported; enforced with --strict.
 #   errors     no `Result<_, String>` in the pipeline modules (src/ but the CLI edge,
 #              src/cli.rs and src/main.rs). Reported; enforced with --strict.
+#   cycles     no circle among the top-level modules of src/ (module A's code naming
+#              `crate::b` and b's naming `crate::a`, directly or through others), so that the
+#              stages read as a pipeline (scripts/module-cycles.py). Always enforced.
 #
 # Code inside `#[cfg(test)] mod ... { }` and comment lines are not checked: tests and
 # fixtures may name providers. A provider's folder is providers/src/<name>/ with a
@@ -113,6 +116,14 @@ for file in $(sources src | grep -v -x -e src/cli.rs -e src/main.rs); do
         }')
 done
 
+# --- cycles ---------------------------------------------------------------------------
+cycles=0
+while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    echo "$line"
+    cycles=$((cycles + 1))
+done < <(python3 scripts/module-cycles.py || true)
+
 # --- summary --------------------------------------------------------------------------
 verdict() { # COUNT ENFORCED
     if (( $1 == 0 )); then echo "ok"
@@ -121,12 +132,13 @@ verdict() { # COUNT ENFORCED
     fi
 }
 status=0
-(( provider_offenders == 0 )) || status=1
+(( provider_offenders == 0 && cycles == 0 )) || status=1
 (( !strict || (long_files == 0 && string_errors == 0) )) || status=1
 mode=""
 (( strict )) && mode=" (--strict)"
 echo "check-structure$mode: $provider_offenders provider check(s) outside providers/" \
     "[$(verdict "$provider_offenders" 1)]," \
     "$long_files file(s) over $MAX_LINES lines [$(verdict "$long_files" "$strict")]," \
-    "$string_errors \`Result<_, String>\` in pipeline modules [$(verdict "$string_errors" "$strict")]"
+    "$string_errors \`Result<_, String>\` in pipeline modules [$(verdict "$string_errors" "$strict")]," \
+    "$cycles module circle(s) [$(verdict "$cycles" 1)]"
 exit "$status"

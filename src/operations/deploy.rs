@@ -208,8 +208,7 @@ impl Deployment {
             }
         }
         let mut secrets = state.secrets.clone();
-        let configs = bootstrap::render(&checked.fittings, &catalog, &addresses, &mut secrets)
-            .map_err(|e| OperationError::Render(e.to_string()))?;
+        let configs = bootstrap::render(&checked.fittings, &catalog, &addresses, &mut secrets)?;
         if secrets != state.secrets {
             // Saved before any node sees them, so a rerun renders the same values.
             self.state.update(|s| s.secrets = secrets)?;

@@ -24,7 +24,8 @@ use fitter_providers::{ConnectOptions, ProviderKind};
 use thiserror::Error;
 
 use crate::apply::{ApplyError, Providers};
-use crate::components::Catalog;
+use crate::bootstrap::BootstrapError;
+use crate::components::{Catalog, CatalogError};
 use crate::diagnostics::{Diagnostic, SourceFile};
 use crate::fittings::{self, Fittings, LoadOptions};
 use crate::graph::{self, GraphError, ResourceGraph};
@@ -59,10 +60,10 @@ pub enum OperationError {
     #[error(transparent)]
     Ssh(#[from] SshError),
     #[error("the built-in templates are broken: {0}")]
-    Templates(String),
+    Templates(#[from] CatalogError),
     /// Rendering a node's configuration failed.
-    #[error("{0}")]
-    Render(String),
+    #[error(transparent)]
+    Render(#[from] BootstrapError),
     #[error("cannot write `{path}`")]
     Write {
         path: PathBuf,
@@ -146,7 +147,7 @@ fn read_plan(path: &std::path::Path) -> Result<(String, String), OperationError>
 
 /// The components and templates built into fitter.
 pub fn catalog() -> Result<Catalog, OperationError> {
-    Catalog::builtin().map_err(|e| OperationError::Templates(e.to_string()))
+    Ok(Catalog::builtin()?)
 }
 
 /// The providers the plan's locations use, connected.
