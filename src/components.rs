@@ -15,6 +15,8 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// The component every node gets before its roles.
 pub const COMMON: &str = "common";
+/// The component every node gets when the plan hardens SSH (`ssh: {harden: true}`).
+pub const SSHD: &str = "sshd";
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -572,11 +572,16 @@ fn add_bootstrap(b: &mut Builder, fittings: &Fittings, catalog: &Catalog) {
         b.edge(all_nodes, common, Reason::Sequence, None);
         users.entry(COMMON).or_default().push(common);
         let mut last = vec![common];
-        for role in &node.roles {
-            let s = b.add(bootstrap_step(node, &role.value));
+        // The same components bootstrap applies and the plan lists.
+        for component in fittings.components_of(node, catalog) {
+            let name = component.name.as_str();
+            if name == COMMON {
+                continue;
+            }
+            let s = b.add(bootstrap_step(node, name));
             b.edge(common, s, Reason::Sequence, None);
-            users.entry(role.value.as_str()).or_default().push(s);
-            steps.push((i, role.value.as_str(), s));
+            users.entry(name).or_default().push(s);
+            steps.push((i, name, s));
             last.push(s);
         }
         let has_cloud_config = node

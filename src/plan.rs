@@ -109,9 +109,10 @@ pub fn bootstrap_plan(
             .nodes
             .iter()
             .filter(|n| {
-                c.name == crate::components::COMMON
-                    || (c.name == "sshd" && fittings.harden_ssh)
-                    || n.roles.iter().any(|r| r.value == c.name)
+                fittings
+                    .components_of(n, catalog)
+                    .iter()
+                    .any(|x| x.name == c.name)
             })
             .map(|n| n.name.value.clone())
             .collect();

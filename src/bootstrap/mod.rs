@@ -24,6 +24,7 @@ mod cloud_config;
 mod error;
 mod render;
 mod summary;
+mod walk;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,9 +34,9 @@ use sha2::{Digest, Sha256};
 
 pub use error::BootstrapError;
 
-pub use apply::apply;
 pub use render::render;
 pub use summary::render_report;
+pub use walk::{Walk, apply};
 
 /// A node's addresses, from the state.
 #[derive(Debug, Clone, Default)]

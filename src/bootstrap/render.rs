@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use crate::components::{COMMON, Catalog};
+use crate::components::Catalog;
 use crate::fittings::Fittings;
 
 use super::cloud_config::cloud_config;
@@ -100,16 +100,7 @@ pub fn render(
             apt_sources: BTreeMap::new(),
             run_on_change: Vec::new(),
         };
-        let mut wanted: BTreeSet<&str> = std::iter::once(COMMON)
-            .chain(node.roles.iter().map(|r| r.value.as_str()))
-            .collect();
-        if fittings.harden_ssh {
-            wanted.insert("sshd");
-        }
-        for component in catalog.ordered() {
-            if !wanted.contains(component.name.as_str()) {
-                continue;
-            }
+        for component in fittings.components_of(node, catalog) {
             let install = fittings
                 .components
                 .get(&component.name)

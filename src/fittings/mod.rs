@@ -44,7 +44,7 @@ use std::net::Ipv4Addr;
 
 use fitter_providers::{ProviderKind, did_you_mean};
 
-use crate::components::Catalog;
+use crate::components::{COMMON, Catalog, Component, SSHD};
 use crate::diagnostics::{Diagnostic, Report, SourceFile};
 use crate::yaml::{self, Node, Span};
 
@@ -75,6 +75,23 @@ pub struct Fittings {
     /// `ssh: {harden: true}`: every node gets the `sshd` component (no passwords, root by
     /// key only).
     pub harden_ssh: bool,
+}
+
+impl Fittings {
+    /// The components `node` gets, in the catalogue's order (each after those it comes
+    /// after): `common`, `sshd` when the plan hardens SSH, then its roles. The one answer
+    /// the graph, the plan and bootstrap all use.
+    pub fn components_of<'c>(&self, node: &NodeSpec, catalog: &'c Catalog) -> Vec<&'c Component> {
+        catalog
+            .ordered()
+            .into_iter()
+            .filter(|c| {
+                c.name == COMMON
+                    || (c.name == SSHD && self.harden_ssh)
+                    || node.roles.iter().any(|r| r.value == c.name)
+            })
+            .collect()
+    }
 }
 
 /// How a component is installed, when the plan says otherwise than `templates/`.

@@ -226,14 +226,13 @@ impl Deployment {
             }
         }
         options.reporter.phase_started(Phase::Bootstrap);
-        let nodes = bootstrap::apply(
-            targets,
+        let walk = bootstrap::Walk {
             operator,
-            options.ssh_parallelism,
-            options.ssh_timeout,
-            options.reporter.as_ref(),
-        )
-        .await;
+            parallelism: options.ssh_parallelism,
+            patience: options.ssh_timeout,
+            reporter: options.reporter.as_ref(),
+        };
+        let nodes = bootstrap::apply(&checked.graph, &targets, &walk).await;
         options.reporter.phase_finished(Phase::Bootstrap);
         Ok(BootstrapResult { not_ready, nodes })
     }

@@ -1,0 +1,272 @@
+//! The bootstrap walks the plan's graph: the same bootstrap steps and role order that
+//! `fitter graph` shows and `plan` counts. One step is one component on one node
+//! (`bootstrap.master1.zookeeper`); the graph orders a node's components (`common` first,
+//! cloud-config last) and, across nodes, each component after every step of the components
+//! it comes after (`barrier.zookeeper`: ZooKeeper on every master before any Mesos master).
+//!
+//! The engine hands over, each round, the steps whose prerequisites have all finished; the
+//! steps of one node in one round become one [`NodeRun::apply`] (one or two round trips),
+//! `--ssh-parallelism` nodes at a time. A node's first round also opens its session and does
+//! what concerns the whole node ([`NodeRun::begin`]).
+//!
+//! A failure stops its node only: the node's later components are not applied, and it is
+//! reported failed. Across nodes the role order means "after it finished", not "after it
+//! succeeded": with ZooKeeper failing on one master of three the others still form a quorum,
+//! and the Mesos masters are still configured. So every step returns success to the engine
+//! and failures are kept per node.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use futures::future::{LocalBoxFuture, Shared};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef as _;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::apply::NodeRun;
+use super::{NodeReport, Target};
+use crate::engine;
+use crate::graph::{ResourceGraph, StepKind};
+use crate::report::{Activity, Finish, Reporter};
+use crate::ssh::OperatorKey;
+
+/// What the walk is given besides the nodes.
+pub struct Walk<'a> {
+    pub operator: &'a OperatorKey,
+    /// Nodes worked on at once.
+    pub parallelism: usize,
+    /// How long a node may take to answer SSH.
+    pub patience: Duration,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// One node's progress through the walk.
+struct Node<'t> {
+    run: NodeRun<'t>,
+    /// Its components not yet handed over.
+    left: BTreeSet<String>,
+    failed: bool,
+}
+
+/// Brings every target in line with its config, along the graph's bootstrap steps. Nodes
+/// not among the targets (not ready) are left out and hold nothing back. Returns one report
+/// per target, in the targets' order.
+pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -> Vec<NodeReport> {
+    let (dag, steps) = bootstrap_dag(graph);
+    let index: HashMap<&str, usize> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.config.node.as_str(), i))
+        .collect();
+    // A step is selected when its node is a target; barriers always, as join points.
+    let selected: Vec<bool> = steps
+        .iter()
+        .map(|s| match s {
+            Some((node, _)) => index.contains_key(node.as_str()),
+            None => true,
+        })
+        .collect();
+    let nodes: Vec<Mutex<Node<'_>>> = targets
+        .iter()
+        .map(|t| {
+            let mut left: BTreeSet<String> = steps
+                .iter()
+                .flatten()
+                .filter(|(node, _)| *node == t.config.node)
+                .map(|(_, component)| component.clone())
+                .collect();
+            // What the config has and the graph does not name is applied with the last step.
+            left.extend(t.config.files.iter().map(|f| f.component.clone()));
+            left.extend(t.config.services.iter().map(|s| s.component.clone()));
+            Mutex::new(Node {
+                run: NodeRun::new(t),
+                left,
+                failed: false,
+            })
+        })
+        .collect();
+    let remaining: Vec<std::sync::Mutex<usize>> = targets
+        .iter()
+        .map(|t| {
+            let n = steps
+                .iter()
+                .flatten()
+                .filter(|(node, _)| *node == t.config.node)
+                .count();
+            std::sync::Mutex::new(n)
+        })
+        .collect();
+    let slots = Semaphore::new(walk.parallelism.max(1));
+    let never = CancellationToken::new();
+    let count = steps.len();
+    let (all, slots, remaining, steps, index) = (&nodes, &slots, &remaining, &steps, &index);
+    engine::walk_rounds(&dag, &selected, count, &never, |round| {
+        // The steps of one node in this round: one piece of work, shared by its steps.
+        let mut by_node: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        for v in round {
+            if let Some((node, component)) = &steps[v.index()]
+                && let Some(&i) = index.get(node.as_str())
+            {
+                by_node.entry(i).or_default().insert(component.clone());
+            }
+        }
+        let mut work: HashMap<usize, Shared<LocalBoxFuture<'_, ()>>> = HashMap::new();
+        for (i, components) in by_node {
+            let future = async move {
+                let count = components.len();
+                let _slot = slots.acquire().await;
+                let mut node = all[i].lock().await;
+                let last = {
+                    let mut left = remaining[i].lock().unwrap_or_else(|e| e.into_inner());
+                    *left = left.saturating_sub(count);
+                    *left == 0
+                };
+                round_of(&mut node, components, last, walk).await;
+            };
+            work.insert(i, future.boxed_local().shared());
+        }
+        round
+            .iter()
+            .map(|v| {
+                let shared = steps[v.index()]
+                    .as_ref()
+                    .and_then(|(node, _)| index.get(node.as_str()))
+                    .and_then(|i| work.get(i).cloned());
+                async move {
+                    if let Some(w) = shared {
+                        w.await;
+                    }
+                    Ok::<(), ()>(())
+                }
+            })
+            .collect()
+    })
+    .await;
+    let mut reports = Vec::with_capacity(targets.len());
+    for node in nodes {
+        reports.push(node.into_inner().run.end().await);
+    }
+    reports
+}
+
+/// One round of one node: its session opened on the first, the components applied, and on
+/// the last (`last`) whatever is left, the session closed and the outcome reported.
+async fn round_of(node: &mut Node<'_>, components: BTreeSet<String>, last: bool, walk: &Walk<'_>) {
+    let subject = format!("node.{}", node.run.report.node);
+    let step = |detail: &str| walk.reporter.step(&subject, detail);
+    if !node.failed && !node.run.begun() {
+        walk.reporter.started(&subject, Activity::Bootstrapping);
+        if let Err(e) = node.run.begin(walk.operator, walk.patience, &step).await {
+            fail(node, &subject, e.to_string(), walk);
+        }
+    }
+    if node.failed {
+        return;
+    }
+    let mut now: BTreeSet<String> = components;
+    if last {
+        now.extend(std::mem::take(&mut node.left));
+    } else {
+        node.left.retain(|c| !now.contains(c));
+    }
+    if let Err(e) = node.run.apply(&now, &step).await {
+        fail(node, &subject, e.to_string(), walk);
+        return;
+    }
+    if last {
+        let r = &node.run.report;
+        let unchanged = r.uploaded.is_empty() && r.restarted.is_empty() && r.removed.is_empty();
+        walk.reporter.finished(
+            &subject,
+            if unchanged {
+                Finish::Unchanged
+            } else {
+                Finish::Done { id: None }
+            },
+        );
+    }
+}
+
+fn fail(node: &mut Node<'_>, subject: &str, error: String, walk: &Walk<'_>) {
+    node.failed = true;
+    walk.reporter
+        .finished(subject, Finish::Failed { error: &error });
+    node.run.report.error = Some(error);
+}
+
+/// The graph's bootstrap steps and barriers, with the edges among them; for each vertex its
+/// node and component, `None` for a barrier. Resources are left out: they exist by now.
+type Steps = Vec<Option<(String, String)>>;
+
+fn bootstrap_dag(graph: &ResourceGraph) -> (DiGraph<(), ()>, Steps) {
+    let mut dag = DiGraph::new();
+    let mut steps = Vec::new();
+    let mut map: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    for &v in &graph.order {
+        let step = match &graph.graph[v].kind {
+            StepKind::Bootstrap { node, component } => Some((node.clone(), component.clone())),
+            StepKind::Barrier => None,
+            StepKind::Resource(_) => continue,
+        };
+        map.insert(v, dag.add_node(()));
+        steps.push(step);
+    }
+    for e in graph.graph.edge_references() {
+        if let (Some(&a), Some(&b)) = (map.get(&e.source()), map.get(&e.target())) {
+            dag.add_edge(a, b, ());
+        }
+    }
+    (dag, steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operations::{CheckOptions, check};
+
+    /// The local example's bootstrap order, as the walk reads it from the graph.
+    #[test]
+    fn zookeeper_everywhere_comes_before_any_mesos_master() {
+        let checked = check(&CheckOptions {
+            path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
+            parameters: BTreeMap::new(),
+            provider: None,
+        })
+        .unwrap();
+        let (dag, steps) = bootstrap_dag(&checked.graph);
+        let find = |node: &str, component: &str| {
+            steps
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|(n, c)| n == node && c == component))
+                .map(NodeIndex::new)
+                .unwrap_or_else(|| panic!("no bootstrap.{node}.{component}"))
+        };
+        let masters = ["master1", "master2", "master3"];
+        for m in masters {
+            for other in masters {
+                let zk = find(other, "zookeeper");
+                let mesos = find(m, "mesos-master");
+                assert!(
+                    petgraph::algo::has_path_connecting(&dag, zk, mesos, None),
+                    "mesos-master on {m} does not wait for zookeeper on {other}"
+                );
+            }
+            assert!(petgraph::algo::has_path_connecting(
+                &dag,
+                find(m, "common"),
+                find(m, "zookeeper"),
+                None
+            ));
+        }
+        // The hardened sshd is a step too: the graph has what bootstrap applies.
+        find("agent1", "sshd");
+        assert!(petgraph::algo::has_path_connecting(
+            &dag,
+            find("master2", "mesos-master"),
+            find("agent1", "mesos-agent"),
+            None
+        ));
+    }
+}
