@@ -28,6 +28,7 @@ pub mod cloud;
 pub mod digitalocean;
 pub mod lxd;
 pub mod registry;
+pub mod wait;
 
 pub use cloud::{Cloud, ConnectError, ConnectOptions};
 

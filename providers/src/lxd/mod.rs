@@ -28,6 +28,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value as Json, json};
 
 use crate::api::{Outputs, Owned, Provider, ProviderError, Request};
+use crate::wait::{Poll, poll_until};
 use crate::{ProviderKind, ResourceKind};
 
 mod acl;
@@ -140,20 +141,20 @@ impl Provider for Lxd {
         outputs.extra.insert("lxd_name".into(), json!(id));
         if let Request::Node(r) = request {
             let resource = request.address();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-            loop {
-                match self.instance_status(&resource, id).await?.as_deref() {
-                    Some("Running") => break,
-                    _ if tokio::time::Instant::now() > deadline => {
-                        return Err(ProviderError::Timeout {
-                            resource,
-                            seconds: 120,
-                            what: "the container is not running".into(),
-                        });
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            }
+            poll_until(
+                &resource,
+                Duration::from_secs(120),
+                Duration::from_millis(250),
+                || async {
+                    Ok(
+                        match self.instance_status(&resource, id).await?.as_deref() {
+                            Some("Running") => Poll::Ready(()),
+                            _ => Poll::Pending("the container is not running".into()),
+                        },
+                    )
+                },
+            )
+            .await?;
             if let Some(address) = r.address {
                 outputs.private_ip = Some(address.into());
             }
@@ -276,23 +277,25 @@ impl Provider for Lxd {
                 // Wait until no instance uses the network before asking to delete it: a
                 // DELETE refused as "in use" left LXD 5.0 with a stray dnsmasq and firewall
                 // chains once the network was finally deleted.
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                loop {
-                    let Some(meta) = self.get_owned(&resource, &path).await? else {
-                        return Ok(());
-                    };
-                    let in_use = meta["used_by"].as_array().is_some_and(|u| !u.is_empty());
-                    if !in_use {
-                        break;
-                    }
-                    if tokio::time::Instant::now() > deadline {
-                        return Err(ProviderError::Timeout {
-                            resource,
-                            seconds: 60,
-                            what: format!("still used by {}", meta["used_by"]),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                let exists = poll_until(
+                    &resource,
+                    Duration::from_secs(60),
+                    Duration::from_millis(250),
+                    || async {
+                        let Some(meta) = self.get_owned(&resource, &path).await? else {
+                            return Ok(Poll::Ready(false));
+                        };
+                        let in_use = meta["used_by"].as_array().is_some_and(|u| !u.is_empty());
+                        Ok(if in_use {
+                            Poll::Pending(format!("still used by {}", meta["used_by"]))
+                        } else {
+                            Poll::Ready(true)
+                        })
+                    },
+                )
+                .await?;
+                if !exists {
+                    return Ok(());
                 }
                 let answer = self.json(&resource, Method::DELETE, &path, None).await?;
                 if answer.status != StatusCode::NOT_FOUND {
@@ -301,13 +304,24 @@ impl Provider for Lxd {
                 // LXD answers before the bridge and its dnsmasq are gone; touching the ACLs
                 // meanwhile made it restart that dnsmasq and leave it behind. Done means the
                 // name is unknown even as a bare interface.
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                while tokio::time::Instant::now() < deadline {
-                    let answer = self.json(&resource, Method::GET, &path, None).await?;
-                    if answer.status == StatusCode::NOT_FOUND {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                // After 30 s the bridge is left to LXD: the delete itself was accepted.
+                let gone = poll_until(
+                    &resource,
+                    Duration::from_secs(30),
+                    Duration::from_millis(100),
+                    || async {
+                        let answer = self.json(&resource, Method::GET, &path, None).await?;
+                        Ok(if answer.status == StatusCode::NOT_FOUND {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending("the bridge is still there".into())
+                        })
+                    },
+                )
+                .await;
+                match gone {
+                    Err(ProviderError::Timeout { .. }) | Ok(()) => {}
+                    Err(e) => return Err(e),
                 }
             }
             ResourceKind::SshKey | ResourceKind::Tag => {}
