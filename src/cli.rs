@@ -33,6 +33,10 @@ pub struct Cli {
     /// display.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Accept a plain `http://` API endpoint on another machine (the token then crosses the
+    /// network unencrypted). Loopback endpoints (a simulator) need no flag.
+    #[arg(long, global = true)]
+    allow_insecure_http: bool,
     /// Colours on standard error (`auto`: on a terminal, unless `NO_COLOR` is set).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     color: ColorChoice,
@@ -201,6 +205,13 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What the global flags ask of every command.
+struct Globals {
+    display: Display,
+    /// `--allow-insecure-http`.
+    insecure: bool,
+}
+
 /// Why a command stopped, as the CLI prints it.
 enum Failure {
     Operation(OperationError),
@@ -279,11 +290,15 @@ fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let display = Display {
-        quiet: cli.quiet,
-        no_progress: cli.no_progress,
-        color: cli.color,
+    let globals = Globals {
+        display: Display {
+            quiet: cli.quiet,
+            no_progress: cli.no_progress,
+            color: cli.color,
+        },
+        insecure: cli.allow_insecure_http,
     };
+    let insecure = globals.insecure;
     match cli.command {
         Command::Validate(args) => {
             let checked = check(&args, cli.quiet)?;
@@ -324,7 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             let checked = check(&args, cli.quiet)?;
             let ws = Workspace::new(&args.fittings, state, None);
-            let the_plan = dry_run(&checked, &ws, !no_refresh)?;
+            let the_plan = dry_run(&checked, &ws, !no_refresh, insecure)?;
             if json {
                 print!("{}", the_plan.to_json());
             } else {
@@ -349,11 +364,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let checked = check(&args, cli.quiet)?;
             let ws = Workspace::new(&args.fittings, apply.state.clone(), apply.ssh_key.clone());
             if only_plan {
-                print!("{}", dry_run(&checked, &ws, true)?.render());
+                print!("{}", dry_run(&checked, &ws, true, insecure)?.render());
                 return Ok(ExitCode::SUCCESS);
             }
             let runtime = runtime()?;
-            runtime.block_on(deploy(checked, ws, &apply, &display))
+            runtime.block_on(deploy(checked, ws, &apply, &globals))
         }
         Command::Inventory {
             plan: args,
@@ -448,16 +463,21 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let checked = check(&args, cli.quiet)?;
             let ws = Workspace::new(&args.fittings, apply.state.clone(), apply.ssh_key.clone());
             let runtime = runtime()?;
-            runtime.block_on(dispose(checked, ws, &apply, &display))
+            runtime.block_on(dispose(checked, ws, &apply, &globals))
         }
     }
 }
 
 /// `plan` and `deploy --dry-run`: what deploy would do, reading only. A refresh that cannot
 /// reach a provider points at `--no-refresh`.
-fn dry_run(checked: &Checked, ws: &Workspace, refresh: bool) -> Result<plan::Plan, Failure> {
+fn dry_run(
+    checked: &Checked,
+    ws: &Workspace,
+    refresh: bool,
+    insecure: bool,
+) -> Result<plan::Plan, Failure> {
     let result = runtime()?
-        .block_on(inspect::dry_run(checked, ws, refresh))
+        .block_on(inspect::dry_run(checked, ws, refresh, insecure))
         .map_err(|e| match e {
             e @ (OperationError::Provider(_) | OperationError::Apply(_)) => {
                 Failure::Message(format!(
@@ -481,15 +501,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, OperationError> {
 }
 
 /// How `deploy` and `dispose` carry out their plan: the limits, the display, Ctrl-C.
-fn apply_options(args: &ApplyArgs, display: &Display) -> ApplyOptions {
+fn apply_options(args: &ApplyArgs, globals: &Globals) -> ApplyOptions {
     ApplyOptions {
         parallelism: args.parallelism,
         ssh_parallelism: args.ssh_parallelism,
         ssh_timeout: Duration::from_secs(args.ssh_timeout),
         ready_timeout: Duration::from_secs(args.ready_timeout),
         skip_bootstrap: args.skip_bootstrap,
+        allow_insecure_http: globals.insecure,
         cancel: cancel_on_ctrl_c(),
-        reporter: display.reporter(),
+        reporter: globals.display.reporter(),
     }
 }
 
@@ -534,9 +555,9 @@ async fn deploy(
     checked: Checked,
     ws: Workspace,
     args: &ApplyArgs,
-    display: &Display,
+    globals: &Globals,
 ) -> Result<ExitCode, Failure> {
-    let options = apply_options(args, display);
+    let options = apply_options(args, globals);
     let state_path = ws.state.clone();
     let mut deployment = Deployment::open(&checked, ws, "fitter deploy", &options).await?;
     for address in &deployment.gone {
@@ -581,9 +602,9 @@ async fn dispose(
     checked: Checked,
     ws: Workspace,
     args: &ApplyArgs,
-    display: &Display,
+    globals: &Globals,
 ) -> Result<ExitCode, Failure> {
-    let options = apply_options(args, display);
+    let options = apply_options(args, globals);
     let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options).await?;
     let (adopted, the_plan) = deployment.plan_dispose(&checked).await?;
     for a in &adopted {

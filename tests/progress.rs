@@ -6,7 +6,8 @@
 //! while the droplets are still `new`. The simulator, not a sleep, holds the deploy in its
 //! wait; the tests only read what fitter prints. Prism is not in the loop: what is checked
 //! here is the display, and the API traffic of the same deploy is held to the spec by
-//! tests/digitalocean.rs.
+//! tests/digitalocean.rs. The pseudo-terminal comes from `portable-pty` (wezterm's, kept
+//! up to date), so the test needs no tmux or `script` installed and reads every byte drawn.
 
 use std::io::Read as _;
 use std::path::PathBuf;

@@ -130,6 +130,9 @@ pub struct ConnectOptions<'a> {
     pub ready_timeout: Duration,
     /// What the plan's locations give under the cloud's name, in the plan's order.
     pub settings: Vec<&'a BTreeMap<String, String>>,
+    /// `--allow-insecure-http`: an `http://` API endpoint that is not on this machine is
+    /// accepted (the token then crosses the network unencrypted).
+    pub allow_insecure_http: bool,
 }
 
 impl ConnectOptions<'_> {

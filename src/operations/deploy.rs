@@ -34,6 +34,8 @@ pub struct ApplyOptions {
     pub ready_timeout: Duration,
     /// Create the infrastructure only: no SSH probe, no bootstrap.
     pub skip_bootstrap: bool,
+    /// `--allow-insecure-http`: a plain-http API endpoint on another machine is accepted.
+    pub allow_insecure_http: bool,
     /// Ctrl-C: no new work starts, running calls finish, the state is saved.
     pub cancel: CancellationToken,
     pub reporter: Arc<dyn Reporter>,
@@ -91,7 +93,12 @@ impl Deployment {
         command: &str,
         options: &ApplyOptions,
     ) -> Result<Deployment, OperationError> {
-        let providers = connect_providers(&checked.fittings, options.ready_timeout).await?;
+        let providers = connect_providers(
+            &checked.fittings,
+            options.ready_timeout,
+            options.allow_insecure_http,
+        )
+        .await?;
         let mut state = LockedState::open(
             workspace.store.as_ref(),
             &checked.fittings.deployment,

@@ -23,6 +23,7 @@ pub async fn dry_run(
     checked: &Checked,
     workspace: &Workspace,
     refresh: bool,
+    allow_insecure_http: bool,
 ) -> Result<DryRun, OperationError> {
     let mut recorded = workspace.store.read(&checked.fittings.deployment)?;
     let mut gone = Vec::new();
@@ -30,7 +31,12 @@ pub async fn dry_run(
         && refresh
         && !state.resources.is_empty()
     {
-        let providers = connect_providers(&checked.fittings, Duration::from_secs(600)).await?;
+        let providers = connect_providers(
+            &checked.fittings,
+            Duration::from_secs(600),
+            allow_insecure_http,
+        )
+        .await?;
         gone = apply::gone(state, &providers).await?;
         for address in &gone {
             state.resources.remove(address);

@@ -154,6 +154,7 @@ pub fn catalog() -> Result<Catalog, OperationError> {
 pub async fn connect_providers(
     fittings: &Fittings,
     ready_timeout: Duration,
+    allow_insecure_http: bool,
 ) -> Result<Providers, OperationError> {
     let mut providers = Providers::default();
     let mut kinds: Vec<ProviderKind> = fittings.locations.iter().map(|l| l.provider).collect();
@@ -163,6 +164,7 @@ pub async fn connect_providers(
         let options = ConnectOptions {
             deployment: &fittings.deployment,
             ready_timeout,
+            allow_insecure_http,
             settings: fittings
                 .locations
                 .iter()

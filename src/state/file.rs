@@ -7,6 +7,11 @@
 //! - **Write**: to `<state>.tmp`, fsynced, the previous version copied to `<state>.backup`,
 //!   renamed over the old file, the folder fsynced; mode 0600, as the state holds addresses,
 //!   host keys and generated secrets.
+//! - **Links**: no file of the state folder is opened through a symbolic link (`O_NOFOLLOW`
+//!   on the lock, the temporary file and the backup): a link planted as `<state>.backup`
+//!   would otherwise have the state, host keys included, written to wherever it points. A
+//!   link found there is an error that names it. The flag's value differs between
+//!   platforms, so it comes from the `libc` crate rather than a number written here.
 //! - **Compare-and-swap**: before a write, the file must still hold the version this writer
 //!   last wrote (or read). Re-reading it each time dominated a thousand-node deploy, so the
 //!   writer remembers the file's size, mtime and inode after its own write and re-reads only
@@ -64,8 +69,9 @@ impl StateStore for FileStore {
             .read(true)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
-            .map_err(write_err)?;
+            .map_err(|e| link_error(&lock_path, e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -189,18 +195,15 @@ fn write_atomically(path: &Path, text: &str) -> Result<Stamp, StateError> {
         move |source| StateError::Write { path, source }
     };
     let tmp = sibling(path, "tmp");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err(&tmp))?;
+    let mut file = open_private(&tmp)?;
     file.write_all(text.as_bytes()).map_err(err(&tmp))?;
     file.sync_all().map_err(err(&tmp))?;
     if path.exists() {
         let backup = sibling(path, "backup");
-        std::fs::copy(path, &backup).map_err(err(&backup))?;
+        let previous = std::fs::read(path).map_err(err(path))?;
+        let mut copy = open_private(&backup)?;
+        copy.write_all(&previous).map_err(err(&backup))?;
+        copy.sync_all().map_err(err(&backup))?;
     }
     std::fs::rename(&tmp, path).map_err(err(path))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -212,6 +215,34 @@ fn write_atomically(path: &Path, text: &str) -> Result<Stamp, StateError> {
         path: path.to_path_buf(),
         source: std::io::Error::other("the file vanished after it was written"),
     })
+}
+
+/// Opens a file of the state folder for writing from scratch, mode 0600, never through a
+/// symbolic link.
+fn open_private(path: &Path) -> Result<File, StateError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| link_error(path, e))
+}
+
+/// The error for a failed open: a symbolic link in the way is named as such (`ELOOP` is how
+/// `O_NOFOLLOW` refuses one).
+fn link_error(path: &Path, source: std::io::Error) -> StateError {
+    if source.raw_os_error() == Some(libc::ELOOP) {
+        StateError::Link {
+            path: path.to_path_buf(),
+        }
+    } else {
+        StateError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// `web.state.json` -> `web.state.json.lock`.

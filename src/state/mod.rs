@@ -158,6 +158,11 @@ pub enum StateError {
         path: PathBuf,
         holder: Option<Holder>,
     },
+    #[error(
+        "`{path}` is a symbolic link; fitter follows no link in the state folder (a link there \
+         would have the state, host keys included, written where it points): remove it"
+    )]
+    Link { path: PathBuf },
     #[error("cannot write the state file `{path}`")]
     Write {
         path: PathBuf,
@@ -459,5 +464,37 @@ mod tests {
         edited.serial = 9;
         std::fs::write(&path, serde_json::to_string(&edited).unwrap()).unwrap();
         assert!(matches!(again.save(), Err(StateError::Conflict { .. })));
+    }
+
+    #[test]
+    fn a_link_planted_in_the_state_folder_is_never_followed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.state.json");
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "precious\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut file = open(&path).unwrap();
+        file.update(|s| {
+            s.secrets.insert("k".into(), "v".into());
+        })
+        .unwrap();
+        std::os::unix::fs::symlink(&target, sibling(&path, "backup")).unwrap();
+        let err = file.update(|s| s.secrets.clear()).unwrap_err();
+        assert!(matches!(err, StateError::Link { .. }), "{err}");
+        assert!(err.to_string().contains("d.state.json.backup"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "the link's target changed mode");
+        // The state as it was stays on disk.
+        assert_eq!(read(&path, "d").unwrap().unwrap().secrets["k"], "v");
+        drop(file);
+        // The same for a link as the lock.
+        let other = dir.path().join("o.state.json");
+        std::os::unix::fs::symlink(&target, sibling(&other, "lock")).unwrap();
+        let err = LockedState::open(&FileStore::new(&other), "d", &Holder::this_process("t"))
+            .unwrap_err();
+        assert!(matches!(err, StateError::Link { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
     }
 }

@@ -108,8 +108,8 @@ impl Cloud for DigitalOceanCloud {
         &self,
         options: &ConnectOptions<'_>,
     ) -> Result<Arc<dyn Provider>, ConnectError> {
-        let mut settings =
-            super::Settings::from_env().map_err(|message| ConnectError::Setup { message })?;
+        let mut settings = super::Settings::from_env(options.allow_insecure_http)
+            .map_err(|message| ConnectError::Setup { message })?;
         settings.ready_timeout = options.ready_timeout;
         let provider = super::DigitalOcean::new(options.deployment, settings)
             .map_err(|message| ConnectError::Setup { message })?;

@@ -117,6 +117,10 @@ impl Client {
             .map_err(|_| "the DigitalOcean token contains characters a header cannot carry")?;
         auth.set_sensitive(true);
         let http = reqwest::Client::builder()
+            // The API never redirects. Following one would send the request, its token
+            // header aside, and its body (a batch's user_data holds every node's host
+            // private key) to whatever host the answer names: a redirect is an error.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("fitter/", env!("CARGO_PKG_VERSION")))
@@ -194,8 +198,38 @@ impl Client {
             let json: Json = if text.trim().is_empty() {
                 Json::Null
             } else {
-                serde_json::from_str(&text).unwrap_or(Json::String(text))
+                match serde_json::from_str(&text) {
+                    Ok(json) => json,
+                    // A success that is not JSON is no answer from the API (a proxy's page,
+                    // a wrong endpoint): taking it as one made a 200 page "exist".
+                    Err(_) if status.is_success() => {
+                        return Err(Failure::Status {
+                            status: status.as_u16(),
+                            message: format!(
+                                "{method} {path} answered {} with a body that is not JSON \
+                                 (`{}`); is DIGITALOCEAN_API_URL the API?",
+                                status.as_u16(),
+                                snippet(&text)
+                            ),
+                        });
+                    }
+                    Err(_) => Json::String(text),
+                }
             };
+            if status.is_redirection() {
+                let to = headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("nowhere it names");
+                return Err(Failure::Status {
+                    status: status.as_u16(),
+                    message: format!(
+                        "`{}` answered {method} {path} with a redirect to `{to}`; the API never \
+                         redirects, so fitter follows none (is DIGITALOCEAN_API_URL right?)",
+                        self.base
+                    ),
+                });
+            }
             // A 404 answers a read or a delete ("gone"); a POST to something missing is an
             // error like any other.
             if status.is_success() || (status == StatusCode::NOT_FOUND && method != Method::POST) {
@@ -319,6 +353,16 @@ fn wait_for_429(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The API's error message: DigitalOcean's `{id, message}`, or a proxy's problem+json.
+/// The start of a body, on one line, for a message.
+fn snippet(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(60)
+        .collect();
+    one_line.trim().to_string()
+}
+
 fn message_of(body: &Json) -> String {
     if let Some(m) = body.get("message").and_then(Json::as_str) {
         return m.to_string();
@@ -482,6 +526,82 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-connection HTTP server on loopback that answers every request with `answer`;
+    /// returns its address and the requests it received.
+    async fn server(
+        answer: String,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 65536];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                record
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_an_error_naming_both_hosts_and_nothing_goes_to_the_other() {
+        let (elsewhere, received) =
+            server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".into()).await;
+        let (api, _) = server(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere}/v2/droplets\r\ncontent-length: 0\r\n\r\n"
+        ))
+        .await;
+        let client =
+            Client::new(&format!("http://{api}"), "secret-token", Retries::default()).unwrap();
+        let body = serde_json::json!({"user_data": "host private keys"});
+        let failure = client
+            .send(Method::POST, "/v2/droplets", Some(&body), Call::Create)
+            .await
+            .unwrap_err();
+        let Failure::Status { status, message } = failure else {
+            panic!("not a status failure: {failure:?}");
+        };
+        assert_eq!(status, 307);
+        assert!(message.contains(&api.to_string()), "{message}");
+        assert!(message.contains(&elsewhere.to_string()), "{message}");
+        assert!(
+            received.lock().unwrap().is_empty(),
+            "the redirect was followed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_success_that_is_not_json_is_an_error_naming_the_call() {
+        let page = "<html><body>Welcome</body></html>";
+        let (api, _) = server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{page}",
+            page.len()
+        ))
+        .await;
+        let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+        let failure = client
+            .send(Method::GET, "/v2/droplets/7", None, Call::Idempotent)
+            .await
+            .unwrap_err();
+        let Failure::Status { status, message } = failure else {
+            panic!("not a status failure: {failure:?}");
+        };
+        assert_eq!(status, 200);
+        assert!(message.contains("GET /v2/droplets/7"), "{message}");
+        assert!(message.contains("not JSON"), "{message}");
+    }
 
     #[test]
     fn next_page_is_read_from_the_link_whatever_its_host() {

@@ -65,8 +65,8 @@ pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
 /// Droplets per create call: the API's limit for `names`.
 pub const BATCH: usize = 10;
 
-/// What the provider needs besides the deployment's name.
-#[derive(Debug, Clone)]
+/// What the provider needs besides the deployment's name. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Settings {
     pub api_url: String,
     pub token: String,
@@ -79,8 +79,10 @@ pub struct Settings {
 
 impl Settings {
     /// From the environment: `DIGITALOCEAN_TOKEN` (or `DIGITALOCEAN_ACCESS_TOKEN`) and
-    /// `DIGITALOCEAN_API_URL`.
-    pub fn from_env() -> Result<Settings, String> {
+    /// `DIGITALOCEAN_API_URL`. A plain `http://` URL is refused unless it points at this
+    /// machine (a simulator) or `allow_insecure_http` says so: the token would cross the
+    /// network unencrypted.
+    pub fn from_env(allow_insecure_http: bool) -> Result<Settings, String> {
         let token = ["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|t| !t.trim().is_empty()))
@@ -96,6 +98,12 @@ impl Settings {
                 "DIGITALOCEAN_API_URL `{api_url}` is not an http(s) URL"
             ));
         }
+        if !allow_insecure_http && !secure_enough(&api_url) {
+            return Err(format!(
+                "DIGITALOCEAN_API_URL `{api_url}` is plain http to another machine: the token \
+                 would cross the network unencrypted; use https, or pass --allow-insecure-http"
+            ));
+        }
         Ok(Settings {
             api_url,
             token: token.trim().to_string(),
@@ -104,6 +112,34 @@ impl Settings {
             retries: Retries::default(),
         })
     }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("api_url", &self.api_url)
+            .field("token", &"<redacted>")
+            .field("ready_timeout", &self.ready_timeout)
+            .field("first_poll", &self.first_poll)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// Whether an API URL keeps the token safe: https, or http to this machine (loopback).
+fn secure_enough(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return true;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The name of a VPC or firewall in the account: `fitter-<deployment>-<name>`.
@@ -505,6 +541,37 @@ impl Provider for DigitalOcean {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_to_this_machine_and_the_token_never_in_debug() {
+        for ok in [
+            "https://api.digitalocean.com",
+            "http://127.0.0.1:4010",
+            "http://127.1.2.3/v2",
+            "http://localhost:4010",
+            "http://[::1]:4010",
+        ] {
+            assert!(secure_enough(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.digitalocean.com",
+            "http://10.0.0.5:4010",
+            "http://127.0.0.1.evil.example",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(!secure_enough(bad), "{bad}");
+        }
+        let settings = Settings {
+            api_url: "https://api.digitalocean.com".into(),
+            token: "dop_v1_very_secret".into(),
+            ready_timeout: Duration::from_secs(1),
+            first_poll: Duration::from_secs(1),
+            retries: Retries::default(),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("very_secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 
     #[test]
     fn fingerprints_are_md5_of_the_key_blob() {

@@ -204,6 +204,7 @@ mod tests {
             deployment: "test",
             ready_timeout: std::time::Duration::from_secs(1),
             settings: vec![&plan],
+            allow_insecure_http: false,
         };
         let err = KIND.cloud().connect(&options).await.err().unwrap();
         assert_eq!(
