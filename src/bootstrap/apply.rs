@@ -208,7 +208,7 @@ impl<'t> NodeRun<'t> {
                 let _ = writeln!(
                     script,
                     "mkdir -p \"$(dirname {path})\"\nbase64 -d > {tmp} <<'FITTER_EOF'\n{data}\nFITTER_EOF\nchmod {} {tmp}; chown root:root {tmp}; mv -f {tmp} {path}",
-                    f.mode
+                    quote(&f.mode)
                 );
             }
             step(&format!(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::fittings::Fittings;
+use crate::fittings::cloud_config::{check_file_path, check_permissions, check_user_name};
 
 use super::{
     Addresses, BootstrapError, CLOUD_CONFIG_SCRIPT, NodeConfig, RenderedFile, quote, sha256,
@@ -152,15 +153,22 @@ pub(super) fn cloud_config(
         } else if content.is_empty() && f["content"].is_null() {
             content = String::new();
         }
+        // Checked again once tokens are filled in: a token may have made any of them.
+        let mode = f["permissions"].as_str().unwrap_or("0644");
+        let unsafe_value = check_file_path(path)
+            .and_then(|()| check_permissions(mode))
+            .err();
+        if let Some(why) = unsafe_value {
+            return Err(BootstrapError::Unsafe {
+                node: name.clone(),
+                why,
+            });
+        }
         config.files.retain(|x| x.path != path);
         config.files.push(RenderedFile {
             component: "cloud-config".into(),
             path: path.to_string(),
-            mode: f["permissions"]
-                .as_str()
-                .unwrap_or("0644")
-                .trim_start_matches("0o")
-                .to_string(),
+            mode: mode.trim_start_matches("0o").to_string(),
             content,
         });
     }
@@ -205,6 +213,10 @@ pub(super) fn cloud_config(
         let Some(login) = user["name"].as_str() else {
             continue;
         }; // `default`: nothing to do
+        check_user_name(login).map_err(|why| BootstrapError::Unsafe {
+            node: name.clone(),
+            why,
+        })?;
         let shell = user["shell"].as_str().unwrap_or("/bin/bash");
         let _ = writeln!(
             script,
@@ -218,8 +230,9 @@ pub(super) fn cloud_config(
         if let Some(sudo) = user["sudo"].as_str() {
             let _ = writeln!(
                 script,
-                "echo {} > /etc/sudoers.d/90-fitter-{login}; chmod 440 /etc/sudoers.d/90-fitter-{login}",
-                quote(&format!("{login} {sudo}"))
+                "echo {} > {file}; chmod 440 {file}",
+                quote(&format!("{login} {sudo}")),
+                file = quote(&format!("/etc/sudoers.d/90-fitter-{login}"))
             );
         }
         let home = format!("$(getent passwd {} | cut -d: -f6)", quote(login));

@@ -58,6 +58,10 @@ pub enum BootstrapError {
         status: u32,
         stderr: String,
     },
+    /// A value that would reach the node's shell or file system has an unsafe shape (a
+    /// run-time token made it so: the loader checks the plan's own values).
+    #[error("`{node}`: {why}")]
+    Unsafe { node: String, why: String },
     /// A step's script failed; `what` names the step (`writing files`).
     #[error("`{node}`: {what} failed: {stderr}")]
     Command {

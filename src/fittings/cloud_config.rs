@@ -2,6 +2,14 @@
 //! (bootstrap renders them; the loader warns about any other), and entries that YAML read
 //! as mappings where a command was meant. The keys are listed here, with the loader, so
 //! that bootstrap depends on the loader and not the other way round.
+//!
+//! Values that reach a node's shell or file system are checked by shape here, at their
+//! position in the plan, and checked again by bootstrap once run-time tokens are filled in
+//! ([`check_file_path`], [`check_permissions`], [`check_user_name`]): a `write_files` path
+//! must be absolute and normalised and outside fitter's own `/var/lib/fitter/`;
+//! `permissions` octal; `owner` is refused (files are root's; a silently ignored owner
+//! would be worse); user names POSIX names. Bootstrap also quotes every value it puts in a
+//! script.
 
 use crate::diagnostics::Diagnostic;
 use crate::yaml::Node;
@@ -20,7 +28,92 @@ pub const CLOUD_CONFIG_KEYS: &[&str] = &[
     "hostname",
 ];
 
+/// Where fitter keeps what it needs on a node (its manifest, the cloud-config script): no
+/// plan may write there.
+pub const RESERVED: &str = "/var/lib/fitter/";
+
+/// A `write_files` path: absolute, normalised (no `.`, `..` or empty part), not fitter's.
+pub fn check_file_path(path: &str) -> Result<(), String> {
+    let normal = path.starts_with('/')
+        && !path.ends_with('/')
+        && path[1..]
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !path.chars().any(char::is_control);
+    if !normal {
+        return Err(format!(
+            "`write_files` path `{path}` must be absolute and normalised (`/etc/app/app.conf`: no `.`, `..`, `//` or trailing `/`)"
+        ));
+    }
+    if path.starts_with(RESERVED) || path == RESERVED.trim_end_matches('/') {
+        return Err(format!(
+            "`write_files` path `{path}` is under `{RESERVED}`, where fitter keeps its own files"
+        ));
+    }
+    Ok(())
+}
+
+/// `permissions`: octal, three or four digits, an optional `0o` or leading `0`.
+pub fn check_permissions(mode: &str) -> Result<(), String> {
+    let digits = mode.strip_prefix("0o").unwrap_or(mode);
+    if (3..=4).contains(&digits.len()) && digits.chars().all(|c| ('0'..='7').contains(&c)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`permissions` `{mode}` is not an octal mode such as `0644`"
+        ))
+    }
+}
+
+/// A user name as POSIX (and `useradd`) take it: a lower-case letter or `_`, then letters,
+/// digits, `_` and `-`, at most 32 characters.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if first_ok && rest_ok && name.len() <= 32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "user name `{name}` is not a POSIX user name (a lower-case letter or `_`, then letters, digits, `_` or `-`, at most 32)"
+        ))
+    }
+}
+
 impl Loader<'_> {
+    /// One `write_files` entry: its path, its permissions, no `owner`.
+    fn check_write_file(&mut self, file: &Node) {
+        let checked = |node: Option<&Node>| {
+            let node = node?;
+            let text = node.scalar_text()?;
+            (!text.contains("{{")).then_some((node.span, text))
+        };
+        if let Some((span, path)) = checked(file.get("path"))
+            && let Err(why) = check_file_path(&path)
+        {
+            self.report.error(span, why);
+        }
+        if let Some((span, mode)) = checked(file.get("permissions"))
+            && let Err(why) = check_permissions(&mode)
+        {
+            self.report.error(span, why);
+        }
+        if let Some(owner) = file.get("owner") {
+            self.report.push(
+                Diagnostic::error(
+                    owner.span,
+                    "`owner` is not supported: fitter writes files as root:root",
+                )
+                .with_help(
+                    "remove `owner`, and `chown` the file in `runcmd` if another owner is needed",
+                ),
+            );
+        }
+    }
+
     /// Checks a node's merged cloud-config and collects its run-time tokens.
     pub(super) fn cloud_config(&mut self, cc: &Node, index: usize) -> Option<Node> {
         for (key, value) in map(&mut self.report, cc, "cloud-config")? {
@@ -35,6 +128,22 @@ impl Loader<'_> {
                             )
                             .with_help("a `: ` in an unquoted line makes YAML read a key; quote the whole line"),
                         );
+                    }
+                }
+            }
+            if k == "write_files" {
+                for file in value.as_seq().unwrap_or_default() {
+                    self.check_write_file(file);
+                }
+            }
+            if k == "users" {
+                for user in value.as_seq().unwrap_or_default() {
+                    if let Some(name) = user.get("name")
+                        && let Some(login) = name.scalar_text()
+                        && !login.contains("{{")
+                        && let Err(why) = check_user_name(&login)
+                    {
+                        self.report.error(name.span, why);
                     }
                 }
             }

@@ -27,7 +27,7 @@
 
 mod blueprints;
 mod classes;
-mod cloud_config;
+pub mod cloud_config;
 mod cross_checks;
 mod locations;
 mod networks;
