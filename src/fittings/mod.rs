@@ -215,7 +215,14 @@ pub fn load(name: &str, original: &str, options: &LoadOptions) -> Loaded {
     let defaults = params::prescan_defaults(settings_guess);
 
     // 2. Substitution.
-    let text = params::substitute(&mut source, &defaults, &options.parameters, &mut report);
+    let Some(text) = params::substitute(&mut source, &defaults, &options.parameters, &mut report)
+    else {
+        return Loaded {
+            source,
+            diagnostics: report.finish(),
+            fittings: None,
+        };
+    };
     // A token left unsubstituted would make every check of the value it sits in fail too;
     // the operator needs to hear about the parameter only.
     let unsubstituted: Vec<Span> = report.diagnostics.iter().filter_map(|d| d.span).collect();
