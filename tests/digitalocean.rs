@@ -653,6 +653,57 @@ fn ctrl_c_lets_running_calls_finish_saves_and_starts_nothing_new() {
 }
 
 #[test]
+fn an_action_the_api_does_not_know_ends_the_wait_with_an_error() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    // Every action read answers 404: polled, the resize would wait for ever (it did, 1,242
+    // polls in 11 minutes).
+    cloud.sim.inject(Fault::Status {
+        matcher: Matcher {
+            method: Some("GET".into()),
+            path_prefix: "/v2/actions".into(),
+            skip: 0,
+            times: 0,
+        },
+        status: 404,
+    });
+    let bigger = [
+        "deploy",
+        "--yes",
+        "--skip-bootstrap",
+        "-p",
+        "agentSize=s-4vcpu-8gb",
+    ];
+    let out = ws.run(&cloud.api_url, &bigger);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not known to the API"),
+        "{}",
+        text(&out)
+    );
+    let action_reads = cloud
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/v2/actions"))
+        .count();
+    assert!(
+        action_reads <= 9,
+        "{action_reads} reads of actions the API does not know"
+    );
+    cloud.sim.clear_faults();
+    let out = ws.run(&cloud.api_url, &bigger);
+    assert!(
+        out.status.success(),
+        "resize after the fault: {}",
+        text(&out)
+    );
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
+}
+
+#[test]
 fn a_changed_size_resizes_the_droplets_in_place_and_touches_nothing_else() {
     let cloud = cloud();
     let ws = Workspace::new();

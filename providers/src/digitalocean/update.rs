@@ -2,6 +2,7 @@
 //! (each step checked first, so a run stopped half-way resumes), and its fitter tags brought
 //! in line with the plan.
 
+use crate::wait::{Poll, poll_until};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -72,25 +73,36 @@ impl Inner {
     }
 
     /// Polls an action until it completes; an errored action is an error.
+    /// Waits for a droplet action, at most `--ready-timeout`. An action the API does not
+    /// know (404) is an error at once: polled, it would never end.
     async fn wait_action(&self, resource: &str, action_id: u64) -> Result<(), ProviderError> {
-        let mut pause = Duration::from_millis(500);
-        loop {
-            tokio::time::sleep(pause).await;
-            let action = self
-                .get(resource, &format!("/v2/actions/{action_id}"))
-                .await?
-                .unwrap_or_default();
-            match action.pointer("/action/status").and_then(Json::as_str) {
-                Some("completed") => return Ok(()),
-                Some("errored") => {
-                    return Err(unsupported(
+        let path = format!("/v2/actions/{action_id}");
+        poll_until(
+            resource,
+            self.settings.ready_timeout,
+            Duration::from_secs(1),
+            || async {
+                let action = self.get(resource, &path).await?.ok_or_else(|| {
+                    unsupported(
+                        resource,
+                        format!("action {action_id} is not known to the API"),
+                    )
+                })?;
+                match action.pointer("/action/status").and_then(Json::as_str) {
+                    Some("completed") => Ok(Poll::Ready(())),
+                    Some("errored") => Err(unsupported(
                         resource,
                         format!("action {action_id} ({}) errored", action["action"]["type"]),
-                    ));
+                    )),
+                    other => Ok(Poll::Pending(format!(
+                        "action {action_id} ({}) is {}",
+                        action["action"]["type"],
+                        other.unwrap_or("without a status")
+                    ))),
                 }
-                _ => pause = (pause * 2).min(Duration::from_secs(5)),
-            }
-        }
+            },
+        )
+        .await
     }
 
     pub(super) async fn update_node(
