@@ -495,6 +495,31 @@ fn dispose_without_the_state_file_finds_everything_by_tag() {
     assert_nothing_left(&cloud.sim.snapshot());
 }
 
+#[test]
+fn a_deploy_with_its_state_lost_adopts_everything_and_duplicates_nothing() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    std::fs::remove_file(ws.state()).unwrap();
+    // The same plan again, from nothing: every droplet, the VPC and the firewalls exist
+    // under the deployment's names and are taken in, not made twice (the firewalls were).
+    let out = ws.deploy(&cloud.api_url);
+    assert!(
+        out.status.success(),
+        "deploy without a state: {}",
+        text(&out)
+    );
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    let out = ws.deploy(&cloud.api_url);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        text(&out)
+    );
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
+}
+
 /// Behind Prism a dropped connection comes back as Prism's own 500; straight to the
 /// simulator it is what a real network does: no answer at all. Both must converge.
 #[test]

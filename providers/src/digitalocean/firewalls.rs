@@ -40,14 +40,27 @@ impl Inner {
         // The API refuses a firewall naming a tag that does not exist yet.
         self.ensure_tags(&resource, &tags).await?;
         let name = cloud_name(&self.deployment, &r.name);
-        // A rerun after a lost answer: the firewall may be there already.
-        for attempt in 0..2 {
-            if attempt > 0
-                && let Some(fw) = self
-                    .find_by_name(&resource, "/v2/firewalls", "firewalls", &name)
-                    .await?
+        // The firewall may be there already: a rerun after a lost answer, or a deploy whose
+        // state was lost. Its name is the deployment's, so it is adopted, and its rules and
+        // tags are made the plan's, as droplets and VPCs are adopted: never a second one.
+        for _attempt in 0..2 {
+            if let Some(fw) = self
+                .find_by_name(&resource, "/v2/firewalls", "firewalls", &name)
+                .await?
             {
-                return id_of(&fw).ok_or_else(|| unsupported(&resource, "the firewall has no id"));
+                let id =
+                    id_of(&fw).ok_or_else(|| unsupported(&resource, "the firewall has no id"))?;
+                tracing::info!(%resource, %id, "adopting a firewall of this deployment");
+                self.client
+                    .send(
+                        Method::PUT,
+                        &format!("/v2/firewalls/{id}"),
+                        Some(&body),
+                        Call::Idempotent,
+                    )
+                    .await
+                    .map_err(|f| api_error(&resource, f))?;
+                return Ok(id);
             }
             match self
                 .client
