@@ -33,6 +33,13 @@ pub const PER_MINUTE: usize = 240;
 pub const PER_HOUR: usize = 4_900;
 /// Items per page when listing: the API's maximum.
 pub const PER_PAGE: usize = 200;
+/// The largest answer read: a page of 200 droplets is about 1 MB. A body past this is an
+/// error, not a reason to hold hundreds of megabytes.
+pub const MAX_BODY: usize = 32 << 20;
+/// The most pages one listing follows (20,000 items, twenty times the largest deployment
+/// benchmarked), whatever `next` says; well inside the 240 calls a minute the limiter
+/// allows, so a listing that does not end fails within seconds.
+pub const MAX_PAGES: u64 = 100;
 
 /// How a call may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,8 +187,17 @@ impl Client {
             let status = response.status();
             let headers = response.headers().clone();
             self.limiter.observe(&headers).await;
-            let text = match response.text().await {
-                Ok(t) => t,
+            let text = match read_capped(response).await {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    return Err(Failure::Status {
+                        status: status.as_u16(),
+                        message: format!(
+                            "{method} {path} answered with a body over {} MiB, more than the API ever sends",
+                            MAX_BODY >> 20
+                        ),
+                    });
+                }
                 Err(e) => {
                     let why = describe(&e);
                     if call == Call::Create {
@@ -278,12 +294,22 @@ impl Client {
         }
     }
 
-    /// Every item of a list, following the pages. `path` may carry a query already.
+    /// Every item of a list, following the pages. `path` may carry a query already. The
+    /// walk ends at the last page, or once it has the total the API announced, and never
+    /// goes past [`MAX_PAGES`]; an answer without the list is an error naming the call.
     pub async fn list(&self, path: &str, key: &str) -> Result<Vec<Json>, Failure> {
         let mut items = Vec::new();
         let mut page = 1u64;
         let sep = if path.contains('?') { '&' } else { '?' };
         loop {
+            if page > MAX_PAGES {
+                return Err(Failure::Status {
+                    status: 200,
+                    message: format!(
+                        "GET {path} had not ended after {MAX_PAGES} pages; the API's `next` links do not end"
+                    ),
+                });
+            }
             let answer = self
                 .send(
                     Method::GET,
@@ -300,9 +326,16 @@ impl Client {
                 .get(key)
                 .and_then(Json::as_array)
                 .cloned()
-                .unwrap_or_default();
+                .ok_or_else(|| Failure::Status {
+                    status: answer.status,
+                    message: format!("GET {path} answered without a `{key}` list"),
+                })?;
             let count = got.len();
             items.extend(got);
+            let total = answer.body.pointer("/meta/total").and_then(Json::as_u64);
+            if total.is_some_and(|t| items.len() as u64 >= t) {
+                return Ok(items);
+            }
             let next = answer
                 .body
                 .pointer("/links/pages/next")
@@ -325,6 +358,24 @@ impl Client {
         let f: f64 = rand::rng().random_range(0.5..=1.0);
         d.mul_f64(f)
     }
+}
+
+/// The body, read chunk by chunk, or `None` once it passes [`MAX_BODY`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Option<String>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The page number in a `links.pages.next` URL. The URL's host is the server's view of
@@ -580,6 +631,67 @@ mod tests {
             received.lock().unwrap().is_empty(),
             "the redirect was followed"
         );
+    }
+
+    /// A server whose every answer says there is a next page, and one more item.
+    async fn endless_pages() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let page: u64 = request
+                    .split("page=")
+                    .nth(1)
+                    .and_then(|p| p.split(['&', ' ']).next())
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(1);
+                let body = format!(
+                    r#"{{"droplets":[{{"id":{page}}}],"links":{{"pages":{{"next":"http://{addr}/v2/droplets?page={}"}}}}}}"#,
+                    page + 1
+                );
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_listing_whose_pages_never_end_stops_with_an_error() {
+        let api = endless_pages().await;
+        let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+        let failure = client.list("/v2/droplets", "droplets").await.unwrap_err();
+        let Failure::Status { message, .. } = failure else {
+            panic!("not a status failure: {failure:?}");
+        };
+        assert!(message.contains("100 pages"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_cap_is_an_error_not_memory() {
+        let huge = MAX_BODY + 1;
+        let (api, _) = server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {huge}\r\n\r\n{}",
+            "x".repeat(huge)
+        ))
+        .await;
+        let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+        let failure = client
+            .send(Method::GET, "/v2/droplets", None, Call::Idempotent)
+            .await
+            .unwrap_err();
+        let Failure::Status { message, .. } = failure else {
+            panic!("not a status failure: {failure:?}");
+        };
+        assert!(message.contains("32 MiB"), "{message}");
     }
 
     #[tokio::test]
