@@ -271,9 +271,24 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .without_time()
         .try_init();
+}
+
+/// Log output, written above the live display when one is shown (a line written through it
+/// would leave a broken frame behind).
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::report::live::write_log(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Loads and checks the plan; its warnings go to standard error unless `-q`.
@@ -539,8 +554,8 @@ fn cancel_on_ctrl_c() -> CancellationToken {
     let token = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nInterrupted: letting running calls finish and saving the state; Ctrl-C again to abort."
+            crate::report::live::write_log(
+                b"\nInterrupted: letting running calls finish and saving the state; Ctrl-C again to abort.\n",
             );
             token.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {

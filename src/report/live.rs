@@ -22,13 +22,35 @@ pub struct Live {
     phases: Mutex<HashMap<&'static str, ProgressBar>>,
 }
 
+/// The display on screen, if any: log lines go above it rather than through it.
+static SHOWN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Writes log output to standard error without breaking the live display: above it while
+/// one is shown, straight otherwise. The CLI's log subscriber writes through this.
+pub fn write_log(text: &[u8]) {
+    use std::io::Write as _;
+    let shown = SHOWN.lock().ok().and_then(|s| s.clone());
+    match shown {
+        Some(bars) => bars.suspend(|| {
+            let _ = std::io::stderr().write_all(text);
+        }),
+        None => {
+            let _ = std::io::stderr().write_all(text);
+        }
+    }
+}
+
 /// How often the spinners and elapsed times are redrawn.
 const TICK: Duration = Duration::from_millis(120);
 
 impl Live {
     pub fn stderr() -> Live {
+        let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        if let Ok(mut shown) = SHOWN.lock() {
+            *shown = Some(bars.clone());
+        }
         Live {
-            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars,
             running: Mutex::new(HashMap::new()),
             phases: Mutex::new(HashMap::new()),
         }
@@ -37,7 +59,10 @@ impl Live {
     fn spinner(&self, prefix: String, message: String) -> ProgressBar {
         let style = ProgressStyle::with_template("{spinner:.cyan} {prefix}{msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let bar = ProgressBar::new_spinner();
+        // Hidden until the display takes it: a bar made with its own target draws itself
+        // straight to standard error as soon as it is touched, outside the display, and
+        // that frame stays behind in the scrollback.
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(style);
         bar.set_prefix(prefix);
         bar.set_message(message);
@@ -96,10 +121,8 @@ impl Reporter for Live {
             return;
         };
         let took = elapsed(bar.elapsed());
-        bar.finish_and_clear();
-        self.bars.remove(&bar);
         let subject = style(subject).for_stderr().bold();
-        self.println(match finish {
+        let line = match finish {
             Finish::Done { id } => {
                 let done = style(format!("{} after {took}", activity.completed()))
                     .for_stderr()
@@ -116,6 +139,11 @@ impl Reporter for Live {
                     .for_stderr()
                     .red()
             ),
-        });
+        };
+        // The bar leaves the display in the same draw that prints its line above it, so
+        // that no frame of it is left behind in the scrollback.
+        bar.finish_and_clear();
+        self.bars.remove(&bar);
+        self.println(line);
     }
 }
