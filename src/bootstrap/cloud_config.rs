@@ -161,7 +161,7 @@ pub(super) fn cloud_config(
         if let Some(why) = unsafe_value {
             return Err(BootstrapError::Unsafe {
                 node: name.clone(),
-                why,
+                why: why.to_string(),
             });
         }
         config.files.retain(|x| x.path != path);
@@ -215,7 +215,7 @@ pub(super) fn cloud_config(
         }; // `default`: nothing to do
         check_user_name(login).map_err(|why| BootstrapError::Unsafe {
             node: name.clone(),
-            why,
+            why: why.to_string(),
         })?;
         let shell = user["shell"].as_str().unwrap_or("/bin/bash");
         let _ = writeln!(

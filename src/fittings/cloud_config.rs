@@ -32,8 +32,25 @@ pub const CLOUD_CONFIG_KEYS: &[&str] = &[
 /// plan may write there.
 pub const RESERVED: &str = "/var/lib/fitter/";
 
+/// A value whose shape would make it unsafe on a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeValue {
+    #[error(
+        "`write_files` path `{0}` must be absolute and normalised (`/etc/app/app.conf`: no `.`, `..`, `//` or trailing `/`)"
+    )]
+    NotNormal(String),
+    #[error("`write_files` path `{0}` is under `{RESERVED}`, where fitter keeps its own files")]
+    Reserved(String),
+    #[error("`permissions` `{0}` is not an octal mode such as `0644`")]
+    NotOctal(String),
+    #[error(
+        "user name `{0}` is not a POSIX user name (a lower-case letter or `_`, then letters, digits, `_` or `-`, at most 32)"
+    )]
+    NotAUserName(String),
+}
+
 /// A `write_files` path: absolute, normalised (no `.`, `..` or empty part), not fitter's.
-pub fn check_file_path(path: &str) -> Result<(), String> {
+pub fn check_file_path(path: &str) -> Result<(), UnsafeValue> {
     let normal = path.starts_with('/')
         && !path.ends_with('/')
         && path[1..]
@@ -41,33 +58,27 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
             .all(|part| !part.is_empty() && part != "." && part != "..")
         && !path.chars().any(char::is_control);
     if !normal {
-        return Err(format!(
-            "`write_files` path `{path}` must be absolute and normalised (`/etc/app/app.conf`: no `.`, `..`, `//` or trailing `/`)"
-        ));
+        return Err(UnsafeValue::NotNormal(path.to_string()));
     }
     if path.starts_with(RESERVED) || path == RESERVED.trim_end_matches('/') {
-        return Err(format!(
-            "`write_files` path `{path}` is under `{RESERVED}`, where fitter keeps its own files"
-        ));
+        return Err(UnsafeValue::Reserved(path.to_string()));
     }
     Ok(())
 }
 
 /// `permissions`: octal, three or four digits, an optional `0o` or leading `0`.
-pub fn check_permissions(mode: &str) -> Result<(), String> {
+pub fn check_permissions(mode: &str) -> Result<(), UnsafeValue> {
     let digits = mode.strip_prefix("0o").unwrap_or(mode);
     if (3..=4).contains(&digits.len()) && digits.chars().all(|c| ('0'..='7').contains(&c)) {
         Ok(())
     } else {
-        Err(format!(
-            "`permissions` `{mode}` is not an octal mode such as `0644`"
-        ))
+        Err(UnsafeValue::NotOctal(mode.to_string()))
     }
 }
 
 /// A user name as POSIX (and `useradd`) take it: a lower-case letter or `_`, then letters,
 /// digits, `_` and `-`, at most 32 characters.
-pub fn check_user_name(name: &str) -> Result<(), String> {
+pub fn check_user_name(name: &str) -> Result<(), UnsafeValue> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -77,9 +88,7 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     if first_ok && rest_ok && name.len() <= 32 {
         Ok(())
     } else {
-        Err(format!(
-            "user name `{name}` is not a POSIX user name (a lower-case letter or `_`, then letters, digits, `_` or `-`, at most 32)"
-        ))
+        Err(UnsafeValue::NotAUserName(name.to_string()))
     }
 }
 
@@ -94,12 +103,12 @@ impl Loader<'_> {
         if let Some((span, path)) = checked(file.get("path"))
             && let Err(why) = check_file_path(&path)
         {
-            self.report.error(span, why);
+            self.report.error(span, why.to_string());
         }
         if let Some((span, mode)) = checked(file.get("permissions"))
             && let Err(why) = check_permissions(&mode)
         {
-            self.report.error(span, why);
+            self.report.error(span, why.to_string());
         }
         if let Some(owner) = file.get("owner") {
             self.report.push(
@@ -143,7 +152,7 @@ impl Loader<'_> {
                         && !login.contains("{{")
                         && let Err(why) = check_user_name(&login)
                     {
-                        self.report.error(name.span, why);
+                        self.report.error(name.span, why.to_string());
                     }
                 }
             }
