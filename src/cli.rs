@@ -157,6 +157,10 @@ struct ApplyArgs {
     /// Create the infrastructure and stop before configuring the nodes over SSH.
     #[arg(long)]
     skip_bootstrap: bool,
+    /// Forget the recorded resources even when every one of them reads as gone (refused by
+    /// default: a wrong endpoint answers like that).
+    #[arg(long)]
+    accept_vanished: bool,
     /// Seconds a new cloud server may take to become active.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     ready_timeout: u64,
@@ -524,6 +528,7 @@ fn apply_options(args: &ApplyArgs, globals: &Globals) -> ApplyOptions {
         ready_timeout: Duration::from_secs(args.ready_timeout),
         skip_bootstrap: args.skip_bootstrap,
         allow_insecure_http: globals.insecure,
+        accept_vanished: args.accept_vanished,
         cancel: cancel_on_ctrl_c(),
         reporter: globals.display.reporter(),
     }

@@ -496,6 +496,52 @@ fn dispose_without_the_state_file_finds_everything_by_tag() {
 }
 
 #[test]
+fn an_endpoint_that_says_404_to_everything_makes_fitter_forget_nothing() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let state_before = std::fs::read(ws.state()).unwrap();
+    let backup = {
+        let mut b = ws.state().into_os_string();
+        b.push(".backup");
+        std::path::PathBuf::from(b)
+    };
+    let backup_before = std::fs::read(&backup).unwrap();
+    // Every read answers the API's own 404: everything reads as gone at once.
+    cloud.sim.inject(Fault::Status {
+        matcher: Matcher {
+            method: Some("GET".into()),
+            path_prefix: "/v2/".into(),
+            skip: 0,
+            times: 0,
+        },
+        status: 404,
+    });
+    for command in [
+        &["dispose", "--yes"][..],
+        &["deploy", "--yes", "--skip-bootstrap"],
+    ] {
+        let out = ws.run(&cloud.api_url, command);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("--accept-vanished"),
+            "{command:?}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            std::fs::read(ws.state()).unwrap(),
+            state_before,
+            "the state"
+        );
+        assert_eq!(std::fs::read(&backup).unwrap(), backup_before, "its backup");
+    }
+    cloud.sim.clear_faults();
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws, &cloud.api_url);
+}
+
+#[test]
 fn a_deploy_with_its_state_lost_adopts_everything_and_duplicates_nothing() {
     let cloud = cloud();
     let ws = Workspace::new();

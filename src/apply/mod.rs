@@ -90,6 +90,12 @@ pub enum ApplyError {
     NoAddress { resource: String },
     #[error("`{resource}`: the batch create gave no answer for it")]
     NoAnswer { resource: String },
+    #[error(
+        "every one of the {count} resources the state records reads as gone; an endpoint that is not the \
+         provider's answers like that, so nothing was forgotten. If they really are gone, run again with \
+         `--accept-vanished`"
+    )]
+    Vanished { count: usize },
     #[error("the state write stopped: {0}")]
     Writer(#[source] tokio::task::JoinError),
 }

@@ -10,11 +10,25 @@ use super::{ApplyError, Providers};
 use crate::state::{LockedState, ResourceState, State, Status};
 
 /// Reads every recorded resource from its provider and forgets those that are gone.
+///
+/// When every resource that was read back reads as gone (two or more), nothing is
+/// forgotten unless `accept_vanished`: a wrong or lying endpoint answers exactly like that,
+/// and forgetting would leave everything running and unknown to fitter.
 pub async fn refresh(
     state: &mut LockedState,
     providers: &Providers,
+    accept_vanished: bool,
 ) -> Result<Vec<String>, ApplyError> {
     let gone = gone(state.state(), providers).await?;
+    let read = state
+        .state()
+        .resources
+        .values()
+        .filter(|r| r.id.is_some() && r.status != Status::Creating)
+        .count();
+    if !accept_vanished && read >= 2 && gone.len() == read {
+        return Err(ApplyError::Vanished { count: read });
+    }
     if !gone.is_empty() {
         state.update(|s| {
             for a in &gone {

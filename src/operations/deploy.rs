@@ -36,6 +36,8 @@ pub struct ApplyOptions {
     pub skip_bootstrap: bool,
     /// `--allow-insecure-http`: a plain-http API endpoint on another machine is accepted.
     pub allow_insecure_http: bool,
+    /// `--accept-vanished`: when every recorded resource reads as gone, forget them.
+    pub accept_vanished: bool,
     /// Ctrl-C: no new work starts, running calls finish, the state is saved.
     pub cancel: CancellationToken,
     pub reporter: Arc<dyn Reporter>,
@@ -105,7 +107,7 @@ impl Deployment {
             &Holder::this_process(command),
         )?;
         options.reporter.phase_started(Phase::Refresh);
-        let gone = apply::refresh(&mut state, &providers).await;
+        let gone = apply::refresh(&mut state, &providers, options.accept_vanished).await;
         options.reporter.phase_finished(Phase::Refresh);
         Ok(Deployment {
             workspace,

@@ -246,8 +246,23 @@ impl Client {
                     ),
                 });
             }
-            // A 404 answers a read or a delete ("gone"); a POST to something missing is an
-            // error like any other.
+            // A 404 answers a read or a delete ("gone") only when it is the API's own error
+            // (`{"id": "not_found", "message": ...}`): a web server's page or an empty 404
+            // from a wrong endpoint would make fitter forget what it made.
+            if status == StatusCode::NOT_FOUND
+                && method != Method::POST
+                && !(json.get("id").is_some() || json.get("message").is_some())
+            {
+                return Err(Failure::Status {
+                    status: 404,
+                    message: format!(
+                        "{method} {path} answered 404 without the API's error body (`{}`); \
+                         is DIGITALOCEAN_API_URL the API?",
+                        snippet(&json.to_string())
+                    ),
+                });
+            }
+            // A POST to something missing is an error like any other.
             if status.is_success() || (status == StatusCode::NOT_FOUND && method != Method::POST) {
                 return Ok(Answer {
                     status: status.as_u16(),
@@ -692,6 +707,43 @@ mod tests {
             panic!("not a status failure: {failure:?}");
         };
         assert!(message.contains("32 MiB"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_404_that_is_not_the_apis_error_is_not_gone() {
+        let page = "<html>Not Found</html>";
+        let (api, _) = server(format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\n\r\n{page}",
+            page.len()
+        ))
+        .await;
+        let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+        let failure = client
+            .send(Method::GET, "/v2/droplets/7", None, Call::Idempotent)
+            .await
+            .unwrap_err();
+        let Failure::Status { status, message } = failure else {
+            panic!("not a status failure: {failure:?}");
+        };
+        assert_eq!(status, 404);
+        assert!(
+            message.contains("without the API's error body"),
+            "{message}"
+        );
+        // The API's own 404 is an answer: the droplet is gone.
+        let body =
+            r#"{"id":"not_found","message":"The resource you were accessing could not be found."}"#;
+        let (api, _) = server(format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+        let answer = client
+            .send(Method::GET, "/v2/droplets/7", None, Call::Idempotent)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 404);
     }
 
     #[tokio::test]
