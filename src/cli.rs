@@ -157,6 +157,10 @@ struct ApplyArgs {
     /// Create the infrastructure and stop before configuring the nodes over SSH.
     #[arg(long)]
     skip_bootstrap: bool,
+    /// Seconds one remote command of the bootstrap (a cloud-config included) may take,
+    /// start to end.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    command_timeout: u64,
     /// Forget the recorded resources even when every one of them reads as gone (refused by
     /// default: a wrong endpoint answers like that).
     #[arg(long)]
@@ -525,6 +529,7 @@ fn apply_options(args: &ApplyArgs, globals: &Globals) -> ApplyOptions {
         parallelism: args.parallelism,
         ssh_parallelism: args.ssh_parallelism,
         ssh_timeout: Duration::from_secs(args.ssh_timeout),
+        command_timeout: Duration::from_secs(args.command_timeout),
         ready_timeout: Duration::from_secs(args.ready_timeout),
         skip_bootstrap: args.skip_bootstrap,
         allow_insecure_http: globals.insecure,

@@ -44,6 +44,14 @@ pub enum SshError {
         seconds: u64,
         last: String,
     },
+    #[error(
+        "`{node}`: `{command}` did not finish within {seconds} s; raise --command-timeout if it needs longer"
+    )]
+    Deadline {
+        node: String,
+        seconds: u64,
+        command: String,
+    },
     #[error("SSH session with `{node}` failed: {message}")]
     Session { node: String, message: String },
     #[error("cannot use the SSH key `{path}`: {message}")]
@@ -284,7 +292,15 @@ impl client::Handler for Pinned {
 pub struct Session {
     node: String,
     handle: Handle<Pinned>,
+    /// How long one command may take, start to end: the connection's inactivity timeout
+    /// alone is reset by any output, so a command printing a byte now and then would run
+    /// for ever.
+    deadline: Duration,
 }
+
+/// How long a remote command may take unless the operator says otherwise
+/// (`--command-timeout`): long enough for a cloud-config that installs packages.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(1800);
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,6 +378,7 @@ impl Session {
                         AuthResult::Success => Ok(Session {
                             node: node.to_string(),
                             handle,
+                            deadline: COMMAND_DEADLINE,
                         }),
                         AuthResult::Failure { .. } => Err(SshError::AuthRejected {
                             node: node.to_string(),
@@ -403,12 +420,28 @@ impl Session {
         self.run_with_input(command, &[]).await
     }
 
-    /// Runs a command with `input` on its standard input.
+    /// Sets how long each command may take from now on.
+    pub fn set_command_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
+    }
+
+    /// Runs a command with `input` on its standard input, within the session's deadline.
     pub async fn run_with_input(
         &self,
         command: &str,
         input: &[u8],
     ) -> Result<CommandOutput, SshError> {
+        match tokio::time::timeout(self.deadline, self.exec(command, input)).await {
+            Ok(result) => result,
+            Err(_) => Err(SshError::Deadline {
+                node: self.node.clone(),
+                seconds: self.deadline.as_secs(),
+                command: command.chars().take(40).collect(),
+            }),
+        }
+    }
+
+    async fn exec(&self, command: &str, input: &[u8]) -> Result<CommandOutput, SshError> {
         let err = |e: russh::Error| SshError::Session {
             node: self.node.clone(),
             message: e.to_string(),

@@ -721,3 +721,55 @@ fn an_ssh_agent_key_is_used_when_there_is_no_key_file() {
     let _ = agent.wait();
     assert!(running_instances().is_empty());
 }
+
+/// A remote command whose output trickles (a byte now and then resets the connection's
+/// inactivity timeout) ends at `--command-timeout`: the node fails naming it, the deploy
+/// ends. Before the deadline it kept bootstrap alive for ever.
+#[test]
+#[ignore = "needs LXD: run scripts/test.sh"]
+fn a_command_that_never_ends_fails_its_node_at_the_deadline() {
+    let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("trickle.yaml");
+    std::fs::write(
+        &plan,
+        r#"---
+defaults:
+  provider: lxd
+  ethernet:
+    name: fitter-trickle
+    subnet: 10.97.0.0/24
+---
+locationId: local
+blueprints:
+  - slow:
+      nodes:
+        - slow1:
+            cloud-config:
+              runcmd:
+                - "while true; do echo still here; sleep 1; done"
+"#,
+    )
+    .unwrap();
+    let key = dir.path().join("operator_ed25519");
+    OperatorKey::create(&key).unwrap();
+    let fitter = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fitter"))
+            .args(args)
+            .arg("--yes")
+            .arg("--ssh-key")
+            .arg(&key)
+            .arg(&plan)
+            .output()
+            .unwrap()
+    };
+    let out = fitter(&["deploy", "--command-timeout", "5"]);
+    let disposed = fitter(&["dispose"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("bootstrap slow1: failed") && said.contains("did not finish within 5 s"),
+        "{said}"
+    );
+    assert!(disposed.status.success(), "{}", text(&disposed));
+}

@@ -57,14 +57,16 @@ impl<'t> NodeRun<'t> {
         &mut self,
         operator: &OperatorKey,
         patience: Duration,
+        command_timeout: Duration,
         step: Step<'_>,
     ) -> Result<(), BootstrapError> {
         let t = self.target;
         let c = &t.config;
         step(&format!("connecting to {}", t.address));
-        let session = Session::connect(&c.node, t.address, &t.host_key, operator, patience)
+        let mut session = Session::connect(&c.node, t.address, &t.host_key, operator, patience)
             .await
             .map_err(BootstrapError::Connect)?;
+        session.set_command_deadline(command_timeout);
         step("comparing files and services");
         let session = self.session.insert(session);
         // One round trip for every checksum and every service's state.

@@ -39,6 +39,8 @@ pub struct Walk<'a> {
     pub parallelism: usize,
     /// How long a node may take to answer SSH.
     pub patience: Duration,
+    /// How long one remote command may take (`--command-timeout`).
+    pub command_timeout: Duration,
     pub reporter: &'a dyn Reporter,
 }
 
@@ -158,7 +160,11 @@ async fn round_of(node: &mut Node<'_>, components: BTreeSet<String>, last: bool,
     let step = |detail: &str| walk.reporter.step(&subject, detail);
     if !node.failed && !node.run.begun() {
         walk.reporter.started(&subject, Activity::Bootstrapping);
-        if let Err(e) = node.run.begin(walk.operator, walk.patience, &step).await {
+        if let Err(e) = node
+            .run
+            .begin(walk.operator, walk.patience, walk.command_timeout, &step)
+            .await
+        {
             fail(node, &subject, e.to_string(), walk);
         }
     }

@@ -30,6 +30,8 @@ pub struct ApplyOptions {
     pub ssh_parallelism: usize,
     /// How long a new node may take to answer SSH.
     pub ssh_timeout: Duration,
+    /// How long one remote command of the bootstrap may take.
+    pub command_timeout: Duration,
     /// How long a new cloud server may take to become active.
     pub ready_timeout: Duration,
     /// Create the infrastructure only: no SSH probe, no bootstrap.
@@ -239,6 +241,7 @@ impl Deployment {
             operator,
             parallelism: options.ssh_parallelism,
             patience: options.ssh_timeout,
+            command_timeout: options.command_timeout,
             reporter: options.reporter.as_ref(),
         };
         let nodes = bootstrap::apply(&checked.graph, &targets, &walk).await;
