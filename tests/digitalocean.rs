@@ -115,6 +115,15 @@ fn cloud() -> MutexGuard<'static, Cloud> {
     guard
 }
 
+/// The shared cloud with the example plan deployed in a new workspace.
+fn deployed() -> (MutexGuard<'static, Cloud>, Workspace) {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = ws.deploy(&cloud.api_url);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    (cloud, ws)
+}
+
 /// A scratch directory with the plan's state and the operator's key in it.
 struct Workspace {
     dir: tempfile::TempDir,
@@ -497,10 +506,7 @@ fn dispose_without_the_state_file_finds_everything_by_tag() {
 
 #[test]
 fn an_endpoint_that_says_404_to_everything_makes_fitter_forget_nothing() {
-    let cloud = cloud();
-    let ws = Workspace::new();
-    let out = ws.deploy(&cloud.api_url);
-    assert!(out.status.success(), "deploy: {}", text(&out));
+    let (cloud, ws) = deployed();
     let state_before = std::fs::read(ws.state()).unwrap();
     let backup = {
         let mut b = ws.state().into_os_string();
@@ -543,10 +549,7 @@ fn an_endpoint_that_says_404_to_everything_makes_fitter_forget_nothing() {
 
 #[test]
 fn a_deploy_with_its_state_lost_adopts_everything_and_duplicates_nothing() {
-    let cloud = cloud();
-    let ws = Workspace::new();
-    let out = ws.deploy(&cloud.api_url);
-    assert!(out.status.success(), "deploy: {}", text(&out));
+    let (cloud, ws) = deployed();
     std::fs::remove_file(ws.state()).unwrap();
     // The same plan again, from nothing: every droplet, the VPC and the firewalls exist
     // under the deployment's names and are taken in, not made twice (the firewalls were).
@@ -725,10 +728,7 @@ fn ctrl_c_lets_running_calls_finish_saves_and_starts_nothing_new() {
 
 #[test]
 fn an_action_the_api_does_not_know_ends_the_wait_with_an_error() {
-    let cloud = cloud();
-    let ws = Workspace::new();
-    let out = ws.deploy(&cloud.api_url);
-    assert!(out.status.success(), "deploy: {}", text(&out));
+    let (cloud, ws) = deployed();
     // Every action read answers 404: polled, the resize would wait for ever (it did, 1,242
     // polls in 11 minutes).
     cloud.sim.inject(Fault::Status {

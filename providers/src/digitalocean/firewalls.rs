@@ -31,6 +31,25 @@ impl Inner {
         (body, tags)
     }
 
+    /// Makes firewall `id` what `body` says (rules and tags), as an update or an adoption.
+    pub(super) async fn put_firewall(
+        &self,
+        resource: &str,
+        id: &str,
+        body: &Json,
+    ) -> Result<(), ProviderError> {
+        self.client
+            .send(
+                Method::PUT,
+                &format!("/v2/firewalls/{id}"),
+                Some(body),
+                Call::Idempotent,
+            )
+            .await
+            .map_err(|f| api_error(resource, f))?;
+        Ok(())
+    }
+
     pub(super) async fn create_firewall(
         &self,
         r: &FirewallRequest,
@@ -51,15 +70,7 @@ impl Inner {
                 let id =
                     id_of(&fw).ok_or_else(|| unsupported(&resource, "the firewall has no id"))?;
                 tracing::info!(%resource, %id, "adopting a firewall of this deployment");
-                self.client
-                    .send(
-                        Method::PUT,
-                        &format!("/v2/firewalls/{id}"),
-                        Some(&body),
-                        Call::Idempotent,
-                    )
-                    .await
-                    .map_err(|f| api_error(&resource, f))?;
+                self.put_firewall(&resource, &id, &body).await?;
                 return Ok(id);
             }
             match self

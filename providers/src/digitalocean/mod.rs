@@ -398,16 +398,7 @@ impl Provider for DigitalOcean {
             Request::Firewall(r) => {
                 let (body, tags) = inner.firewall_body(r);
                 inner.ensure_tags(&resource, &tags).await?;
-                inner
-                    .client
-                    .send(
-                        Method::PUT,
-                        &format!("/v2/firewalls/{id}"),
-                        Some(&body),
-                        Call::Idempotent,
-                    )
-                    .await
-                    .map_err(|f| api_error(&resource, f))?;
+                inner.put_firewall(&resource, id, &body).await?;
                 Ok(Outputs::default())
             }
             Request::Node(r) => inner.update_node(r, id).await,
