@@ -88,6 +88,12 @@ pub struct Retries {
     pub cap: Duration,
     /// Tries of a call that keeps getting 429.
     pub rate_limited_attempts: u32,
+    /// How long one request may take, its answer included.
+    pub request_timeout: Duration,
+    /// Tries of a call whose requests time out. A server that took `request_timeout` once
+    /// rarely answers the next time: a silent endpoint costs `request_timeout` times this
+    /// (one minute), not five tries of a minute each.
+    pub timeout_attempts: u32,
 }
 
 impl Default for Retries {
@@ -97,6 +103,8 @@ impl Default for Retries {
             base: Duration::from_millis(500),
             cap: Duration::from_secs(10),
             rate_limited_attempts: 30,
+            request_timeout: Duration::from_secs(30),
+            timeout_attempts: 2,
         }
     }
 }
@@ -129,7 +137,7 @@ impl Client {
             // private key) to whatever host the answer names: a redirect is an error.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .timeout(retries.request_timeout)
             .user_agent(concat!("fitter/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -152,6 +160,7 @@ impl Client {
         call: Call,
     ) -> Result<Answer, Failure> {
         let mut failures = 0u32;
+        let mut timeouts = 0u32;
         let mut rate_limited = 0u32;
         loop {
             self.limiter.acquire().await;
@@ -176,8 +185,16 @@ impl Client {
                         return Err(Failure::Ambiguous(why));
                     }
                     failures += 1;
-                    if failures >= self.retries.attempts {
-                        return Err(Failure::Unreachable(why));
+                    timeouts += u32::from(e.is_timeout());
+                    if failures >= self.retries.attempts
+                        || timeouts >= self.retries.timeout_attempts
+                    {
+                        return Err(Failure::Unreachable(self.unreachable(
+                            &method,
+                            path,
+                            &why,
+                            e.is_timeout(),
+                        )));
                     }
                     tracing::debug!(%method, path, error = %why, "retrying");
                     tokio::time::sleep(self.backoff(failures)).await;
@@ -204,8 +221,16 @@ impl Client {
                         return Err(Failure::Ambiguous(why));
                     }
                     failures += 1;
-                    if failures >= self.retries.attempts {
-                        return Err(Failure::Unreachable(why));
+                    timeouts += u32::from(e.is_timeout());
+                    if failures >= self.retries.attempts
+                        || timeouts >= self.retries.timeout_attempts
+                    {
+                        return Err(Failure::Unreachable(self.unreachable(
+                            &method,
+                            path,
+                            &why,
+                            e.is_timeout(),
+                        )));
                     }
                     tokio::time::sleep(self.backoff(failures)).await;
                     continue;
@@ -360,6 +385,21 @@ impl Client {
                 Some(n) if n > page && count > 0 => page = n,
                 _ => return Ok(items),
             }
+        }
+    }
+
+    /// The last error of a call given up on, naming the call and, for a silent server, how
+    /// long each try waited.
+    fn unreachable(&self, method: &Method, path: &str, why: &str, timed_out: bool) -> String {
+        if timed_out {
+            format!(
+                "{method} {path}: `{}` gave no answer within {} s, {} times; giving up",
+                self.base,
+                self.retries.request_timeout.as_secs_f64(),
+                self.retries.timeout_attempts
+            )
+        } else {
+            why.to_string()
         }
     }
 

@@ -245,3 +245,47 @@ fn debug_output_hides_the_token() {
     assert!(!shown.contains("dop_v1_secret"), "{shown}");
     assert!(shown.contains("redacted"));
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_given_up_on_after_two_tries() {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            if conn.read(&mut buf).await.unwrap_or(0) > 0 {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            // Read, and never a byte back: the connection stays open and silent.
+            open.push(conn);
+        }
+    });
+    let retries = Retries {
+        request_timeout: Duration::from_millis(300),
+        base: Duration::from_millis(1),
+        ..Retries::default()
+    };
+    let client = Client::new(&format!("http://{api}"), "t", retries).unwrap();
+    let out = client
+        .send(Method::GET, "/v2/account", None, Call::Idempotent)
+        .await;
+    match out {
+        Err(Failure::Unreachable(m)) => {
+            assert!(m.contains("GET /v2/account"), "{m}");
+            assert!(m.contains("gave no answer within 0.3 s, 2 times"), "{m}");
+        }
+        other => panic!("not given up on: {other:?}"),
+    }
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // By default a silent server costs two tries of 30 s: well under the five tries of
+    // 60 s it cost before.
+    let d = Retries::default();
+    assert_eq!(
+        d.request_timeout * d.timeout_attempts,
+        Duration::from_secs(60)
+    );
+}
