@@ -16,6 +16,7 @@
 //! last [`Simulator`] handle is dropped, then closes its listener and connections.
 
 mod api;
+mod hostile;
 mod ratelimit;
 mod server;
 mod state;

@@ -23,11 +23,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::Shared;
 use crate::api::{self, ApiError, Call};
 use crate::ratelimit::{Budget, Verdict};
 use crate::types::{Config, Fault, RecordedRequest};
 use crate::util::unix_seconds;
+use crate::{Shared, hostile};
 
 pub(crate) async fn accept_loop(
     listener: TcpListener,
@@ -270,6 +270,25 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
         tokio::time::sleep(effects.delay).await;
     }
     let mut headers = rate_headers(budget);
+    if let Some((status, extra, text)) = &effects.answer {
+        let mut extra = hostile::headers(extra);
+        extra.extend(headers.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        return finish(
+            slot,
+            *status,
+            respond_raw(*status, text.clone(), extra),
+            effects.lost,
+        );
+    }
+    if let Some(bytes) = effects.huge {
+        let response = respond_text(200, Some(hostile::huge(bytes)), headers);
+        return finish(slot, 200, response, effects.lost);
+    }
+    let (query, page, per_page) = if effects.endless {
+        hostile::first_page_query(&query)
+    } else {
+        (query.clone(), 1, 20)
+    };
     let (status, response) = match effects.status {
         Some(status) => {
             // Nothing is handled: the state stays as it was.
@@ -286,10 +305,20 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
                 api::route(&mut state, &call)
             };
             match result {
-                Ok(reply) => (
-                    reply.status,
-                    respond_text(reply.status, reply.body, headers),
-                ),
+                Ok(mut reply) => {
+                    if let Some(text) = reply.body.as_mut() {
+                        if effects.endless {
+                            *text = hostile::endless(text, &base, &path, page, per_page);
+                        }
+                        if !effects.fields.is_empty() {
+                            *text = hostile::rewrite(text, &effects.fields);
+                        }
+                    }
+                    (
+                        reply.status,
+                        respond_text(reply.status, reply.body, headers),
+                    )
+                }
                 Err(error) => (
                     error.status,
                     respond(error.status, Some(&error.body(&request_id)), headers),
@@ -361,6 +390,18 @@ fn respond_value(status: u16, value: &impl serde::Serialize) -> Reply {
 
 fn respond(status: u16, body: Option<&Json>, headers: Vec<(&'static str, String)>) -> Reply {
     respond_text(status, body.map(Json::to_string), headers)
+}
+
+/// An answer exactly as a fault gave it: any status, any headers, any body.
+fn respond_raw(status: u16, body: String, headers: Vec<(String, String)>) -> Reply {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 fn respond_text(status: u16, body: Option<String>, headers: Vec<(&'static str, String)>) -> Reply {

@@ -3,6 +3,7 @@
 //! speaks the same language as the Rust API; durations travel as integer milliseconds
 //! (`*_ms` fields).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,32 @@ pub enum Fault {
         #[serde(rename = "delay_ms", with = "millis")]
         delay: Duration,
     },
+    /// Answer with exactly this instead of handling the request (nothing changes): what a
+    /// wrong or hostile endpoint sends. A redirect (307 and a `location` header), a web
+    /// server's HTML 404, a 200 that is not JSON, JSON of the wrong shape.
+    Answer {
+        matcher: Matcher,
+        status: u16,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        body: String,
+    },
+    /// Handle the request, then give every key `field`, at any depth of the JSON answer,
+    /// the value `value`: `ip_address` = `"*"` for a hostile address, `id` = `"abc"` for a
+    /// wrong type.
+    Field {
+        matcher: Matcher,
+        field: String,
+        value: Json,
+    },
+    /// A listing that never ends: every page of a matching list answers with the first
+    /// page's items, a `next` link to the page after it and a `meta.total` far beyond.
+    EndlessPages { matcher: Matcher },
+    /// A 200 `application/json` answer `bytes` long (a `{` and spaces), nothing handled.
+    Huge { matcher: Matcher, bytes: u64 },
+    /// Droplet actions (not creates) stay `in-progress` while this fault is in place.
+    StuckActions,
 }
 
 /// Which requests a fault applies to.

@@ -1,7 +1,10 @@
 //! Injected faults ([`Fault`]): which requests each matches, how often it has matched, and
 //! what it does to a request or to a droplet's listing.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use serde_json::Value as Json;
 
 use tokio::time::Instant;
 
@@ -25,6 +28,14 @@ pub(crate) struct Effects {
     pub(crate) status: Option<u16>,
     pub(crate) delay: Duration,
     pub(crate) lost: bool,
+    /// An answer to send instead of handling the request: status, headers, body.
+    pub(crate) answer: Option<(u16, BTreeMap<String, String>, String)>,
+    /// The size of a huge answer to send instead of handling the request.
+    pub(crate) huge: Option<u64>,
+    /// Keys of the JSON answer to overwrite, at any depth.
+    pub(crate) fields: Vec<(String, Json)>,
+    /// Whether a listing's pages never end.
+    pub(crate) endless: bool,
 }
 
 impl Faults {
@@ -47,8 +58,12 @@ impl Faults {
             let matcher = match &active.fault {
                 Fault::Status { matcher, .. }
                 | Fault::Slow { matcher, .. }
-                | Fault::LostResponse { matcher } => matcher,
-                Fault::StuckNew { .. } | Fault::Unlisted { .. } => continue,
+                | Fault::LostResponse { matcher }
+                | Fault::Answer { matcher, .. }
+                | Fault::Field { matcher, .. }
+                | Fault::EndlessPages { matcher }
+                | Fault::Huge { matcher, .. } => matcher,
+                Fault::StuckNew { .. } | Fault::Unlisted { .. } | Fault::StuckActions => continue,
             };
             if !matcher.matches(method, path) {
                 continue;
@@ -67,7 +82,24 @@ impl Faults {
                 }
                 Fault::Slow { delay, .. } => effects.delay += *delay,
                 Fault::LostResponse { .. } => effects.lost = true,
-                Fault::StuckNew { .. } | Fault::Unlisted { .. } => {}
+                Fault::Answer {
+                    status,
+                    headers,
+                    body,
+                    ..
+                } => {
+                    effects
+                        .answer
+                        .get_or_insert_with(|| (*status, headers.clone(), body.clone()));
+                }
+                Fault::Huge { bytes, .. } => {
+                    effects.huge.get_or_insert(*bytes);
+                }
+                Fault::Field { field, value, .. } => {
+                    effects.fields.push((field.clone(), value.clone()));
+                }
+                Fault::EndlessPages { .. } => effects.endless = true,
+                Fault::StuckNew { .. } | Fault::Unlisted { .. } | Fault::StuckActions => {}
             }
         }
         effects
@@ -79,6 +111,13 @@ impl Faults {
             matches!(&a.fault, Fault::Unlisted { name: n, delay }
                 if n == name && now.saturating_duration_since(created) < *delay)
         })
+    }
+
+    /// Whether droplet actions are held `in-progress` by [`Fault::StuckActions`].
+    pub(crate) fn actions_stuck(&self) -> bool {
+        self.active
+            .iter()
+            .any(|a| matches!(a.fault, Fault::StuckActions))
     }
 
     pub(crate) fn stuck(&self, name: &str) -> bool {

@@ -176,6 +176,7 @@ impl State {
     /// Whether an action (not a create) is complete: `action_delay` after it started.
     pub(crate) fn action_done(&self, action: &Action, now: Instant) -> bool {
         now.duration_since(action.started) >= self.config.action_delay
+            && !self.faults.actions_stuck()
     }
 
     /// The droplet's pending action when it is complete (its effect then shows).
