@@ -16,6 +16,7 @@
 //! finds what exists and adopts it rather than creating it twice.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,6 +97,14 @@ pub enum ApplyError {
          `--accept-vanished`"
     )]
     Vanished { count: usize },
+    /// Ctrl-C ended a wait; what was made is recorded, and the next run resumes it.
+    #[error(
+        "`{resource}`: interrupted while {what}; its id is in the state, and the next deploy goes on from there"
+    )]
+    Interrupted {
+        resource: String,
+        what: &'static str,
+    },
     #[error("the state write stopped: {0}")]
     Writer(#[source] tokio::task::JoinError),
 }
@@ -329,7 +338,14 @@ pub async fn apply(
     // it failed" would name a failure that never happened.
     let interrupted: Vec<bool> = outcomes
         .iter()
-        .map(|o| matches!(o, Outcome::Failed(OpError::Interrupted)))
+        .map(|o| {
+            matches!(
+                o,
+                Outcome::Failed(
+                    OpError::Interrupted | OpError::Failed(ApplyError::Interrupted { .. })
+                )
+            )
+        })
         .collect();
     let mut report = Report::default();
     for (i, outcome) in outcomes.into_iter().enumerate() {
@@ -434,6 +450,27 @@ async fn slot<'c>(ctx: &'c Context<'_>) -> Result<tokio::sync::SemaphorePermit<'
     tokio::select! {
         permit = ctx.calls.acquire() => permit.map_err(|_| OpError::Interrupted),
         _ = ctx.options.cancel.cancelled() => Err(OpError::Interrupted),
+    }
+}
+
+/// A wait that Ctrl-C ends at once: a droplet's boot or a resize can take minutes, and an
+/// operator who interrupts wants the prompt back, not the end of the wait. What the wait was
+/// for is already in the state with its id; the next run waits for it again.
+async fn unless_interrupted<T, E>(
+    ctx: &Context<'_>,
+    address: &str,
+    what: &'static str,
+    wait: impl Future<Output = Result<T, E>>,
+) -> Result<T, ApplyError>
+where
+    ApplyError: From<E>,
+{
+    tokio::select! {
+        result = wait => Ok(result?),
+        _ = ctx.options.cancel.cancelled() => Err(ApplyError::Interrupted {
+            resource: address.to_string(),
+            what,
+        }),
     }
 }
 
@@ -584,7 +621,13 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
     ctx.options
         .reporter
         .step(&address, &format!("waiting until it is ready [id={id}]"));
-    let ready = provider.wait_ready(&request, &id).await?;
+    let ready = unless_interrupted(
+        ctx,
+        &address,
+        "waiting until it is ready",
+        provider.wait_ready(&request, &id),
+    )
+    .await?;
     outputs.merge(ready);
 
     if let Request::Node(r) = &request
@@ -596,12 +639,17 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
         ctx.options
             .reporter
             .step(&address, &format!("waiting for SSH on {ip}"));
-        let session = Session::connect(
-            &r.name,
-            SocketAddr::from((ip, 22)),
-            &r.host_key_public,
-            &ctx.options.operator,
-            ctx.options.ssh_patience,
+        let session = unless_interrupted(
+            ctx,
+            &address,
+            "waiting for SSH",
+            Session::connect(
+                &r.name,
+                SocketAddr::from((ip, 22)),
+                &r.host_key_public,
+                &ctx.options.operator,
+                ctx.options.ssh_patience,
+            ),
         )
         .await?;
         session.close().await;
@@ -721,7 +769,7 @@ async fn update(ctx: &Context<'_>, i: usize) -> Result<(), OpError> {
     };
     let fresh = {
         let _slot = slot(ctx).await?;
-        provider.update(&request, &id).await?
+        unless_interrupted(ctx, &address, "updating it", provider.update(&request, &id)).await?
     };
     let attributes = change.after.clone().unwrap_or_default();
     Ok(save(ctx, |s| {

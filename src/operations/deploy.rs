@@ -171,7 +171,11 @@ impl Deployment {
         } else {
             None
         };
-        let bootstrap = match operator.as_ref().filter(|_| !options.skip_bootstrap) {
+        // After Ctrl-C nothing new starts, bootstrap included.
+        let bootstrap = match operator
+            .as_ref()
+            .filter(|_| !options.skip_bootstrap && !options.cancel.is_cancelled())
+        {
             Some(operator) => Some(self.bootstrap(checked, operator, options).await?),
             None => None,
         };

@@ -4,9 +4,14 @@
 //! - **Lock**: `<state>.lock`, an exclusive `flock` held for the life of the writer (the OS
 //!   frees it when the process dies, so a killed fitter leaves no stuck lock); the holder
 //!   (user, host, pid, command, since) is written into it, so a blocked command says who.
-//! - **Write**: to `<state>.tmp`, fsynced, the previous version copied to `<state>.backup`,
-//!   renamed over the old file, the folder fsynced; mode 0600, as the state holds addresses,
-//!   host keys and generated secrets.
+//! - **Write**: to `<state>.tmp`, fsynced, renamed over the old file, the folder fsynced;
+//!   mode 0600, as the state holds addresses, host keys and generated secrets.
+//! - **Backup**: `<state>.backup` is the state as it was before the command that last
+//!   changed it (Terraform's `.backup` has the same meaning): copied once, at the command's
+//!   first write, never again by the same command. A command that empties the state, by
+//!   dispose or by forgetting what reads as gone, so never overwrites the last good version
+//!   with an emptier one of its own making; the run after it does, having said what it
+//!   forgot.
 //! - **Links**: no file of the state folder is opened through a symbolic link (`O_NOFOLLOW`
 //!   on the lock, the temporary file and the backup): a link planted as `<state>.backup`
 //!   would otherwise have the state, host keys included, written to wherever it points. A
@@ -103,6 +108,7 @@ impl StateStore for FileStore {
             path: self.path.clone(),
             _lock: lock,
             last: Mutex::new(Stamp::of(&self.path)),
+            backed_up: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((state, Arc::new(writer)))
     }
@@ -115,6 +121,8 @@ struct FileWriter {
     _lock: File,
     /// How the file looked after this writer's last write (or when it was read).
     last: Mutex<Option<Stamp>>,
+    /// Whether this command copied the state it found to the backup already.
+    backed_up: std::sync::atomic::AtomicBool,
 }
 
 /// Size, modification time and inode of the file.
@@ -151,7 +159,12 @@ impl StateWriter for FileWriter {
                 expected: snapshot.previous,
             });
         }
-        *last = Some(write_atomically(&self.path, &snapshot.text)?);
+        use std::sync::atomic::Ordering;
+        let backup = !self.backed_up.load(Ordering::SeqCst);
+        *last = Some(write_atomically(&self.path, &snapshot.text, backup)?);
+        if backup {
+            self.backed_up.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 }
@@ -188,8 +201,9 @@ pub fn read(path: &Path, deployment: &str) -> Result<Option<State>, StateError> 
     Ok(Some(state))
 }
 
-/// Temporary file, fsync, backup of the previous version, rename, fsync of the directory.
-fn write_atomically(path: &Path, text: &str) -> Result<Stamp, StateError> {
+/// Temporary file, fsync, (when `backup`) a copy of the previous version, rename, fsync of
+/// the directory.
+fn write_atomically(path: &Path, text: &str, backup: bool) -> Result<Stamp, StateError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StateError::Write { path, source }
@@ -198,7 +212,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<Stamp, StateError> {
     let mut file = open_private(&tmp)?;
     file.write_all(text.as_bytes()).map_err(err(&tmp))?;
     file.sync_all().map_err(err(&tmp))?;
-    if path.exists() {
+    if backup && path.exists() {
         let backup = sibling(path, "backup");
         let previous = std::fs::read(path).map_err(err(path))?;
         let mut copy = open_private(&backup)?;

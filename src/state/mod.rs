@@ -447,17 +447,32 @@ mod tests {
         .unwrap();
         file.update(|s| s.resources.get_mut("node.a").unwrap().status = Status::Ready)
             .unwrap();
+        // A third write of the same command, emptier: the backup keeps what the command
+        // found before its first change.
+        file.update(|s| s.resources.clear()).unwrap();
         let on_disk = read(&path, "d").unwrap().unwrap();
-        assert_eq!(on_disk.serial, 2);
+        assert_eq!(on_disk.serial, 3);
         assert_eq!(on_disk, *file.state());
-        let backup = read(&sibling(&path, "backup"), "d").unwrap().unwrap();
-        assert_eq!(backup.serial, 1);
-        assert_eq!(backup.resources["node.a"].status, Status::Creating);
+        // There was no state before this command: nothing to back up.
+        assert!(!sibling(&path, "backup").exists());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let lineage = on_disk.lineage.clone();
         assert_eq!(lineage.len(), 36);
         drop(file);
+        // The next command's backup is the state it found, however many writes it makes.
+        let mut next = open(&path).unwrap();
+        next.update(|s| {
+            s.secrets.insert("k".into(), "v".into());
+        })
+        .unwrap();
+        next.update(|s| s.secrets.clear()).unwrap();
+        let backup = read(&sibling(&path, "backup"), "d").unwrap().unwrap();
+        assert_eq!(backup.serial, 3);
+        assert!(backup.resources.is_empty() && backup.secrets.is_empty());
+        let on_disk = read(&path, "d").unwrap().unwrap();
+        assert_eq!(on_disk.serial, 5);
+        drop(next);
         // The lock goes with the value; a second writer that reads an edited file refuses.
         let mut again = open(&path).unwrap();
         let mut edited = on_disk.clone();
@@ -479,7 +494,9 @@ mod tests {
             s.secrets.insert("k".into(), "v".into());
         })
         .unwrap();
+        drop(file);
         std::os::unix::fs::symlink(&target, sibling(&path, "backup")).unwrap();
+        let mut file = open(&path).unwrap();
         let err = file.update(|s| s.secrets.clear()).unwrap_err();
         assert!(matches!(err, StateError::Link { .. }), "{err}");
         assert!(err.to_string().contains("d.state.json.backup"), "{err}");

@@ -1,0 +1,184 @@
+//! What the DigitalOcean tests share: the example plan deployed from a scratch workspace by
+//! the real `fitter` binary, and checks of what the simulator holds afterwards.
+//!
+//! Each test binary uses part of it, so unused items are expected.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use fitter_sim::{Simulator, Snapshot};
+use serde_json::Value as Json;
+
+pub const TOKEN: &str = "dop_v1_fitter_test_token_0123456789";
+pub const PLAN: &str = "fittings/mesos-digitalocean.yaml";
+pub const TAG: &str = "fitter-mesos-digitalocean";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory with the plan's state and the operator's key in it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("do.state.json")
+    }
+
+    pub fn command(&self, api_url: &str, args: &[&str]) -> Command {
+        self.command_for(api_url, &root().join(PLAN), args)
+    }
+
+    pub fn command_for(&self, api_url: &str, plan: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fitter"));
+        cmd.current_dir(root())
+            .args(args)
+            .arg("--state")
+            .arg(self.state())
+            .arg(plan)
+            .env("DIGITALOCEAN_TOKEN", TOKEN)
+            .env("DIGITALOCEAN_API_URL", api_url)
+            .env("HOME", self.dir.path())
+            .env_remove("DIGITALOCEAN_ACCESS_TOKEN")
+            .env_remove("FITTER_SSH_KEY")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, api_url: &str, args: &[&str]) -> Output {
+        self.command(api_url, args).output().unwrap()
+    }
+
+    pub fn deploy(&self, api_url: &str) -> Output {
+        self.run(api_url, &["deploy", "--yes", "--skip-bootstrap"])
+    }
+
+    pub fn state_json(&self) -> Json {
+        serde_json::from_str(&std::fs::read_to_string(self.state()).unwrap()).unwrap()
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn droplets_of(snap: &Snapshot) -> Vec<&Json> {
+    snap.droplets
+        .iter()
+        .filter(|d| {
+            d["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == TAG))
+        })
+        .collect()
+}
+
+pub fn names(droplets: &[&Json]) -> Vec<String> {
+    let mut n: Vec<String> = droplets
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+pub fn expected_names() -> Vec<String> {
+    let mut n: Vec<String> = (1..=3)
+        .map(|i| format!("master{i}"))
+        .chain((1..=9).map(|i| format!("agent{i}")))
+        .collect();
+    n.sort();
+    n
+}
+
+pub fn ours<'a>(items: &'a [Json], prefix: &str) -> Vec<&'a Json> {
+    items
+        .iter()
+        .filter(|i| i["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .collect()
+}
+
+/// Exactly the plan: 12 droplets with distinct names, 1 VPC, 2 firewalls, the tag.
+pub fn assert_exactly_the_plan(snap: &Snapshot) {
+    let droplets = droplets_of(snap);
+    assert_eq!(
+        names(&droplets),
+        expected_names(),
+        "droplets of the deployment"
+    );
+    let vpcs = ours(&snap.vpcs, &format!("{TAG}-"));
+    assert_eq!(vpcs.len(), 1, "VPCs: {vpcs:?}");
+    assert_eq!(vpcs[0]["ip_range"], "10.10.0.0/24");
+    for d in &droplets {
+        assert_eq!(
+            d["vpc_uuid"], vpcs[0]["id"],
+            "{} is in the deployment's VPC",
+            d["name"]
+        );
+    }
+    let firewalls = ours(&snap.firewalls, &format!("{TAG}-"));
+    let mut fw: Vec<&str> = firewalls
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    fw.sort();
+    assert_eq!(fw, [format!("{TAG}-agents"), format!("{TAG}-masters")]);
+    assert!(
+        snap.tags.iter().any(|t| t["name"] == TAG),
+        "the deployment tag exists"
+    );
+}
+
+pub fn assert_nothing_left(snap: &Snapshot) {
+    assert!(
+        droplets_of(snap).is_empty(),
+        "droplets left: {:?}",
+        droplets_of(snap)
+    );
+    assert!(
+        ours(&snap.vpcs, TAG).is_empty(),
+        "VPCs left: {:?}",
+        snap.vpcs
+    );
+    assert!(
+        ours(&snap.firewalls, TAG).is_empty(),
+        "firewalls left: {:?}",
+        snap.firewalls
+    );
+    assert!(
+        ours(&snap.tags, TAG).is_empty(),
+        "tags left: {:?}",
+        snap.tags
+    );
+    assert!(
+        ours(&snap.ssh_keys, TAG).is_empty(),
+        "keys left: {:?}",
+        snap.ssh_keys
+    );
+}
+
+/// `dispose --yes` succeeds and the simulator holds nothing of the deployment.
+pub fn dispose_leaves_nothing(sim: &Simulator, ws: &Workspace, api_url: &str) {
+    let out = ws.run(api_url, &["dispose", "--yes"]);
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert_nothing_left(&sim.snapshot());
+}
+
+pub fn writes(snap: &Snapshot) -> u64 {
+    snap.counts.post + snap.counts.put + snap.counts.patch + snap.counts.delete
+}
