@@ -16,6 +16,15 @@
 //!
 //! The token is never printed: it lives in a header marked sensitive and `Client`'s `Debug`
 //! leaves it out; errors carry the API's message, the method and the path, never headers.
+//!
+//! What fitter reads from a success is read into its type ([`parse`], [`Client::get`],
+//! [`Client::list_of`], the types in `answer.rs`): an answer that does not parse is a
+//! [`Failure::Malformed`] naming the call and the field, e.g. "GET /v2/droplets?tag_name=x&
+//! page=1&per_page=200: the answer's `droplets[3].networks.v4[0].ip_address` does not parse:
+//! invalid IP address syntax". The field's path comes from `serde_path_to_error`: serde alone says what was
+//! wrong but not where, and "invalid type: string, expected u64" in a listing of a thousand
+//! droplets leaves the operator to guess which one. What such a message quotes of the answer
+//! is cut short and has its control characters replaced.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::Rng as _;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -59,12 +70,18 @@ pub enum Failure {
     Unreachable(String),
     /// A create's outcome is unknown: the resource may or may not exist.
     Ambiguous(String),
+    /// A success whose body is not what the API sends: not JSON, without its list, or a
+    /// field of the wrong type or shape. The message names the call and the field. Unlike
+    /// a call that got no answer, trying again does not help: a wait that meets one ends.
+    Malformed { status: u16, message: String },
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Status { status, message } => write!(f, "{message} (HTTP {status})"),
+            Failure::Status { status, message } | Failure::Malformed { status, message } => {
+                write!(f, "{message} (HTTP {status})")
+            }
             Failure::Unreachable(m) => write!(f, "{m}"),
             Failure::Ambiguous(m) => write!(f, "no answer to a create: {m}"),
         }
@@ -244,7 +261,7 @@ impl Client {
                     // A success that is not JSON is no answer from the API (a proxy's page,
                     // a wrong endpoint): taking it as one made a 200 page "exist".
                     Err(_) if status.is_success() => {
-                        return Err(Failure::Status {
+                        return Err(Failure::Malformed {
                             status: status.as_u16(),
                             message: format!(
                                 "{method} {path} answered {} with a body that is not JSON \
@@ -334,10 +351,30 @@ impl Client {
         }
     }
 
-    /// Every item of a list, following the pages. `path` may carry a query already. The
-    /// walk ends at the last page, or once it has the total the API announced, and never
-    /// goes past [`MAX_PAGES`]; an answer without the list is an error naming the call.
-    pub async fn list(&self, path: &str, key: &str) -> Result<Vec<Json>, Failure> {
+    /// `key` of the answer to GET `path`, read as `T`; `None` when the API says it is gone
+    /// (its own 404). An answer that does not parse is [`Failure::Malformed`].
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+    ) -> Result<Option<T>, Failure> {
+        let answer = self.send(Method::GET, path, None, Call::Idempotent).await?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        parse(&Method::GET, path, &answer, key).map(Some)
+    }
+
+    /// Every item of a list, following the pages, each read as `T`. `path` may carry a query
+    /// already. The walk ends at the last page, or once it has the total the API announced,
+    /// and never goes past [`MAX_PAGES`]. An answer without the list, or with an item that
+    /// does not parse, is [`Failure::Malformed`] naming the page's call and the item: never
+    /// skipped, which would make a listing by tag look emptier than the cloud is.
+    pub async fn list_of<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+    ) -> Result<Vec<T>, Failure> {
         let mut items = Vec::new();
         let mut page = 1u64;
         let sep = if path.contains('?') { '&' } else { '?' };
@@ -350,37 +387,33 @@ impl Client {
                     ),
                 });
             }
+            let call = format!("{path}{sep}page={page}&per_page={PER_PAGE}");
             let answer = self
-                .send(
-                    Method::GET,
-                    &format!("{path}{sep}page={page}&per_page={PER_PAGE}"),
-                    None,
-                    Call::Idempotent,
-                )
+                .send(Method::GET, &call, None, Call::Idempotent)
                 .await?;
             if answer.status == 404 {
                 return Ok(items);
             }
+            let bad = |why: String| malformed(&Method::GET, &call, answer.status, why);
             let got = answer
                 .body
                 .get(key)
                 .and_then(Json::as_array)
-                .cloned()
-                .ok_or_else(|| Failure::Status {
-                    status: answer.status,
-                    message: format!("GET {path} answered without a `{key}` list"),
-                })?;
+                .ok_or_else(|| bad(format!("the answer has no `{key}` list")))?;
             let count = got.len();
-            items.extend(got);
-            let total = answer.body.pointer("/meta/total").and_then(Json::as_u64);
+            for (i, item) in got.iter().enumerate() {
+                items.push(read_as(item, &format!("{key}[{i}]")).map_err(bad)?);
+            }
+            let page_info: Page = read_as(&answer.body, "").map_err(bad)?;
+            let total = page_info.meta.and_then(|m| m.total);
             if total.is_some_and(|t| items.len() as u64 >= t) {
                 return Ok(items);
             }
-            let next = answer
-                .body
-                .pointer("/links/pages/next")
-                .and_then(Json::as_str)
-                .and_then(page_of);
+            let next = page_info
+                .links
+                .and_then(|l| l.pages)
+                .and_then(|p| p.next)
+                .and_then(|url| page_of(&url));
             match next {
                 Some(n) if n > page && count > 0 => page = n,
                 _ => return Ok(items),
@@ -413,6 +446,77 @@ impl Client {
         let f: f64 = rand::rng().random_range(0.5..=1.0);
         d.mul_f64(f)
     }
+}
+
+/// `key` of a successful `answer` to `method path`, read as `T`, or [`Failure::Malformed`]
+/// naming the call and the field that did not parse. A missing `key` reads as `null`, which
+/// only an `Option` takes.
+pub fn parse<T: DeserializeOwned>(
+    method: &Method,
+    path: &str,
+    answer: &Answer,
+    key: &str,
+) -> Result<T, Failure> {
+    let value = answer.body.get(key).unwrap_or(&Json::Null);
+    read_as(value, key).map_err(|why| malformed(method, path, answer.status, why))
+}
+
+/// `value` as `T`, or which field of it did not parse and why. `at` is where `value` is in
+/// the answer (`droplets[3]`; empty for the whole body), so that the field is named from
+/// the top of the answer.
+fn read_as<T: DeserializeOwned>(value: &Json, at: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let field = match inner.as_str() {
+            "." => at.to_string(),
+            p if p.starts_with('[') || at.is_empty() => format!("{at}{p}"),
+            p => format!("{at}.{p}"),
+        };
+        let subject = if field.is_empty() {
+            "the answer".to_string()
+        } else {
+            format!("the answer's `{field}`")
+        };
+        // serde quotes what it met (`invalid type: string "..."`): cut it short.
+        format!(
+            "{subject} does not parse: {}",
+            printable(&e.inner().to_string(), 160)
+        )
+    })
+}
+
+fn malformed(method: &Method, path: &str, status: u16, why: String) -> Failure {
+    Failure::Malformed {
+        status,
+        message: printable(&format!("{method} {path}: {why}"), 400),
+    }
+}
+
+/// What a listing's answer says of its pages, beside the list.
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    meta: Option<Meta>,
+    #[serde(default)]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Links {
+    #[serde(default)]
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize)]
+struct Pages {
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// The body, read chunk by chunk, or `None` once it passes [`MAX_BODY`].
@@ -458,17 +562,26 @@ fn wait_for_429(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs_f64((reset - now).clamp(0.1, 120.0)))
 }
 
-/// The API's error message: DigitalOcean's `{id, message}`, or a proxy's problem+json.
 /// The start of a body, on one line, for a message.
 fn snippet(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(60)
-        .collect();
-    one_line.trim().to_string()
+    printable(text, 60).trim().to_string()
 }
 
+/// At most `max` characters of `text`, control characters (line breaks, escapes) replaced by
+/// spaces, and `...` when it was cut: fit for a one-line message whatever the answer held.
+fn printable(text: &str, max: usize) -> String {
+    let mut shown: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().nth(max).is_some() {
+        shown.push_str("...");
+    }
+    shown
+}
+
+/// The API's error message: DigitalOcean's `{id, message}`, or a proxy's problem+json.
 fn message_of(body: &Json) -> String {
     if let Some(m) = body.get("message").and_then(Json::as_str) {
         return m.to_string();
@@ -631,4 +744,4 @@ impl Limiter {
 
 #[cfg(test)]
 #[path = "client_tests.rs"]
-mod tests;
+pub(super) mod tests;

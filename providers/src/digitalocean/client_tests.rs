@@ -19,8 +19,8 @@ async fn status_failure(
 }
 
 /// A one-connection HTTP server on loopback that answers every request with `answer`;
-/// returns its address and the requests it received.
-async fn server(
+/// returns its address and the requests it received. The provider's tests use it too.
+pub(in crate::digitalocean) async fn server(
     answer: String,
 ) -> (
     std::net::SocketAddr,
@@ -101,7 +101,10 @@ async fn endless_pages() -> std::net::SocketAddr {
 async fn a_listing_whose_pages_never_end_stops_with_an_error() {
     let api = endless_pages().await;
     let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
-    let failure = client.list("/v2/droplets", "droplets").await.unwrap_err();
+    let failure = client
+        .list_of::<Json>("/v2/droplets", "droplets")
+        .await
+        .unwrap_err();
     let Failure::Status { message, .. } = failure else {
         panic!("not a status failure: {failure:?}");
     };
@@ -152,6 +155,25 @@ async fn a_404_that_is_not_the_apis_error_is_not_gone() {
     assert_eq!(answer.status, 404);
 }
 
+/// A server on loopback answering every request 200 with `body` as JSON.
+async fn answering(body: &Json) -> std::net::SocketAddr {
+    let body = body.to_string();
+    let (api, _) = server(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    api
+}
+
+/// The status and message of an answer that must not parse.
+fn malformed_failure<T: std::fmt::Debug>(out: Result<T, Failure>) -> (u16, String) {
+    match out {
+        Err(Failure::Malformed { status, message }) => (status, message),
+        other => panic!("not a malformed answer: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_success_that_is_not_json_is_an_error_naming_the_call() {
     let page = "<html><body>Welcome</body></html>";
@@ -160,11 +182,58 @@ async fn a_success_that_is_not_json_is_an_error_naming_the_call() {
         page.len()
     ))
     .await;
-    let (status, message) =
-        status_failure(api, Method::GET, "/v2/droplets/7", None, Call::Idempotent).await;
+    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let (status, message) = malformed_failure(
+        client
+            .send(Method::GET, "/v2/droplets/7", None, Call::Idempotent)
+            .await,
+    );
     assert_eq!(status, 200);
     assert!(message.contains("GET /v2/droplets/7"), "{message}");
     assert!(message.contains("not JSON"), "{message}");
+}
+
+#[tokio::test]
+async fn a_success_of_the_wrong_types_is_an_error_naming_the_call_and_the_field() {
+    use super::super::answer::Droplet;
+    // JSON, and a droplet's keys, but not a droplet's types.
+    let api = answering(&serde_json::json!({"droplet": {
+        "id": "7", "name": "agent1", "status": "active", "locked": "no",
+        "size_slug": "s-1vcpu-1gb", "networks": {"v4": []}, "tags": []
+    }}))
+    .await;
+    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let (status, message) =
+        malformed_failure(client.get::<Droplet>("/v2/droplets/7", "droplet").await);
+    assert_eq!(status, 200);
+    assert!(
+        message.starts_with("GET /v2/droplets/7: the answer's `droplet.id` does not parse:"),
+        "{message}"
+    );
+    // In a listing, the page's call and the item are named: never an item skipped.
+    let api = answering(&serde_json::json!({
+        "droplets": [{"id": 7, "name": "agent1", "status": "active", "locked": false,
+                      "size_slug": "s-1vcpu-1gb", "networks": {"v4": [
+                          {"ip_address": "*", "type": "public"}]}, "tags": []}],
+        "links": {}, "meta": {"total": 1}
+    }))
+    .await;
+    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let (_, message) = malformed_failure(
+        client
+            .list_of::<Droplet>("/v2/droplets?tag_name=x", "droplets")
+            .await,
+    );
+    assert_eq!(
+        message,
+        "GET /v2/droplets?tag_name=x&page=1&per_page=200: the answer's \
+         `droplets[0].networks.v4[0].ip_address` does not parse: invalid IP address syntax"
+    );
+    // A listing without its list is no listing.
+    let api = answering(&serde_json::json!({"links": {}})).await;
+    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let (_, message) = malformed_failure(client.list_of::<Json>("/v2/vpcs", "vpcs").await);
+    assert!(message.contains("has no `vpcs` list"), "{message}");
 }
 
 #[test]

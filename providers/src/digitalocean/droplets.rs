@@ -1,15 +1,18 @@
 //! Droplets: creating them in batches of up to [`BATCH`] (one call per group of creates that
 //! share a spec), adopting what an earlier or interrupted run created instead of creating it
-//! again, and the index of the deployment's droplets as last listed.
+//! again, and the index of the deployment's droplets as last listed. The index holds typed
+//! [`Droplet`]s: the few fields fitter reads (a listed droplet is over a kilobyte of JSON,
+//! its image, size and region spelled out, and a thousand of those were a fifth of the
+//! memory).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value as Json, json};
 
+use super::answer::Droplet;
 use super::body::{self, DropletSpec, HostKey};
-use super::client::{Call, Failure};
+use super::client::{self, Call, Failure};
 use super::{BATCH, Inner, api_error, md5_fingerprint, unsupported};
 use crate::api::{NodeRequest, ProviderError};
 
@@ -21,40 +24,25 @@ struct Pending {
     authorized_keys: Vec<String>,
 }
 
-/// What the provider keeps of a listed droplet: a full one is over a kilobyte of JSON (its
-/// image, size and region spelled out), and a thousand of them were a fifth of the memory.
-fn compact(droplet: &Json) -> Json {
-    let v4: Vec<Json> = droplet
-        .pointer("/networks/v4")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .map(|n| json!({"ip_address": n["ip_address"], "type": n["type"]}))
-        .collect();
-    json!({
-        "id": droplet["id"],
-        "name": droplet["name"],
-        "status": droplet["status"],
-        "locked": droplet["locked"],
-        "networks": {"v4": v4},
-    })
-}
-
 impl Inner {
     /// Lists the deployment's droplets and keeps the list as the index.
     pub(super) async fn list_droplets(
         &self,
         resource: &str,
-    ) -> Result<HashMap<u64, Json>, ProviderError> {
-        let items = self
-            .client
-            .list(&format!("/v2/droplets?tag_name={}", self.tag), "droplets")
+    ) -> Result<HashMap<u64, Droplet>, ProviderError> {
+        self.listed_droplets()
             .await
-            .map_err(|f| api_error(resource, f))?;
-        let map: HashMap<u64, Json> = items
-            .iter()
-            .filter_map(|d| Some((d.get("id")?.as_u64()?, compact(d))))
-            .collect();
+            .map_err(|f| api_error(resource, f))
+    }
+
+    /// The same, failing with the client's [`Failure`], so that the poller can tell an
+    /// answer that does not parse (which ends every wait) from one that did not come.
+    pub(super) async fn listed_droplets(&self) -> Result<HashMap<u64, Droplet>, Failure> {
+        let items: Vec<Droplet> = self
+            .client
+            .list_of(&format!("/v2/droplets?tag_name={}", self.tag), "droplets")
+            .await?;
+        let map: HashMap<u64, Droplet> = items.into_iter().map(|d| (d.id, d)).collect();
         *self.droplets.lock().await = Some(map.clone());
         Ok(map)
     }
@@ -72,7 +60,7 @@ impl Inner {
         &self,
         resource: &str,
         id: u64,
-    ) -> Result<Option<Json>, ProviderError> {
+    ) -> Result<Option<Droplet>, ProviderError> {
         self.ensure_index(resource).await?;
         Ok(self
             .droplets
@@ -98,11 +86,11 @@ impl Inner {
     }
 
     /// A droplet of `index` with that name that no create of this run has taken.
-    async fn adopt_droplet(&self, name: &str, index: &HashMap<u64, Json>) -> Option<u64> {
+    async fn adopt_droplet(&self, name: &str, index: &HashMap<u64, Droplet>) -> Option<u64> {
         let mut claimed = self.claimed.lock().await;
         let mut found: Vec<u64> = index
             .iter()
-            .filter(|(id, d)| d["name"] == name && !claimed.contains(*id))
+            .filter(|(id, d)| d.name == name && !claimed.contains(*id))
             .map(|(id, _)| *id)
             .collect();
         found.sort();
@@ -164,24 +152,26 @@ impl Inner {
                 .client
                 .send(Method::POST, "/v2/droplets", Some(&request), Call::Create)
                 .await;
-            match answer {
-                Ok(a) => {
-                    let created: Vec<Json> = match a.body.get("droplets").and_then(Json::as_array) {
-                        Some(list) => list.clone(),
-                        None => a.body.get("droplet").cloned().into_iter().collect(),
-                    };
+            // One name answers with `droplet`, several with `droplets`.
+            let created = answer.and_then(|a| {
+                if a.body.get("droplets").is_some() {
+                    client::parse::<Vec<Droplet>>(&Method::POST, "/v2/droplets", &a, "droplets")
+                } else {
+                    client::parse(&Method::POST, "/v2/droplets", &a, "droplet").map(|d| vec![d])
+                }
+            });
+            match created {
+                Ok(created) => {
                     let mut by_name: HashMap<String, u64> = HashMap::new();
                     {
                         // Same order as `adopt_indexed`: the index, then the claims.
                         let mut index = self.droplets.lock().await;
                         let mut claimed = self.claimed.lock().await;
                         for d in created {
-                            if let (Some(name), Some(id)) = (d["name"].as_str(), d["id"].as_u64()) {
-                                by_name.insert(name.to_string(), id);
-                                claimed.insert(id);
-                                if let Some(map) = index.as_mut() {
-                                    map.insert(id, compact(&d));
-                                }
+                            by_name.insert(d.name.to_string(), d.id);
+                            claimed.insert(d.id);
+                            if let Some(map) = index.as_mut() {
+                                map.insert(d.id, d);
                             }
                         }
                     }

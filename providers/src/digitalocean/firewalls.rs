@@ -4,9 +4,10 @@
 use reqwest::Method;
 use serde_json::Value as Json;
 
+use super::answer::Firewall;
 use super::body;
-use super::client::{Call, Failure};
-use super::{Inner, api_error, cloud_name, id_of, unsupported};
+use super::client::{self, Call, Failure};
+use super::{Inner, api_error, cloud_name};
 use crate::api::{FirewallRequest, ProviderError};
 
 impl Inner {
@@ -63,25 +64,23 @@ impl Inner {
         // state was lost. Its name is the deployment's, so it is adopted, and its rules and
         // tags are made the plan's, as droplets and VPCs are adopted: never a second one.
         for _attempt in 0..2 {
-            if let Some(fw) = self
-                .find_by_name(&resource, "/v2/firewalls", "firewalls", &name)
-                .await?
-            {
-                let id =
-                    id_of(&fw).ok_or_else(|| unsupported(&resource, "the firewall has no id"))?;
+            let firewalls: Vec<Firewall> =
+                self.list(&resource, "/v2/firewalls", "firewalls").await?;
+            if let Some(fw) = firewalls.into_iter().find(|f| f.name == name.as_str()) {
+                let id = fw.id.to_string();
                 tracing::info!(%resource, %id, "adopting a firewall of this deployment");
                 self.put_firewall(&resource, &id, &body).await?;
                 return Ok(id);
             }
-            match self
+            let answer = self
                 .client
                 .send(Method::POST, "/v2/firewalls", Some(&body), Call::Create)
                 .await
-            {
-                Ok(a) => {
-                    return id_of(&a.body["firewall"])
-                        .ok_or_else(|| unsupported(&resource, "the answer has no firewall id"));
-                }
+                .and_then(|a| {
+                    client::parse::<Firewall>(&Method::POST, "/v2/firewalls", &a, "firewall")
+                });
+            match answer {
+                Ok(fw) => return Ok(fw.id.to_string()),
                 Err(Failure::Ambiguous(why)) => {
                     tracing::warn!(%resource, %why, "firewall create got no answer; looking it up");
                 }

@@ -3,11 +3,11 @@
 //! and its firewalls').
 
 use reqwest::Method;
-use serde_json::json;
 
+use super::answer::{SshKey, Tag};
 use super::body;
-use super::client::{Call, Failure};
-use super::{Inner, api_error, id_of, md5_fingerprint, unsupported};
+use super::client::{self, Call, Failure};
+use super::{Inner, api_error, md5_fingerprint, unsupported};
 use crate::api::{ProviderError, SshKeyRequest};
 
 impl Inner {
@@ -47,9 +47,8 @@ impl Inner {
         })?;
         // By fingerprint, not by listing: listing keys is limited to 10 calls a minute.
         let path = format!("/v2/account/keys/{fingerprint}");
-        if let Some(found) = self.get(&resource, &path).await? {
-            return id_of(&found["ssh_key"])
-                .ok_or_else(|| unsupported(&resource, "the key has no id"));
+        if let Some(found) = self.get::<SshKey>(&resource, &path, "ssh_key").await? {
+            return Ok(found.id.to_string());
         }
         let answer = self
             .client
@@ -59,15 +58,16 @@ impl Inner {
                 Some(&body::ssh_key(&r.key_name, &r.public_key)),
                 Call::Create,
             )
-            .await;
+            .await
+            .and_then(|a| {
+                client::parse::<SshKey>(&Method::POST, "/v2/account/keys", &a, "ssh_key")
+            });
         match answer {
-            Ok(a) => id_of(&a.body["ssh_key"])
-                .ok_or_else(|| unsupported(&resource, "the answer has no key id")),
+            Ok(created) => Ok(created.id.to_string()),
             // Lost answer, or "already in use": the key is there, find it.
             Err(Failure::Ambiguous(_)) | Err(Failure::Status { status: 422, .. }) => {
-                match self.get(&resource, &path).await? {
-                    Some(found) => id_of(&found["ssh_key"])
-                        .ok_or_else(|| unsupported(&resource, "the key has no id")),
+                match self.get::<SshKey>(&resource, &path, "ssh_key").await? {
+                    Some(found) => Ok(found.id.to_string()),
                     None => Err(api_error(
                         &resource,
                         Failure::Unreachable(
@@ -85,16 +85,10 @@ impl Inner {
     pub(super) async fn delete_tags(&self, tag: &str) -> Result<(), ProviderError> {
         let resource = format!("tag {tag}");
         let prefix = format!("{tag}:");
-        let all = self
-            .client
-            .list("/v2/tags", "tags")
-            .await
-            .map_err(|f| api_error(&resource, f))?;
+        let all: Vec<Tag> = self.list(&resource, "/v2/tags", "tags").await?;
         for t in all {
-            if let Some(name) = t["name"].as_str()
-                && name.starts_with(&prefix)
-            {
-                self.delete_simple(&resource, &format!("/v2/tags/{name}"))
+            if t.name.starts_with(&prefix) {
+                self.delete_simple(&resource, &format!("/v2/tags/{}", t.name))
                     .await?;
             }
         }
@@ -107,12 +101,12 @@ impl Inner {
     pub(super) async fn delete_ssh_key(&self, id: &str) -> Result<(), ProviderError> {
         let resource = format!("ssh key {id}");
         let path = format!("/v2/account/keys/{id}");
-        let Some(key) = self.get(&resource, &path).await? else {
+        let Some(key) = self.get::<SshKey>(&resource, &path, "ssh_key").await? else {
             return Ok(());
         };
         // Only a key fitter uploaded for this deployment: one the operator had in the
         // account already was adopted, not created, and stays.
-        if key["ssh_key"]["name"] != json!(self.tag) {
+        if key.name != self.tag.as_str() {
             tracing::info!(%resource, "leaving the account key fitter did not upload");
             return Ok(());
         }

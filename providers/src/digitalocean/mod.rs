@@ -25,6 +25,10 @@
 //! Teardown goes firewalls, droplets (deleted, then waited for until the listing no longer
 //! has them), VPCs (403 and 409 retried while members detach), then the tags and the key.
 //!
+//! Every answer fitter reads is parsed into its type (`answer`) before anything is decided
+//! from it: one that does not parse is an error naming the call and the field, never an
+//! entry skipped or a resource taken as absent (docs/security.md).
+//!
 //! `mod.rs` holds the [`Provider`] implementation, the provider's state and the helpers every
 //! resource uses; each resource's calls are in a module of its own: `droplets` (creates in
 //! batches, adoption, the index of listed droplets), `watch` (the poller that answers every
@@ -39,12 +43,13 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use md5::Digest as _;
 use reqwest::Method;
-use serde_json::{Value as Json, json};
+use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::api::{NodeRequest, Outputs, Owned, Provider, ProviderError, Request, TagRequest};
 use crate::{ProviderKind, ResourceKind};
 
+pub mod answer;
 pub mod body;
 pub mod catalogue;
 pub mod client;
@@ -57,6 +62,7 @@ mod watch;
 
 pub use catalogue::KIND;
 
+use answer::{Droplet, Firewall, SshKey, Tag, Vpc};
 use client::{Call, Client, Failure, Retries};
 use watch::{Watch, droplet_ready};
 
@@ -174,7 +180,7 @@ struct Inner {
     tag: String,
     settings: Settings,
     /// The deployment's droplets as last listed, by id; `None` until first needed.
-    droplets: Mutex<Option<HashMap<u64, Json>>>,
+    droplets: Mutex<Option<HashMap<u64, Droplet>>>,
     /// Droplets a create of this run has taken: each is adopted once only.
     claimed: Mutex<HashSet<u64>>,
     /// Tags known to exist.
@@ -204,7 +210,7 @@ impl DigitalOcean {
 
 fn api_error(resource: &str, failure: Failure) -> ProviderError {
     match failure {
-        Failure::Status { status, message } => {
+        Failure::Status { status, message } | Failure::Malformed { status, message } => {
             let message = if status == 401 {
                 format!("{message}; check DIGITALOCEAN_TOKEN")
             } else {
@@ -233,37 +239,31 @@ fn unsupported(resource: &str, message: impl Into<String>) -> ProviderError {
     }
 }
 
-fn id_of(value: &Json) -> Option<String> {
-    match value.get("id")? {
-        Json::Number(n) => Some(n.to_string()),
-        Json::String(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 impl Inner {
-    async fn get(&self, resource: &str, path: &str) -> Result<Option<Json>, ProviderError> {
-        let answer = self
-            .client
-            .send(Method::GET, path, None, Call::Idempotent)
-            .await
-            .map_err(|f| api_error(resource, f))?;
-        Ok((answer.status != 404).then_some(answer.body))
-    }
-
-    async fn find_by_name(
+    /// `key` of the answer to GET `path`, read as `T`; `None` when it is gone.
+    async fn get<T: DeserializeOwned>(
         &self,
         resource: &str,
         path: &str,
         key: &str,
-        name: &str,
-    ) -> Result<Option<Json>, ProviderError> {
-        let items = self
-            .client
-            .list(path, key)
+    ) -> Result<Option<T>, ProviderError> {
+        self.client
+            .get(path, key)
             .await
-            .map_err(|f| api_error(resource, f))?;
-        Ok(items.into_iter().find(|i| i["name"] == name))
+            .map_err(|f| api_error(resource, f))
+    }
+
+    /// Every item of a listing, read as `T`.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        resource: &str,
+        path: &str,
+        key: &str,
+    ) -> Result<Vec<T>, ProviderError> {
+        self.client
+            .list_of(path, key)
+            .await
+            .map_err(|f| api_error(resource, f))
     }
 
     async fn delete_simple(&self, resource: &str, path: &str) -> Result<(), ProviderError> {
@@ -357,7 +357,9 @@ impl Provider for DigitalOcean {
 
     async fn read(&self, kind: ResourceKind, id: &str) -> Result<Option<Outputs>, ProviderError> {
         let inner = &self.inner;
-        let (resource, path, key) = match kind {
+        // Each kind is read into its type, so that a success that is not the resource (a
+        // wrong endpoint's `{}`) is an error, not a resource that exists.
+        let exists = match kind {
             ResourceKind::Node => {
                 let resource = format!("droplet {id}");
                 if let Ok(numeric) = id.parse::<u64>()
@@ -365,30 +367,36 @@ impl Provider for DigitalOcean {
                 {
                     return Ok(Some(droplet_ready(&d).unwrap_or_default()));
                 }
-                (resource, format!("/v2/droplets/{id}"), "droplet")
+                let path = format!("/v2/droplets/{id}");
+                let droplet: Option<Droplet> = inner.get(&resource, &path, "droplet").await?;
+                return Ok(droplet.map(|d| droplet_ready(&d).unwrap_or_default()));
             }
-            ResourceKind::SshKey => (
-                format!("ssh key {id}"),
-                format!("/v2/account/keys/{id}"),
-                "ssh_key",
-            ),
-            ResourceKind::Tag => (format!("tag {id}"), format!("/v2/tags/{id}"), "tag"),
-            ResourceKind::Network => (format!("VPC {id}"), format!("/v2/vpcs/{id}"), "vpc"),
-            ResourceKind::Firewall => (
-                format!("firewall {id}"),
-                format!("/v2/firewalls/{id}"),
-                "firewall",
-            ),
+            ResourceKind::SshKey => {
+                let path = format!("/v2/account/keys/{id}");
+                let key: Option<SshKey> = inner
+                    .get(&format!("ssh key {id}"), &path, "ssh_key")
+                    .await?;
+                key.is_some()
+            }
+            ResourceKind::Tag => {
+                let path = format!("/v2/tags/{id}");
+                let tag: Option<Tag> = inner.get(&format!("tag {id}"), &path, "tag").await?;
+                tag.is_some()
+            }
+            ResourceKind::Network => {
+                let path = format!("/v2/vpcs/{id}");
+                let vpc: Option<Vpc> = inner.get(&format!("VPC {id}"), &path, "vpc").await?;
+                vpc.is_some()
+            }
+            ResourceKind::Firewall => {
+                let path = format!("/v2/firewalls/{id}");
+                let firewall: Option<Firewall> = inner
+                    .get(&format!("firewall {id}"), &path, "firewall")
+                    .await?;
+                firewall.is_some()
+            }
         };
-        Ok(inner.get(&resource, &path).await?.map(|body| {
-            let mut outputs = Outputs::default();
-            if kind == ResourceKind::Node
-                && let Some(o) = droplet_ready(&body[key])
-            {
-                outputs = o;
-            }
-            outputs
-        }))
+        Ok(exists.then(Outputs::default))
     }
 
     async fn update(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError> {
@@ -444,64 +452,53 @@ impl Provider for DigitalOcean {
         let tag = format!("fitter-{deployment}");
         let prefix = format!("{}-", tag);
         let mut owned = Vec::new();
-        let droplets = inner
-            .client
-            .list(&format!("/v2/droplets?tag_name={tag}"), "droplets")
-            .await
-            .map_err(|f| api_error(&resource, f))?;
+        let droplets: Vec<Droplet> = inner
+            .list(
+                &resource,
+                &format!("/v2/droplets?tag_name={tag}"),
+                "droplets",
+            )
+            .await?;
         for d in droplets {
-            if let (Some(name), Some(id)) = (d["name"].as_str(), id_of(&d)) {
-                owned.push(Owned {
-                    kind: ResourceKind::Node,
-                    name: name.to_string(),
-                    id,
-                });
-            }
+            owned.push(Owned {
+                kind: ResourceKind::Node,
+                name: d.name.to_string(),
+                id: d.id.to_string(),
+            });
         }
         let member_prefix = format!("{tag}:");
-        for fw in inner
-            .client
-            .list("/v2/firewalls", "firewalls")
-            .await
-            .map_err(|f| api_error(&resource, f))?
-        {
-            let ours = fw["tags"]
-                .as_array()
-                .into_iter()
+        let firewalls: Vec<Firewall> = inner.list(&resource, "/v2/firewalls", "firewalls").await?;
+        for fw in firewalls {
+            let ours = fw
+                .tags
+                .iter()
                 .flatten()
-                .any(|t| t.as_str().is_some_and(|t| t.starts_with(&member_prefix)));
-            if ours && let (Some(name), Some(id)) = (fw["name"].as_str(), id_of(&fw)) {
-                let name = name.strip_prefix(&prefix).unwrap_or(name).to_string();
+                .any(|t| t.starts_with(&member_prefix));
+            if ours {
+                let name = fw.name.strip_prefix(&prefix).unwrap_or(&fw.name);
                 owned.push(Owned {
                     kind: ResourceKind::Firewall,
-                    name,
-                    id,
+                    name: name.to_string(),
+                    id: fw.id.to_string(),
                 });
             }
         }
         let description = format!("fitter deployment {deployment}");
-        for vpc in inner
-            .client
-            .list("/v2/vpcs", "vpcs")
-            .await
-            .map_err(|f| api_error(&resource, f))?
-        {
-            if vpc["description"] == json!(description)
-                && let (Some(name), Some(id)) = (vpc["name"].as_str(), id_of(&vpc))
-            {
-                let name = name.strip_prefix(&prefix).unwrap_or(name).to_string();
+        let vpcs: Vec<Vpc> = inner.list(&resource, "/v2/vpcs", "vpcs").await?;
+        for vpc in vpcs {
+            if vpc.description.as_deref() == Some(description.as_str()) {
+                let name = vpc.name.strip_prefix(&prefix).unwrap_or(&vpc.name);
                 owned.push(Owned {
                     kind: ResourceKind::Network,
-                    name,
-                    id,
+                    name: name.to_string(),
+                    id: vpc.id.to_string(),
                 });
             }
         }
-        if inner
-            .get(&resource, &format!("/v2/tags/{tag}"))
-            .await?
-            .is_some()
-        {
+        let deployment_tag: Option<Tag> = inner
+            .get(&resource, &format!("/v2/tags/{tag}"), "tag")
+            .await?;
+        if deployment_tag.is_some() {
             owned.push(Owned {
                 kind: ResourceKind::Tag,
                 name: "deployment".into(),
@@ -509,19 +506,15 @@ impl Provider for DigitalOcean {
             });
         }
         // One call of the ten a minute that listing keys allows.
-        for key in inner
-            .client
-            .list("/v2/account/keys", "ssh_keys")
-            .await
-            .map_err(|f| api_error(&resource, f))?
-        {
-            if key["name"] == json!(tag)
-                && let Some(id) = id_of(&key)
-            {
+        let keys: Vec<SshKey> = inner
+            .list(&resource, "/v2/account/keys", "ssh_keys")
+            .await?;
+        for key in keys {
+            if key.name == tag.as_str() {
                 owned.push(Owned {
                     kind: ResourceKind::SshKey,
                     name: "operator".into(),
-                    id,
+                    id: key.id.to_string(),
                 });
             }
         }

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::json;
 
+use super::answer::Vpc;
 use super::body;
-use super::client::{Call, Failure};
-use super::{Inner, KIND, api_error, cloud_name, id_of, unsupported};
+use super::client::{self, Call, Failure};
+use super::{Inner, KIND, api_error, cloud_name, unsupported};
 use crate::api::{NetworkRequest, ProviderError};
 
 impl Inner {
@@ -22,31 +22,30 @@ impl Inner {
         let description = self.description();
         let body = body::vpc(&name, region, &r.subnet.to_string(), &description);
         for _attempt in 0..2 {
-            match self
+            let answer = self
                 .client
                 .send(Method::POST, "/v2/vpcs", Some(&body), Call::Create)
                 .await
-            {
-                Ok(a) => {
-                    return id_of(&a.body["vpc"])
-                        .ok_or_else(|| unsupported(&resource, "the answer has no VPC id"));
-                }
+                .and_then(|a| client::parse::<Vpc>(&Method::POST, "/v2/vpcs", &a, "vpc"));
+            match answer {
+                Ok(vpc) => return Ok(vpc.id.to_string()),
                 // VPC names are unique in an account: a lost create or a rerun finds it.
                 Err(Failure::Ambiguous(_)) | Err(Failure::Status { status: 422, .. }) => {
-                    if let Some(vpc) = self
-                        .find_by_name(&resource, "/v2/vpcs", "vpcs", &name)
-                        .await?
-                    {
-                        if vpc["description"] != json!(description) {
+                    let vpcs: Vec<Vpc> = self.list(&resource, "/v2/vpcs", "vpcs").await?;
+                    if let Some(vpc) = vpcs.into_iter().find(|v| v.name == name.as_str()) {
+                        if vpc.description.as_deref() != Some(description.as_str()) {
+                            let described = match &vpc.description {
+                                Some(d) => format!("description \"{d}\""),
+                                None => "no description".to_string(),
+                            };
                             return Err(ProviderError::NotOwned {
                                 provider: KIND,
                                 resource,
                                 deployment: self.deployment.clone(),
-                                owner: format!("VPC `{name}`, description {}", vpc["description"]),
+                                owner: format!("VPC `{name}`, {described}"),
                             });
                         }
-                        return id_of(&vpc)
-                            .ok_or_else(|| unsupported(&resource, "the VPC has no id"));
+                        return Ok(vpc.id.to_string());
                     }
                 }
                 Err(f) => return Err(api_error(&resource, f)),

@@ -7,14 +7,22 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
+use super::answer::{Action, Droplet};
 use super::body;
-use super::client::{Call, Failure};
+use super::client::{self, Call, Failure};
 use super::{Inner, api_error, droplet_ready, unsupported};
 use crate::api::{NodeRequest, Outputs, ProviderError};
 
 impl Inner {
+    /// The droplet as the API has it now; an error when it is gone.
+    async fn droplet(&self, resource: &str, id: &str) -> Result<Droplet, ProviderError> {
+        self.get(resource, &format!("/v2/droplets/{id}"), "droplet")
+            .await?
+            .ok_or_else(|| unsupported(resource, format!("droplet {id} is gone")))
+    }
+
     /// Runs one droplet action unless `done` already holds, and waits for it. An action is
     /// a POST: after a lost answer the droplet is read again rather than the action resent.
     async fn droplet_action(
@@ -22,18 +30,14 @@ impl Inner {
         resource: &str,
         id: &str,
         action: &Json,
-        done: impl Fn(&Json) -> bool,
+        done: impl Fn(&Droplet) -> bool,
     ) -> Result<(), ProviderError> {
-        let path = format!("/v2/droplets/{id}");
+        let actions = format!("/v2/droplets/{id}/actions");
         let deadline = tokio::time::Instant::now() + self.settings.ready_timeout;
         let mut pause = Duration::from_secs(1);
         loop {
-            let droplet = self
-                .get(resource, &path)
-                .await?
-                .map(|d| d["droplet"].clone())
-                .ok_or_else(|| unsupported(resource, format!("droplet {id} is gone")))?;
-            let locked = droplet["locked"] == json!(true);
+            let droplet = self.droplet(resource, id).await?;
+            let locked = droplet.locked;
             if !locked && done(&droplet) {
                 return Ok(());
             }
@@ -45,21 +49,14 @@ impl Inner {
                 });
             }
             if !locked {
-                match self
+                let answer = self
                     .client
-                    .send(
-                        Method::POST,
-                        &format!("{path}/actions"),
-                        Some(action),
-                        Call::Create,
-                    )
+                    .send(Method::POST, &actions, Some(action), Call::Create)
                     .await
-                {
-                    Ok(a) => {
-                        if let Some(action_id) = a.body.pointer("/action/id").and_then(Json::as_u64)
-                        {
-                            self.wait_action(resource, action_id).await?;
-                        }
+                    .and_then(|a| client::parse::<Action>(&Method::POST, &actions, &a, "action"));
+                match answer {
+                    Ok(started) => {
+                        self.wait_action(resource, started.id).await?;
                         continue;
                     }
                     // Lost answer, or "already has a pending event": look again.
@@ -82,22 +79,22 @@ impl Inner {
             self.settings.ready_timeout,
             Duration::from_secs(1),
             || async {
-                let action = self.get(resource, &path).await?.ok_or_else(|| {
-                    unsupported(
+                let action: Action =
+                    self.get(resource, &path, "action").await?.ok_or_else(|| {
+                        unsupported(
+                            resource,
+                            format!("action {action_id} is not known to the API"),
+                        )
+                    })?;
+                match &*action.status {
+                    "completed" => Ok(Poll::Ready(())),
+                    "errored" => Err(unsupported(
                         resource,
-                        format!("action {action_id} is not known to the API"),
-                    )
-                })?;
-                match action.pointer("/action/status").and_then(Json::as_str) {
-                    Some("completed") => Ok(Poll::Ready(())),
-                    Some("errored") => Err(unsupported(
-                        resource,
-                        format!("action {action_id} ({}) errored", action["action"]["type"]),
+                        format!("action {action_id} ({}) errored", action.kind),
                     )),
                     other => Ok(Poll::Pending(format!(
-                        "action {action_id} ({}) is {}",
-                        action["action"]["type"],
-                        other.unwrap_or("without a status")
+                        "action {action_id} ({}) is {other}",
+                        action.kind
                     ))),
                 }
             },
@@ -111,41 +108,29 @@ impl Inner {
         id: &str,
     ) -> Result<Outputs, ProviderError> {
         let resource = format!("node.{}", r.name);
-        let path = format!("/v2/droplets/{id}");
-        let read = || async {
-            self.get(&resource, &path)
-                .await?
-                .map(|d| d["droplet"].clone())
-                .ok_or_else(|| unsupported(&resource, format!("droplet {id} is gone")))
-        };
-        let mut droplet = read().await?;
-        if droplet["size_slug"] != json!(r.size) {
+        let mut droplet = self.droplet(&resource, id).await?;
+        if droplet.size_slug != r.size.as_str() {
             // CPU and memory change with the droplet off; the disk is left alone, so the
             // resize can be undone. Each step checks the droplet first, so a run that
             // stopped half-way picks up where it was.
-            let size = r.size.clone();
+            let size = r.size.as_str();
             self.droplet_action(&resource, id, &body::action("power_off"), |d| {
-                d["status"] == "off" || d["size_slug"] == json!(size)
+                d.status == "off" || d.size_slug == size
             })
             .await?;
             self.droplet_action(&resource, id, &body::resize(&r.size), |d| {
-                d["size_slug"] == json!(size)
+                d.size_slug == size
             })
             .await?;
             self.droplet_action(&resource, id, &body::action("power_on"), |d| {
-                d["status"] == "active"
+                d.status == "active"
             })
             .await?;
-            droplet = read().await?;
+            droplet = self.droplet(&resource, id).await?;
         }
         let droplet = &droplet;
         let spec = self.droplet_spec(r)?;
-        let have: HashSet<String> = droplet["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
+        let have: HashSet<String> = droplet.tags.iter().map(|t| t.to_string()).collect();
         let numeric: u64 = id.parse().unwrap_or_default();
         let missing: Vec<String> = spec
             .tags

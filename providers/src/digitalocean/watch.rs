@@ -1,16 +1,19 @@
 //! The readiness poller: one listing of the deployment's droplets answers every droplet
 //! waited for, whether to become active with a public address (after a create) or to be gone
 //! (after a delete). It runs while anything waits, polling sooner while droplets change.
+//! A listing that did not come is polled again; one that does not parse ends every wait
+//! with its error, since polling a hostile or broken answer again only hides it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::client::{self, Call};
+use super::answer::Droplet;
+use super::client::{self, Call, Failure};
 use super::{Inner, api_error, unsupported};
 use crate::api::{Outputs, ProviderError};
 
@@ -18,37 +21,37 @@ use crate::api::{Outputs, ProviderError};
 /// nonexistent (the Terraform provider tolerates 404s for about as long after a create).
 const UNSEEN_GRACE: Duration = Duration::from_secs(120);
 
+/// What a waiter is told: its answer, or why the listing could not give one.
+type Told<T> = oneshot::Sender<Result<T, Failure>>;
+
 /// Droplets waited for by the poller.
 #[derive(Default)]
 pub(super) struct Watch {
-    ready: HashMap<u64, Vec<oneshot::Sender<Outputs>>>,
+    ready: HashMap<u64, Vec<Told<Outputs>>>,
     /// When a droplet waited for was first missing from a listing: right after a create
     /// the API may not list it yet, so only a long absence means it does not exist.
     unseen: HashMap<u64, tokio::time::Instant>,
-    gone: HashMap<u64, Vec<oneshot::Sender<()>>>,
+    gone: HashMap<u64, Vec<Told<()>>>,
     polling: bool,
 }
 
-/// `public_ip` and `private_ip` of an active droplet; `None` while it is pending.
-pub(super) fn droplet_ready(droplet: &Json) -> Option<Outputs> {
-    if droplet["status"] != "active" || droplet["locked"] == json!(true) {
+/// `public_ip` and `private_ip` of an active, unlocked droplet with a public address; `None`
+/// while it is pending. Its addresses are `IpAddr`s already: anything else (`*`, a name, a
+/// line break) failed when the answer was parsed, naming the call.
+pub(super) fn droplet_ready(droplet: &Droplet) -> Option<Outputs> {
+    if droplet.status != "active" || droplet.locked {
         return None;
     }
     let mut outputs = Outputs::default();
-    for net in droplet.pointer("/networks/v4")?.as_array()? {
-        // Only an IP address is an address: anything else (`*`, a name, a line break) would
-        // end up in known_hosts or an inventory, so the droplet does not count as ready.
-        let ip = net["ip_address"].as_str()?.parse().ok()?;
-        match net["type"].as_str()? {
-            "public" => outputs.public_ip = Some(ip),
-            "private" => outputs.private_ip = Some(ip),
+    for net in &droplet.networks.v4 {
+        match &*net.kind {
+            "public" => outputs.public_ip = Some(net.ip_address),
+            "private" => outputs.private_ip = Some(net.ip_address),
             _ => {}
         }
     }
     outputs.public_ip?;
-    if let Some(id) = droplet.get("id") {
-        outputs.extra.insert("droplet_id".into(), id.clone());
-    }
+    outputs.extra.insert("droplet_id".into(), json!(droplet.id));
     Some(outputs)
 }
 
@@ -82,7 +85,7 @@ impl Inner {
             if idle {
                 return;
             }
-            let listed = self.list_droplets("node").await;
+            let listed = self.listed_droplets().await;
             let mut progress = false;
             let mut pages = 1;
             match listed {
@@ -98,7 +101,7 @@ impl Inner {
                         progress = true;
                         watch.unseen.remove(&id);
                         for tx in watch.ready.remove(&id).unwrap_or_default() {
-                            let _ = tx.send(outputs.clone());
+                            let _ = tx.send(Ok(outputs.clone()));
                         }
                     }
                     // Missing too long: the waiters' channels close, which they report.
@@ -124,8 +127,18 @@ impl Inner {
                     for id in gone {
                         progress = true;
                         for tx in watch.gone.remove(&id).unwrap_or_default() {
-                            let _ = tx.send(());
+                            let _ = tx.send(Ok(()));
                         }
+                    }
+                }
+                Err(failure @ Failure::Malformed { .. }) => {
+                    let mut watch = self.watch.lock().await;
+                    watch.unseen.clear();
+                    for tx in watch.ready.drain().flat_map(|(_, txs)| txs) {
+                        let _ = tx.send(Err(failure.clone()));
+                    }
+                    for tx in watch.gone.drain().flat_map(|(_, txs)| txs) {
+                        let _ = tx.send(Err(failure.clone()));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "listing droplets failed; will poll again"),
@@ -169,7 +182,8 @@ impl Inner {
         self.start_polling().await;
         let timeout = self.settings.ready_timeout;
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Ok(Ok(outputs))) => Ok(outputs),
+            Ok(Ok(Err(failure))) => Err(api_error(resource, failure)),
             Ok(Err(_)) => Err(ProviderError::Timeout {
                 resource: resource.to_string(),
                 seconds: UNSEEN_GRACE.as_secs(),
@@ -207,14 +221,16 @@ impl Inner {
             .push(tx);
         self.start_polling().await;
         let timeout = self.settings.ready_timeout;
-        tokio::time::timeout(timeout, rx)
+        let told = tokio::time::timeout(timeout, rx)
             .await
             .map_err(|_| ProviderError::Timeout {
-                resource,
+                resource: resource.clone(),
                 seconds: timeout.as_secs(),
                 what: "the droplet is still listed after its delete".into(),
-            })?
-            .ok();
+            })?;
+        if let Ok(Err(failure)) = told {
+            return Err(api_error(&resource, failure));
+        }
         self.claimed.lock().await.remove(&numeric);
         if let Some(map) = self.droplets.lock().await.as_mut() {
             map.remove(&numeric);
@@ -229,27 +245,72 @@ mod tests {
 
     #[test]
     fn a_droplet_is_ready_when_active_unlocked_and_public() {
-        let mut d = json!({"id": 7, "status": "new", "locked": false, "networks": {"v4": []}});
-        assert!(droplet_ready(&d).is_none());
+        let mut d = json!({
+            "id": 7, "name": "agent1", "status": "new", "locked": false,
+            "size_slug": "s-1vcpu-1gb", "networks": {"v4": []}, "tags": ["fitter-d"]
+        });
+        let droplet =
+            |d: &serde_json::Value| -> Droplet { serde_json::from_value(d.clone()).unwrap() };
+        assert!(droplet_ready(&droplet(&d)).is_none());
         d["status"] = json!("active");
-        assert!(droplet_ready(&d).is_none(), "no public address yet");
+        assert!(
+            droplet_ready(&droplet(&d)).is_none(),
+            "no public address yet"
+        );
         d["networks"]["v4"] = json!([
             {"ip_address": "10.10.0.2", "type": "private"},
             {"ip_address": "127.1.0.2", "type": "public"}
         ]);
-        let o = droplet_ready(&d).unwrap();
+        let o = droplet_ready(&droplet(&d)).unwrap();
         assert_eq!(o.public_ip, Some("127.1.0.2".parse().unwrap()));
         assert_eq!(o.private_ip, Some("10.10.0.2".parse().unwrap()));
+        assert_eq!(o.extra["droplet_id"], json!(7));
         d["locked"] = json!(true);
-        assert!(droplet_ready(&d).is_none());
-        // An address that is not one (a wildcard, a line break) is never taken.
-        d["locked"] = json!(false);
-        for hostile in ["*", "127.1.0.2\nevil", "host.example"] {
-            d["networks"]["v4"][1]["ip_address"] = json!(hostile);
-            assert!(
-                droplet_ready(&d).is_none(),
-                "{hostile:?} taken as an address"
-            );
-        }
+        assert!(droplet_ready(&droplet(&d)).is_none());
+        // An address that is not one (`*`, a line break) never gets this far: the answer
+        // does not parse (answer_tests.rs: hostile_addresses_do_not_parse), and the wait
+        // ends with that error (below).
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_does_not_parse_ends_the_wait_with_its_error_not_a_timeout() {
+        use super::super::client::tests::server;
+        use super::super::{DigitalOcean, Settings};
+        let body = json!({
+            "droplets": [{"id": 7, "name": "agent1", "status": "active", "locked": false,
+                          "size_slug": "s-1vcpu-1gb", "tags": ["fitter-d"],
+                          "networks": {"v4": [{"ip_address": "*", "type": "public"}]}}],
+            "links": {}, "meta": {"total": 1}
+        })
+        .to_string();
+        let (api, _) = server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        let settings = Settings {
+            api_url: format!("http://{api}"),
+            token: "t".into(),
+            ready_timeout: Duration::from_secs(30),
+            first_poll: Duration::from_millis(10),
+            retries: client::Retries::default(),
+        };
+        let provider = DigitalOcean::new("d", settings).unwrap();
+        let started = tokio::time::Instant::now();
+        let error = provider
+            .inner
+            .wait_droplet("node.agent1", "7")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("GET /v2/droplets?tag_name=fitter-d&page=1&per_page=200: the answer's `droplets[0].networks.v4[0].ip_address` does not parse"),
+            "{error}"
+        );
+        assert!(error.contains("`node.agent1`"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited for the timeout"
+        );
     }
 }

@@ -1,0 +1,227 @@
+//! What fitter reads from DigitalOcean's answers, as types: an answer either parses whole
+//! into them or is an error naming the call and the field ([`super::client::parse`]).
+//!
+//! Why: the endpoint is trusted with nothing (docs/security.md, issue 10). Read ad hoc from
+//! JSON, a wrong or hostile endpoint could make fitter misread the cloud without a word: a
+//! listing by tag whose droplets had `"id": "abc"` was skipped entry by entry, so fitter saw
+//! nothing and created duplicates; a droplet whose address was `*` was "not ready" until the
+//! timeout. Now nothing fitter reads is skipped or taken as absent because it did not parse.
+//!
+//! Only the fields fitter uses are here, and unknown fields are ignored: the API adds fields.
+//! Names and types follow `shared/digitalocean-openapi.yaml`; what the spec requires is
+//! required here, what it marks nullable or optional is an `Option` or defaults to empty.
+//!
+//! Strings fitter compares, prints, or puts back into a path are checked for shape while
+//! they are deserialised (`#[serde(try_from = "String")]`), so a value of the wrong shape
+//! fails at its field instead of travelling on: ids of VPCs and firewalls are UUIDs, key
+//! fingerprints MD5 pairs, names DigitalOcean names. Each rule is a little wider than the
+//! API's own patterns where they differ by kind (a VPC's name may not hold `_`, a droplet's
+//! may), so that nothing the real API sends is refused, and narrow enough that no
+//! whitespace, control character or path separator gets through. Key names and VPC descriptions are free text in the API (`My SSH Public
+//! Key`): they are [`Text`], free of control characters and at most 255 characters.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// A string newtype checked by `$fits` while it is deserialised; `$what` ends the error
+/// (`"x y" is not <what>`). It reads as a `&str` and compares with one.
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $fits:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                let fits: fn(&str) -> bool = $fits;
+                if fits(&s) {
+                    Ok($name(s))
+                } else {
+                    Err(format!("{} is not {}", quoted(&s), $what))
+                }
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+/// The longest name, tag or text the API takes.
+const MAX_LEN: usize = 255;
+
+/// A value in an error message: escaped (no control character reaches a terminal or a log)
+/// and cut short (a megabyte of garbage is not repeated).
+fn quoted(s: &str) -> String {
+    const SHOWN: usize = 40;
+    let head: String = s.chars().take(SHOWN).collect();
+    if s.chars().nth(SHOWN).is_some() {
+        format!("{head:?}...")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// 1 to 255 characters, each a letter, a digit, or one of `extra`.
+fn word_of(s: &str, extra: &[char]) -> bool {
+    !s.is_empty()
+        && s.chars().count() <= MAX_LEN
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+checked_string!(
+    /// A droplet's, VPC's or firewall's name: letters, digits, `.`, `-`, `_`.
+    Name,
+    "a DigitalOcean name (letters, digits, '.', '-', '_'; at most 255)",
+    |s| word_of(s, &['.', '-', '_'])
+);
+
+checked_string!(
+    /// A status, a type or a slug (`active`, `in-progress`, `power_off`, `s-1vcpu-1gb`):
+    /// compared and printed, so held to the same characters as a name.
+    Word,
+    "a DigitalOcean word (letters, digits, '.', '-', '_'; at most 255)",
+    |s| word_of(s, &['.', '-', '_'])
+);
+
+checked_string!(
+    /// A tag: letters, digits, `:`, `-`, `_`, as the API's pattern says. Tags end up in
+    /// request paths (`/v2/tags/<name>`), so nothing else may be in them, not even `.`.
+    TagName,
+    "a DigitalOcean tag (letters, digits, ':', '-', '_'; at most 255)",
+    |s| word_of(s, &[':', '-', '_'])
+);
+
+checked_string!(
+    /// The id of a VPC or a firewall: a UUID, `8-4-4-4-12` hex digits.
+    Uuid,
+    "a UUID",
+    |s| {
+        s.len() == 36
+            && s.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    }
+);
+
+checked_string!(
+    /// An SSH key's MD5 fingerprint: 16 hex pairs separated by colons.
+    Fingerprint,
+    "an MD5 fingerprint (16 colon-separated hex pairs)",
+    |s| {
+        let pairs: Vec<&str> = s.split(':').collect();
+        pairs.len() == 16
+            && pairs
+                .iter()
+                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    }
+);
+
+checked_string!(
+    /// Free text (an SSH key's name, a VPC's description): at most 255 characters, none of
+    /// them a control character, so that printing it cannot break a line or a terminal.
+    Text,
+    "text without control characters, at most 255 characters",
+    |s| s.chars().count() <= MAX_LEN && !s.chars().any(char::is_control)
+);
+
+/// A droplet, as listed or read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Droplet {
+    pub id: u64,
+    pub name: Name,
+    pub status: Word,
+    pub locked: bool,
+    pub size_slug: Word,
+    pub networks: Networks,
+    pub tags: Vec<TagName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Networks {
+    #[serde(default)]
+    pub v4: Vec<Address>,
+}
+
+/// An IPv4 interface. The address is an `IpAddr` from here on: `*`, a host name or a line
+/// break never reaches a known_hosts file or an inventory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Address {
+    pub ip_address: IpAddr,
+    /// `public` or `private`.
+    #[serde(rename = "type")]
+    pub kind: Word,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Vpc {
+    pub id: Uuid,
+    pub name: Name,
+    /// fitter writes `fitter deployment <name>` here and checks it before adopting a VPC.
+    #[serde(default)]
+    pub description: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Firewall {
+    pub id: Uuid,
+    pub name: Name,
+    /// Nullable in the spec: no tags.
+    #[serde(default)]
+    pub tags: Option<Vec<TagName>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SshKey {
+    pub id: u64,
+    pub name: Text,
+    pub fingerprint: Fingerprint,
+}
+
+/// A droplet action (power off, resize, power on).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Action {
+    pub id: u64,
+    /// `in-progress`, `completed` or `errored`.
+    pub status: Word,
+    #[serde(rename = "type")]
+    pub kind: Word,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Tag {
+    pub name: TagName,
+}
+
+#[cfg(test)]
+#[path = "answer_tests.rs"]
+mod tests;
