@@ -197,18 +197,19 @@ fn a_web_page_for_everything_makes_fitter_forget_nothing() {
 #[test]
 fn answers_of_the_wrong_shape_are_errors_naming_the_call() {
     let (sim, ws) = deployed();
-    // A droplet read that is valid JSON but not a droplet.
+    // Droplet reads (one by one or listed) that are valid JSON but of the wrong shape: a
+    // 200 of old counted as existence.
     sim.inject(Fault::Answer {
-        matcher: every(Some("GET"), "/v2/droplets/"),
+        matcher: every(Some("GET"), "/v2/droplets"),
         status: 200,
         headers: [("content-type".to_string(), "application/json".to_string())].into(),
-        body: r#"{"droplet": {"id": "abc", "networks": 7}}"#.into(),
+        body: r#"{"droplet": {"id": "abc", "networks": 7}, "droplets": {"id": 1}}"#.into(),
     });
     refused(
         &sim,
         &ws,
         &["deploy", "--yes", "--skip-bootstrap"],
-        &["GET /v2/droplets/"],
+        &["GET /v2/droplets"],
     );
     // A listing whose ids are not numbers: skipped, it would read as "nothing exists" and
     // make duplicates.

@@ -243,6 +243,14 @@ pub enum ProviderError {
         status: u16,
         message: String,
     },
+    /// The cloud's answer is not what its API sends (wrong shape, a hostile value): a
+    /// wrong or lying endpoint, never taken for an answer.
+    #[error("{provider} gave an answer fitter does not trust for `{resource}`: {message}")]
+    Malformed {
+        provider: ProviderKind,
+        resource: String,
+        message: String,
+    },
     /// The cloud could not be reached.
     #[error("{provider} cannot be reached for `{resource}`: {message}")]
     Unreachable {

@@ -97,6 +97,11 @@ pub enum ApplyError {
          `--accept-vanished`"
     )]
     Vanished { count: usize },
+    #[error(
+        "`{resource}` reads as gone, but the listing of the deployment's resources still has it \
+         (id {id}); the provider's answers contradict each other, so nothing was forgotten"
+    )]
+    Contradiction { resource: String, id: String },
     /// Ctrl-C ended a wait; what was made is recorded, and the next run resumes it.
     #[error(
         "`{resource}`: interrupted while {what}; its id is in the state, and the next deploy goes on from there"
@@ -466,6 +471,8 @@ where
     ApplyError: From<E>,
 {
     tokio::select! {
+        // A wait already over counts, Ctrl-C or not: what it waited for is saved as ready.
+        biased;
         result = wait => Ok(result?),
         _ = ctx.options.cancel.cancelled() => Err(ApplyError::Interrupted {
             resource: address.to_string(),

@@ -65,7 +65,44 @@ pub async fn gone(state: &State, providers: &Providers) -> Result<Vec<String>, A
             gone.push(address);
         }
     }
+    believable(state, providers, &gone).await?;
     Ok(gone)
+}
+
+/// Checks "gone" against a second answer: the listing of what carries the deployment's mark.
+/// A resource that reads as gone by its id but is still listed is a contradiction (a wrong
+/// endpoint, a proxy answering for some paths): nothing is forgotten, and the command stops
+/// naming it. One listing per provider, and only when something reads as gone.
+async fn believable(
+    state: &State,
+    providers: &Providers,
+    gone: &[String],
+) -> Result<(), ApplyError> {
+    let mut by_provider: BTreeMap<ProviderKind, Vec<(&str, &str)>> = BTreeMap::new();
+    for address in gone {
+        if let Some(r) = state.resources.get(address)
+            && let Some(id) = &r.id
+        {
+            by_provider
+                .entry(r.provider)
+                .or_default()
+                .push((address, id));
+        }
+    }
+    for (kind, candidates) in by_provider {
+        let provider = providers.get(kind, candidates[0].0)?;
+        let listed = provider.owned(&state.deployment).await?;
+        if let Some((address, id)) = candidates
+            .iter()
+            .find(|(_, id)| listed.iter().any(|o| o.id == *id))
+        {
+            return Err(ApplyError::Contradiction {
+                resource: address.to_string(),
+                id: id.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Takes into the state what the providers found carrying the deployment's mark but the

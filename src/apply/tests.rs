@@ -11,7 +11,7 @@ use fitter_providers::api::{Outputs, Owned, Provider, ProviderError, Request};
 use fitter_providers::{ProviderKind, ResourceKind, registry};
 use tokio_util::sync::CancellationToken;
 
-use super::{Options, Providers, Report, StepResult, apply};
+use super::{ApplyError, Options, Providers, Report, StepResult, apply, refresh};
 use crate::operations::{CheckOptions, Checked, check};
 use crate::plan::{self, Plan};
 use crate::report::Silent;
@@ -31,6 +31,9 @@ struct Fake {
     cancel_during_first_create: Option<CancellationToken>,
     /// What the stored state said of a resource when its wait began.
     recorded_at_wait: Mutex<BTreeMap<String, (Option<String>, Status)>>,
+    /// Ids that read as gone, and ids the listing of the deployment still has.
+    unreadable: HashSet<String>,
+    listed: Vec<Owned>,
 }
 
 impl Fake {
@@ -43,6 +46,8 @@ impl Fake {
             failing: HashSet::new(),
             cancel_during_first_create: None,
             recorded_at_wait: Mutex::new(BTreeMap::new()),
+            unreadable: HashSet::new(),
+            listed: Vec::new(),
         }
     }
 
@@ -104,8 +109,8 @@ impl Provider for Fake {
         Ok(Outputs::default())
     }
 
-    async fn read(&self, _kind: ResourceKind, _id: &str) -> Result<Option<Outputs>, ProviderError> {
-        Ok(Some(Outputs::default()))
+    async fn read(&self, _kind: ResourceKind, id: &str) -> Result<Option<Outputs>, ProviderError> {
+        Ok((!self.unreadable.contains(id)).then(Outputs::default))
     }
 
     async fn update(&self, request: &Request, _id: &str) -> Result<Outputs, ProviderError> {
@@ -123,7 +128,15 @@ impl Provider for Fake {
     }
 
     async fn owned(&self, _deployment: &str) -> Result<Vec<Owned>, ProviderError> {
-        Ok(Vec::new())
+        Ok(self
+            .listed
+            .iter()
+            .map(|o| Owned {
+                kind: o.kind,
+                name: o.name.clone(),
+                id: o.id.clone(),
+            })
+            .collect())
     }
 }
 
@@ -413,4 +426,52 @@ async fn what_needs_no_change_is_never_called() {
             "wait node.agent2".to_string()
         ]
     );
+}
+
+#[tokio::test]
+async fn gone_is_believed_only_when_the_listing_agrees() {
+    let checked = example();
+    let the_plan = plan::diff(&checked.graph, None);
+    let done = run(
+        &checked,
+        &the_plan,
+        None,
+        4,
+        |f| f,
+        CancellationToken::new(),
+    )
+    .await;
+    let deployment = &checked.fittings.deployment;
+    let refreshed = |listed: bool| {
+        let recorded = done.state.clone();
+        async move {
+            let store = MemoryStore::default();
+            let mut locked =
+                LockedState::open(&store, deployment, &Holder::this_process("t")).unwrap();
+            locked.update(|s| *s = recorded).unwrap();
+            let mut fake = Fake::new(&store, deployment);
+            fake.unreadable.insert("id-agent2".into());
+            if listed {
+                fake.listed.push(Owned {
+                    kind: ResourceKind::Node,
+                    name: "agent2".into(),
+                    id: "id-agent2".into(),
+                });
+            }
+            let mut providers = Providers::default();
+            providers.insert(Arc::new(fake));
+            let out = refresh::refresh(&mut locked, &providers, false).await;
+            (out, locked.state().clone())
+        }
+    };
+    // Read as gone and not listed: gone, and forgotten.
+    let (out, state) = refreshed(false).await;
+    assert_eq!(out.unwrap(), vec!["node.agent2".to_string()]);
+    assert!(!state.resources.contains_key("node.agent2"));
+    // Read as gone but still listed: the answers contradict each other; nothing forgotten.
+    let (out, state) = refreshed(true).await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, ApplyError::Contradiction { .. }), "{err}");
+    assert!(err.to_string().contains("`node.agent2`"), "{err}");
+    assert_eq!(state.resources, done.state.resources);
 }

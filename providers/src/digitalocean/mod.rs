@@ -210,7 +210,12 @@ impl DigitalOcean {
 
 fn api_error(resource: &str, failure: Failure) -> ProviderError {
     match failure {
-        Failure::Status { status, message } | Failure::Malformed { status, message } => {
+        Failure::Malformed { message, .. } => ProviderError::Malformed {
+            provider: KIND,
+            resource: resource.to_string(),
+            message,
+        },
+        Failure::Status { status, message } => {
             let message = if status == 401 {
                 format!("{message}; check DIGITALOCEAN_TOKEN")
             } else {
