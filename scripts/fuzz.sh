@@ -35,7 +35,7 @@ for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "artifacts/$target"
     echo "=== $target: ${seconds}s" >&2
     if ! cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-        -max_total_time="$seconds" -print_final_stats=1; then
+        -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1; then
         echo "=== $target: crash, see fuzz/artifacts/$target/" >&2
         status=1
     fi

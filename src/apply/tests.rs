@@ -193,6 +193,12 @@ async fn run(
     }
 }
 
+/// The whole example plan applied with the fake from no state, four calls at once.
+async fn run_from_nothing(checked: &Checked) -> Run {
+    let the_plan = plan::diff(&checked.graph, None);
+    run(checked, &the_plan, None, 4, |f| f, CancellationToken::new()).await
+}
+
 fn result<'r>(report: &'r Report, address: &str) -> &'r StepResult {
     &report
         .steps
@@ -431,16 +437,7 @@ async fn what_needs_no_change_is_never_called() {
 #[tokio::test]
 async fn gone_is_believed_only_when_the_listing_agrees() {
     let checked = example();
-    let the_plan = plan::diff(&checked.graph, None);
-    let done = run(
-        &checked,
-        &the_plan,
-        None,
-        4,
-        |f| f,
-        CancellationToken::new(),
-    )
-    .await;
+    let done = run_from_nothing(&checked).await;
     let deployment = &checked.fittings.deployment;
     let refreshed = |listed: bool| {
         let recorded = done.state.clone();
