@@ -240,6 +240,18 @@ fn parameter_token(s: &str) -> Option<(&str, usize)> {
     Some((name, close + 2))
 }
 
+/// `[4..32]` written unquoted, which YAML reads as a list of the one string `4..32`: the
+/// range type `[4..32]`, as plumbery reads it.
+fn range_as_list(node: &Node) -> Option<String> {
+    match node.as_seq()? {
+        [only] => {
+            let inner = only.scalar_text()?;
+            inner.contains("..").then(|| format!("[{inner}]"))
+        }
+        _ => None,
+    }
+}
+
 /// Checks the `parameters:` section of the parsed settings document and the `-p` values;
 /// returns the final value of each parameter.
 pub fn check_parameters(
@@ -265,6 +277,20 @@ pub fn check_parameters(
                 None => {
                     report.error(key.span, format!("parameter `{name}` has no `type`"));
                     None
+                }
+                // plumbery's plans write a range as YAML's list of one, `type: [4..32]`.
+                Some(t) if t.as_seq().is_some() => {
+                    match range_as_list(t).map(|r| ParamType::parse(&r)) {
+                        Some(Ok(ty)) => Some(ty),
+                        Some(Err(message)) => {
+                            report.error(t.span, message.to_string());
+                            None
+                        }
+                        None => {
+                            wrong_type(report, t, "type", "a string, or a range such as [4..32]");
+                            None
+                        }
+                    }
                 }
                 Some(t) => text(report, t, "type").and_then(|t| match ParamType::parse(&t.value) {
                     Ok(ty) => Some(ty),
