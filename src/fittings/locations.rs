@@ -78,10 +78,29 @@ impl Loader<'_> {
                 .get("regionId")
                 .and_then(|n| text(&mut self.report, n, "regionId"))
                 .unwrap_or_else(|| id.clone());
-            if let Err(why) = cloud.check_region(&r.value) {
-                self.report.error(r.span, why);
+            match cloud.check_region(&r.value) {
+                Ok(()) => Some(r.value),
+                // A plumbery plan's Dimension Data data centre: the nearest region, said.
+                Err(why) => match fitter_providers::cloud::dimension_data_city(&r.value)
+                    .and_then(|city| Some((city, cloud.region_near(city)?)))
+                {
+                    Some((city, region)) => {
+                        self.report.warning(
+                            r.span,
+                            format!(
+                                "`{}` is a Dimension Data data centre ({city}); on {} it is region `{region}` (set `regionId` to choose another)",
+                                r.value,
+                                provider.name()
+                            ),
+                        );
+                        Some(region.to_string())
+                    }
+                    None => {
+                        self.report.error(r.span, why);
+                        Some(r.value)
+                    }
+                },
             }
-            Some(r.value)
         } else {
             None
         };

@@ -96,7 +96,12 @@ impl Loader<'_> {
                 .and_then(|a| text(&mut self.report, a, "appliance"))
             {
                 Some(a) => match cloud.image_for_appliance(&a.value) {
-                    Ok(slug) => slug.to_string(),
+                    Ok(found) => {
+                        if let Some(note) = found.note {
+                            self.report.warning(a.span, note);
+                        }
+                        found.image.to_string()
+                    }
                     Err(why) => {
                         self.report.error(a.span, why);
                         String::new()

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::Provider;
-use crate::cloud::{Cloud, ConnectError, ConnectOptions, appliance_slug, unknown};
+use crate::cloud::{
+    Appliance, Cloud, ConnectError, ConnectOptions, appliance_slug, successor, unknown,
+};
 use crate::{ProviderKind, ResourceKind};
 
 /// DigitalOcean, as plans and state files name it.
@@ -37,14 +39,28 @@ impl Cloud for DigitalOceanCloud {
         smallest_basic_size(cpu, memory_gb)
     }
 
-    /// The first catalogue image whose slug starts with the name's words.
-    fn image_for_appliance(&self, appliance: &str) -> Result<&'static str, String> {
+    /// The first catalogue image whose slug starts with the name's words; else, for a
+    /// release no longer sold, the oldest image of its family (`Ubuntu 14` is
+    /// `ubuntu-22-04-x64`), said as a warning. The catalogue is sorted by family, oldest
+    /// release first.
+    fn image_for_appliance(&self, appliance: &str) -> Result<Appliance, String> {
         let wanted = appliance_slug(appliance);
-        IMAGES
+        if let Some(slug) = IMAGES
             .iter()
             .copied()
             .find(|slug| slug.starts_with(&wanted))
-            .ok_or_else(|| unknown("appliance", appliance, IMAGES))
+        {
+            return Ok(Appliance::exact(slug));
+        }
+        match successor(appliance, IMAGES) {
+            Some(image) => Ok(Appliance {
+                image,
+                note: Some(format!(
+                    "appliance `{appliance}` is not sold on digitalocean any more; `{image}`, the oldest of its family there, stands in for it"
+                )),
+            }),
+            None => Err(unknown("appliance", appliance, IMAGES)),
+        }
     }
 
     fn has_regions(&self) -> bool {
@@ -57,6 +73,23 @@ impl Cloud for DigitalOceanCloud {
         } else {
             Err(unknown("region", region, REGIONS))
         }
+    }
+
+    /// DigitalOcean's region in or nearest to the city; Johannesburg, with no region in
+    /// Africa, goes to Frankfurt (DigitalOcean's usual advice for African users), and
+    /// Tokyo and Hong Kong to Singapore.
+    fn region_near(&self, city: &str) -> Option<&'static str> {
+        Some(match city {
+            "Ashburn" => "nyc3",
+            "Santa Clara" => "sfo3",
+            "Toronto" => "tor1",
+            "Frankfurt" | "Johannesburg" => "fra1",
+            "Amsterdam" => "ams3",
+            "London" => "lon1",
+            "Sydney" | "Melbourne" | "Hamilton" => "syd1",
+            "Singapore" | "Tokyo" | "Hong Kong" => "sgp1",
+            _ => return None,
+        })
     }
 
     fn check_size(&self, size: &str) -> Result<(), String> {
@@ -135,13 +168,20 @@ const fn size(slug: &'static str, vcpus: u32, memory_mb: u32, basic: bool) -> Si
     }
 }
 
-/// The smallest basic size with at least `cpu` CPUs and `memory_gb` GB of memory.
+/// The smallest basic size with at least `cpu` CPUs and `memory_gb` GB of memory; past
+/// the largest basic size (plumbery plans ask for 32 CPUs and 256 GB), the smallest
+/// dedicated-CPU size that fits, as DigitalOcean sells those too.
 pub(crate) fn smallest_basic_size(cpu: u32, memory_gb: u32) -> Option<&'static str> {
-    SIZES
-        .iter()
-        .filter(|s| s.basic && s.vcpus >= cpu && s.memory_mb >= memory_gb * 1024)
-        .min_by_key(|s| (s.memory_mb, s.vcpus))
-        .map(|s| s.slug)
+    let fits = |s: &&Size| s.vcpus >= cpu && s.memory_mb >= memory_gb.saturating_mul(1024);
+    let smallest = |basic: bool| {
+        SIZES
+            .iter()
+            .filter(|s| s.basic == basic)
+            .filter(fits)
+            .min_by_key(|s| (s.memory_mb, s.vcpus))
+            .map(|s| s.slug)
+    };
+    smallest(true).or_else(|| smallest(false))
 }
 
 /// DigitalOcean sizes, from `GET /v2/sizes` as documented in the bundled OpenAPI spec's
@@ -165,12 +205,19 @@ pub(crate) const SIZES: &[Size] = &[
     size("c-8", 8, 16384, false),
     size("c-16", 16, 32768, false),
     size("c-32", 32, 65536, false),
+    size("c-48", 48, 98304, false),
     size("g-2vcpu-8gb", 2, 8192, false),
     size("g-4vcpu-16gb", 4, 16384, false),
     size("g-8vcpu-32gb", 8, 32768, false),
+    size("g-16vcpu-64gb", 16, 65536, false),
+    size("g-32vcpu-128gb", 32, 131072, false),
+    size("g-40vcpu-160gb", 40, 163840, false),
     size("m-2vcpu-16gb", 2, 16384, false),
     size("m-4vcpu-32gb", 4, 32768, false),
     size("m-8vcpu-64gb", 8, 65536, false),
+    size("m-16vcpu-128gb", 16, 131072, false),
+    size("m-24vcpu-192gb", 24, 196608, false),
+    size("m-32vcpu-256gb", 32, 262144, false),
 ];
 
 /// DigitalOcean distribution image slugs.
@@ -201,6 +248,10 @@ mod tests {
         assert_eq!(p.size_for(1, 1), Some("s-1vcpu-1gb"));
         assert_eq!(p.size_for(2, 3), Some("s-2vcpu-4gb"));
         assert_eq!(p.size_for(8, 32), Some("s-8vcpu-32gb"));
+        // Past the basic sizes: the dedicated-CPU ones DigitalOcean sells too.
+        assert_eq!(p.size_for(32, 256), Some("m-32vcpu-256gb"));
+        assert_eq!(p.size_for(40, 100), Some("g-40vcpu-160gb"));
+        assert_eq!(p.size_for(48, 64), Some("c-48"));
         assert_eq!(p.size_for(64, 1), None);
     }
 
@@ -208,11 +259,25 @@ mod tests {
     fn appliance_names_map_to_slugs() {
         let p = KIND.cloud();
         assert_eq!(
-            p.image_for_appliance("Ubuntu 24.04"),
+            p.image_for_appliance("Ubuntu 24.04").map(|a| a.image),
             Ok("ubuntu-24-04-x64")
         );
-        assert_eq!(p.image_for_appliance("Debian 12"), Ok("debian-12-x64"));
+        assert_eq!(
+            p.image_for_appliance("Debian 12"),
+            Ok(Appliance::exact("debian-12-x64"))
+        );
         assert!(p.image_for_appliance("Windows 2012").is_err());
+        // plumbery's appliances of its time: the nearest successor, with a note.
+        for (old, image) in [
+            ("Ubuntu 14", "ubuntu-22-04-x64"),
+            ("CentOS 7", "centos-stream-9-x64"),
+            ("RedHat 7", "rockylinux-9-x64"),
+            ("Debian 8", "debian-12-x64"),
+        ] {
+            let a = p.image_for_appliance(old).unwrap();
+            assert_eq!(a.image, image, "{old}");
+            assert!(a.note.unwrap().contains(old));
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::Provider;
-use crate::cloud::{Cloud, ConnectError, ConnectOptions, appliance_slug};
+use crate::cloud::{Appliance, Cloud, ConnectError, ConnectOptions, appliance_slug};
 use crate::digitalocean::catalogue::{SIZES, smallest_basic_size};
 use crate::{ProviderKind, ResourceKind};
 
@@ -42,14 +42,19 @@ impl Cloud for LxdCloud {
         smallest_basic_size(cpu, memory_gb)
     }
 
-    fn image_for_appliance(&self, appliance: &str) -> Result<&'static str, String> {
+    /// One image, Debian 12: any other appliance runs as that, said as a warning (fitter's
+    /// own templates target Debian; a plumbery plan's cloud-config for another
+    /// distribution may need changes, which the warning says).
+    fn image_for_appliance(&self, appliance: &str) -> Result<Appliance, String> {
         if "debian-12".starts_with(&appliance_slug(appliance)) {
-            Ok(DEFAULT_IMAGE)
+            Ok(Appliance::exact(DEFAULT_IMAGE))
         } else {
-            Err(format!(
-                "appliance `{appliance}` is not available locally: the lxd provider has \
-                 one image, Debian 12 (`{DEFAULT_IMAGE}`)"
-            ))
+            Ok(Appliance {
+                image: DEFAULT_IMAGE,
+                note: Some(format!(
+                    "appliance `{appliance}` runs as Debian 12 (`{DEFAULT_IMAGE}`), the lxd provider's one image; packages and paths of its cloud-config may differ"
+                )),
+            })
         }
     }
 
@@ -170,8 +175,13 @@ mod tests {
     #[test]
     fn the_one_appliance_is_debian() {
         let p = KIND.cloud();
-        assert_eq!(p.image_for_appliance("Debian"), Ok(DEFAULT_IMAGE));
-        assert!(p.image_for_appliance("CentOS 7").is_err());
+        assert_eq!(
+            p.image_for_appliance("Debian"),
+            Ok(Appliance::exact(DEFAULT_IMAGE))
+        );
+        let centos = p.image_for_appliance("CentOS 7").unwrap();
+        assert_eq!(centos.image, DEFAULT_IMAGE);
+        assert!(centos.note.unwrap().contains("CentOS 7"));
     }
 
     #[test]
