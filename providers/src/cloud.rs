@@ -42,8 +42,8 @@ pub trait Cloud: Send + Sync {
     fn default_image(&self) -> &'static str;
 
     /// The smallest size with at least `cpu` CPUs and `memory_gb` GB of memory, as plumbery's
-    /// `cpu:`/`memory:` ask for.
-    fn size_for(&self, cpu: u32, memory_gb: u32) -> Option<&'static str>;
+    /// `cpu:`/`memory:` ask for; past the largest, an error that names it.
+    fn size_for(&self, cpu: u32, memory_gb: u32) -> Result<&'static str, String>;
 
     /// The image for a plumbery `appliance:` name such as `Ubuntu 24.04` or `Debian 12`;
     /// for a name of plumbery's time no cloud sells any more (`Ubuntu 14`), the image that
@@ -63,10 +63,10 @@ pub trait Cloud: Send + Sync {
         Ok(())
     }
 
-    /// The region nearest to the city of a Dimension Data data centre ([`dimension_data_city`]),
-    /// for plumbery plans whose `locationId` is one (`EU6`); asked only when
+    /// For plumbery plans whose `locationId` is a Dimension Data data centre (`EU6`): the
+    /// city it was in and this cloud's region nearest it; asked only when
     /// [`Cloud::has_regions`].
-    fn region_near(&self, _city: &str) -> Option<&'static str> {
+    fn region_for_location(&self, _location: &str) -> Option<(&'static str, &'static str)> {
         None
     }
 
@@ -203,26 +203,6 @@ impl Appliance {
     }
 }
 
-/// The image of the same family (Ubuntu, Debian, the Red Hat rebuilds, ...) that stands in
-/// for an appliance name `images` does not have: the family's oldest image there, the
-/// nearest successor of an old release. `None` when no image is of the family.
-pub(crate) fn successor(appliance: &str, images: &[&'static str]) -> Option<&'static str> {
-    let slug = appliance_slug(appliance);
-    let first = slug.split('-').next().unwrap_or("");
-    let family = match first {
-        "ubuntu" => "ubuntu-",
-        "debian" => "debian-",
-        "centos" => "centos-stream-",
-        // Red Hat Enterprise Linux itself is not sold by the clouds fitter drives; Rocky
-        // Linux is its binary-compatible rebuild.
-        "redhat" | "rhel" | "red" | "rocky" | "rockylinux" => "rockylinux-",
-        "alma" | "almalinux" => "almalinux-",
-        "fedora" => "fedora-",
-        _ => return None,
-    };
-    images.iter().copied().find(|i| i.starts_with(family))
-}
-
 pub(crate) fn appliance_slug(appliance: &str) -> String {
     appliance
         .trim()
@@ -231,31 +211,4 @@ pub(crate) fn appliance_slug(appliance: &str) -> String {
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join("-")
-}
-
-/// Dimension Data's public data centres, as plumbery plans name them in `locationId`, and
-/// the city each was in (from Dimension Data's and plumbery's documentation of the time).
-/// The list is closed: the cloud is gone, so no new ids will come.
-const DIMENSION_DATA: &[(&str, &str)] = &[
-    ("NA9", "Ashburn"),
-    ("NA12", "Santa Clara"),
-    ("CA2", "Toronto"),
-    ("EU6", "Frankfurt"),
-    ("EU7", "Amsterdam"),
-    ("EU8", "London"),
-    ("AU9", "Sydney"),
-    ("AU10", "Melbourne"),
-    ("AU11", "Hamilton"),
-    ("AP3", "Singapore"),
-    ("AP4", "Tokyo"),
-    ("AP5", "Hong Kong"),
-    ("AF15", "Johannesburg"),
-];
-
-/// The city of a Dimension Data data centre id (`EU6` -> `Frankfurt`), any case.
-pub fn dimension_data_city(location: &str) -> Option<&'static str> {
-    DIMENSION_DATA
-        .iter()
-        .find(|(id, _)| id.eq_ignore_ascii_case(location.trim()))
-        .map(|(_, city)| *city)
 }

@@ -24,6 +24,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod api;
+pub mod catalogue;
 pub mod cloud;
 pub mod digitalocean;
 pub mod lxd;

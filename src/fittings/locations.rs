@@ -81,9 +81,7 @@ impl Loader<'_> {
             match cloud.check_region(&r.value) {
                 Ok(()) => Some(r.value),
                 // A plumbery plan's Dimension Data data centre: the nearest region, said.
-                Err(why) => match fitter_providers::cloud::dimension_data_city(&r.value)
-                    .and_then(|city| Some((city, cloud.region_near(city)?)))
-                {
+                Err(why) => match cloud.region_for_location(&r.value) {
                     Some((city, region)) => {
                         self.report.warning(
                             r.span,

@@ -345,16 +345,13 @@ impl Loader<'_> {
         }
         let (cpu, memory) = (cpu.unwrap_or(1), memory.unwrap_or(1));
         match provider.cloud().size_for(cpu, memory) {
-            Some(s) => s.to_string(),
-            None => {
+            Ok(s) => s.to_string(),
+            Err(why) => {
                 let span = settings
                     .get("cpu")
                     .or(settings.get("memory"))
                     .map(|n| n.span);
-                self.report.error(
-                    span,
-                    format!("no size has {cpu} CPUs and {memory} GB of memory"),
-                );
+                self.report.error(span, why);
                 String::new()
             }
         }

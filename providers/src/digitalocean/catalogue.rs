@@ -1,17 +1,17 @@
 //! What fitter knows of DigitalOcean without calling it: regions, sizes, images, defaults,
 //! the checks a plan gets before anything is created, and how its client is made.
 //!
-//! The size list is also the vocabulary of the other providers: LXD reads the same slugs, so
-//! one plan moves between clouds unchanged.
+//! The catalogue itself is data, `catalogue.yaml` beside this file (see
+//! [`crate::catalogue`]). Its size list is also the vocabulary of the other providers: LXD
+//! reads the same slugs, so one plan moves between clouds unchanged.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 
 use crate::api::Provider;
-use crate::cloud::{
-    Appliance, Cloud, ConnectError, ConnectOptions, appliance_slug, successor, unknown,
-};
+use crate::catalogue::Catalogue;
+use crate::cloud::{Appliance, Cloud, ConnectError, ConnectOptions, unknown};
 use crate::{ProviderKind, ResourceKind};
 
 /// DigitalOcean, as plans and state files name it.
@@ -35,32 +35,15 @@ impl Cloud for DigitalOceanCloud {
         "debian-12-x64"
     }
 
-    fn size_for(&self, cpu: u32, memory_gb: u32) -> Option<&'static str> {
-        smallest_basic_size(cpu, memory_gb)
+    fn size_for(&self, cpu: u32, memory_gb: u32) -> Result<&'static str, String> {
+        catalogue().size_for(cpu, memory_gb)
     }
 
     /// The first catalogue image whose slug starts with the name's words; else, for a
     /// release no longer sold, the oldest image of its family (`Ubuntu 14` is
-    /// `ubuntu-22-04-x64`), said as a warning. The catalogue is sorted by family, oldest
-    /// release first.
+    /// `ubuntu-22-04-x64`), said as a warning.
     fn image_for_appliance(&self, appliance: &str) -> Result<Appliance, String> {
-        let wanted = appliance_slug(appliance);
-        if let Some(slug) = IMAGES
-            .iter()
-            .copied()
-            .find(|slug| slug.starts_with(&wanted))
-        {
-            return Ok(Appliance::exact(slug));
-        }
-        match successor(appliance, IMAGES) {
-            Some(image) => Ok(Appliance {
-                image,
-                note: Some(format!(
-                    "appliance `{appliance}` is not sold on digitalocean any more; `{image}`, the oldest of its family there, stands in for it"
-                )),
-            }),
-            None => Err(unknown("appliance", appliance, IMAGES)),
-        }
+        catalogue().image_for_appliance(self.name(), appliance)
     }
 
     fn has_regions(&self) -> bool {
@@ -68,45 +51,32 @@ impl Cloud for DigitalOceanCloud {
     }
 
     fn check_region(&self, region: &str) -> Result<(), String> {
-        if REGIONS.contains(&region) {
-            Ok(())
-        } else {
-            Err(unknown("region", region, REGIONS))
-        }
+        catalogue().check_region(region)
     }
 
-    /// DigitalOcean's region in or nearest to the city; Johannesburg, with no region in
-    /// Africa, goes to Frankfurt (DigitalOcean's usual advice for African users), and
-    /// Tokyo and Hong Kong to Singapore.
-    fn region_near(&self, city: &str) -> Option<&'static str> {
-        Some(match city {
-            "Ashburn" => "nyc3",
-            "Santa Clara" => "sfo3",
-            "Toronto" => "tor1",
-            "Frankfurt" | "Johannesburg" => "fra1",
-            "Amsterdam" => "ams3",
-            "London" => "lon1",
-            "Sydney" | "Melbourne" | "Hamilton" => "syd1",
-            "Singapore" | "Tokyo" | "Hong Kong" => "sgp1",
-            _ => return None,
-        })
+    fn region_for_location(&self, location: &str) -> Option<(&'static str, &'static str)> {
+        catalogue()
+            .region_for_location(location)
+            .map(|l| (l.city.as_str(), l.region.as_str()))
     }
 
     fn check_size(&self, size: &str) -> Result<(), String> {
-        if SIZES.iter().any(|s| s.slug == size) {
+        if catalogue().size(size).is_some() {
             Ok(())
         } else {
-            let slugs: Vec<&str> = SIZES.iter().map(|s| s.slug).collect();
+            let slugs: Vec<&str> = catalogue().sizes.iter().map(|s| s.slug.as_str()).collect();
             Err(unknown("size", size, &slugs))
         }
     }
 
     /// A slug from the catalogue or a numeric id (a snapshot, a custom image).
     fn check_image(&self, image: &str) -> Result<(), String> {
-        if IMAGES.contains(&image) || image.chars().all(|c| c.is_ascii_digit()) {
+        let images = &catalogue().images;
+        if images.iter().any(|i| i == image) || image.chars().all(|c| c.is_ascii_digit()) {
             Ok(())
         } else {
-            Err(unknown("image", image, IMAGES))
+            let images: Vec<&str> = images.iter().map(String::as_str).collect();
+            Err(unknown("image", image, &images))
         }
     }
 
@@ -150,93 +120,19 @@ impl Cloud for DigitalOceanCloud {
     }
 }
 
-/// A size: its slug, CPUs and memory.
-pub(crate) struct Size {
-    pub(crate) slug: &'static str,
-    pub(crate) vcpus: u32,
-    pub(crate) memory_mb: u32,
-    /// Basic (shared CPU) sizes, the ones `cpu:`/`memory:` choose from.
-    basic: bool,
+/// DigitalOcean's catalogue, read from `catalogue.yaml` on first use.
+pub(crate) fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(|| {
+        // Checked by `the_catalogue_file_parses_and_holds_together`: a broken file fails
+        // the tests, never a run.
+        Catalogue::parse(
+            "digitalocean/catalogue.yaml",
+            include_str!("catalogue.yaml"),
+        )
+        .expect("digitalocean/catalogue.yaml parses (tested)")
+    })
 }
-
-const fn size(slug: &'static str, vcpus: u32, memory_mb: u32, basic: bool) -> Size {
-    Size {
-        slug,
-        vcpus,
-        memory_mb,
-        basic,
-    }
-}
-
-/// The smallest basic size with at least `cpu` CPUs and `memory_gb` GB of memory; past
-/// the largest basic size (plumbery plans ask for 32 CPUs and 256 GB), the smallest
-/// dedicated-CPU size that fits, as DigitalOcean sells those too.
-pub(crate) fn smallest_basic_size(cpu: u32, memory_gb: u32) -> Option<&'static str> {
-    let fits = |s: &&Size| s.vcpus >= cpu && s.memory_mb >= memory_gb.saturating_mul(1024);
-    let smallest = |basic: bool| {
-        SIZES
-            .iter()
-            .filter(|s| s.basic == basic)
-            .filter(fits)
-            .min_by_key(|s| (s.memory_mb, s.vcpus))
-            .map(|s| s.slug)
-    };
-    smallest(true).or_else(|| smallest(false))
-}
-
-/// DigitalOcean sizes, from `GET /v2/sizes` as documented in the bundled OpenAPI spec's
-/// examples and the public pricing page. New sizes appear over time: add them here.
-pub(crate) const SIZES: &[Size] = &[
-    size("s-1vcpu-512mb-10gb", 1, 512, true),
-    size("s-1vcpu-1gb", 1, 1024, true),
-    size("s-1vcpu-2gb", 1, 2048, true),
-    size("s-2vcpu-2gb", 2, 2048, true),
-    size("s-2vcpu-4gb", 2, 4096, true),
-    size("s-4vcpu-8gb", 4, 8192, true),
-    size("s-8vcpu-16gb", 8, 16384, true),
-    size("s-8vcpu-32gb", 8, 32768, true),
-    size("s-12vcpu-48gb", 12, 49152, true),
-    size("s-16vcpu-64gb", 16, 65536, true),
-    size("s-20vcpu-96gb", 20, 98304, true),
-    size("s-24vcpu-128gb", 24, 131072, true),
-    size("s-32vcpu-192gb", 32, 196608, true),
-    size("c-2", 2, 4096, false),
-    size("c-4", 4, 8192, false),
-    size("c-8", 8, 16384, false),
-    size("c-16", 16, 32768, false),
-    size("c-32", 32, 65536, false),
-    size("c-48", 48, 98304, false),
-    size("g-2vcpu-8gb", 2, 8192, false),
-    size("g-4vcpu-16gb", 4, 16384, false),
-    size("g-8vcpu-32gb", 8, 32768, false),
-    size("g-16vcpu-64gb", 16, 65536, false),
-    size("g-32vcpu-128gb", 32, 131072, false),
-    size("g-40vcpu-160gb", 40, 163840, false),
-    size("m-2vcpu-16gb", 2, 16384, false),
-    size("m-4vcpu-32gb", 4, 32768, false),
-    size("m-8vcpu-64gb", 8, 65536, false),
-    size("m-16vcpu-128gb", 16, 131072, false),
-    size("m-24vcpu-192gb", 24, 196608, false),
-    size("m-32vcpu-256gb", 32, 262144, false),
-];
-
-/// DigitalOcean distribution image slugs.
-const IMAGES: &[&str] = &[
-    "almalinux-9-x64",
-    "centos-stream-9-x64",
-    "debian-12-x64",
-    "debian-13-x64",
-    "fedora-42-x64",
-    "rockylinux-9-x64",
-    "ubuntu-22-04-x64",
-    "ubuntu-24-04-x64",
-];
-
-/// DigitalOcean region slugs.
-const REGIONS: &[&str] = &[
-    "ams3", "atl1", "blr1", "fra1", "lon1", "nyc1", "nyc2", "nyc3", "sfo2", "sfo3", "sgp1", "syd1",
-    "tor1",
-];
 
 #[cfg(test)]
 mod tests {
@@ -245,14 +141,30 @@ mod tests {
     #[test]
     fn cpu_and_memory_pick_the_smallest_basic_size() {
         let p = KIND.cloud();
-        assert_eq!(p.size_for(1, 1), Some("s-1vcpu-1gb"));
-        assert_eq!(p.size_for(2, 3), Some("s-2vcpu-4gb"));
-        assert_eq!(p.size_for(8, 32), Some("s-8vcpu-32gb"));
+        assert_eq!(p.size_for(1, 1), Ok("s-1vcpu-1gb"));
+        assert_eq!(p.size_for(2, 3), Ok("s-2vcpu-4gb"));
+        assert_eq!(p.size_for(8, 32), Ok("s-8vcpu-32gb"));
         // Past the basic sizes: the dedicated-CPU ones DigitalOcean sells too.
-        assert_eq!(p.size_for(32, 256), Some("m-32vcpu-256gb"));
-        assert_eq!(p.size_for(40, 100), Some("g-40vcpu-160gb"));
-        assert_eq!(p.size_for(48, 64), Some("c-48"));
-        assert_eq!(p.size_for(64, 1), None);
+        assert_eq!(p.size_for(32, 256), Ok("m-32vcpu-256gb"));
+        assert_eq!(p.size_for(40, 100), Ok("g-40vcpu-160gb"));
+        assert_eq!(p.size_for(48, 64), Ok("c-48"));
+        let too_big = p.size_for(64, 1).unwrap_err();
+        assert!(
+            too_big.contains(
+                "the largest are `c-48` (48 CPUs, 96 GB) and `m-32vcpu-256gb` (32 CPUs, 256 GB)"
+            ),
+            "{too_big}"
+        );
+    }
+
+    #[test]
+    fn the_catalogue_file_parses_and_holds_together() {
+        catalogue().check().unwrap();
+        assert_eq!(
+            KIND.cloud().region_for_location("eu6"),
+            Some(("Frankfurt", "fra1"))
+        );
+        assert_eq!(KIND.cloud().region_for_location("XX1"), None);
     }
 
     #[test]

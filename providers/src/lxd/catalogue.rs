@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::api::Provider;
 use crate::cloud::{Appliance, Cloud, ConnectError, ConnectOptions, appliance_slug};
-use crate::digitalocean::catalogue::{SIZES, smallest_basic_size};
+use crate::digitalocean::catalogue::catalogue;
 use crate::{ProviderKind, ResourceKind};
 
 /// LXD, as plans and state files name it.
@@ -38,8 +38,9 @@ impl Cloud for LxdCloud {
         DEFAULT_IMAGE
     }
 
-    fn size_for(&self, cpu: u32, memory_gb: u32) -> Option<&'static str> {
-        smallest_basic_size(cpu, memory_gb)
+    /// DigitalOcean's sizes, whose slugs become container limits.
+    fn size_for(&self, cpu: u32, memory_gb: u32) -> Result<&'static str, String> {
+        catalogue().size_for(cpu, memory_gb)
     }
 
     /// One image, Debian 12: any other appliance runs as that, said as a warning (fitter's
@@ -140,7 +141,7 @@ pub struct Limits {
 
 impl Limits {
     pub fn from_slug(slug: &str) -> Option<Limits> {
-        if let Some(size) = SIZES.iter().find(|s| s.slug == slug) {
+        if let Some(size) = catalogue().size(slug) {
             return Some(Limits {
                 cpus: size.vcpus,
                 memory_mb: size.memory_mb,
