@@ -631,12 +631,18 @@ async fn dispose(
 ) -> Result<ExitCode, Failure> {
     let options = apply_options(args, globals);
     let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options).await?;
-    let (adopted, the_plan) = deployment.plan_dispose(&checked).await?;
-    for a in &adopted {
+    let disposal = deployment.plan_dispose(&checked).await?;
+    for a in &disposal.adopted {
         eprintln!(
             "`{a}` carries the deployment's mark but was not in the state; it will be destroyed too."
         );
     }
+    for k in &disposal.kept {
+        eprintln!(
+            "`{k}` is kept: `destroy: never` in the plan protects it (or a node that needs it)."
+        );
+    }
+    let the_plan = disposal.plan;
     print!("{}", the_plan.render());
     if !the_plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
@@ -655,9 +661,17 @@ async fn dispose(
         );
         return Ok(ExitCode::from(1));
     }
-    println!(
-        "Deployment `{}` disposed of: nothing left.",
-        checked.fittings.deployment
-    );
+    if disposal.kept.is_empty() {
+        println!(
+            "Deployment `{}` disposed of: nothing left.",
+            checked.fittings.deployment
+        );
+    } else {
+        println!(
+            "Deployment `{}` disposed of but for {} resource(s) `destroy: never` keeps.",
+            checked.fittings.deployment,
+            disposal.kept.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -260,10 +260,13 @@ fn delete_change(address: &str, old: &crate::state::ResourceState) -> Change {
 }
 
 /// The plan that destroys everything the state records: `dispose`.
-pub fn destroy_all(deployment: &str, state: &State) -> Plan {
+/// The plan that destroys every recorded resource but those in `keep` (a node with
+/// `destroy: never` and what it needs).
+pub fn destroy_all(deployment: &str, state: &State, keep: &BTreeSet<String>) -> Plan {
     let mut changes: Vec<Change> = state
         .resources
         .iter()
+        .filter(|(address, _)| !keep.contains(*address))
         .map(|(address, old)| delete_change(address, old))
         .collect();
     changes.sort_by(|a, b| {

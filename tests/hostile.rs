@@ -16,31 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fitter_sim::{Config, Fault, Matcher, Simulator};
+use fitter_sim::{Fault, Matcher, Simulator};
 use serde_json::json;
 
 mod support;
 use support::*;
 
-fn simulator() -> Simulator {
-    let config = Config {
-        active_delay: Duration::from_millis(200),
-        delete_delay: Duration::from_millis(100),
-        action_delay: Duration::from_millis(200),
-        // The rate limit is not what these tests are about; several runs in a row would
-        // otherwise wait for its window.
-        rate_limit_per_minute: 100_000,
-        rate_limit_per_hour: 1_000_000,
-        token: Some(TOKEN.to_string()),
-        ..Config::default()
-    };
-    Simulator::start_background("127.0.0.1:0".parse().unwrap(), config).unwrap()
-}
-
 /// A simulator with the example plan deployed from a new workspace, in two runs, so that
 /// the state has a backup (the state before the second run) for the tests to watch.
 fn deployed() -> (Simulator, Workspace) {
-    let sim = simulator();
+    let sim = fast_simulator();
     let ws = Workspace::new();
     sim.inject(Fault::StuckNew {
         name: "agent9".into(),
@@ -231,7 +216,7 @@ fn answers_of_the_wrong_shape_are_errors_naming_the_call() {
 #[test]
 fn hostile_addresses_never_reach_known_hosts() {
     for hostile in ["*", "10.0.0.1\nevil"] {
-        let sim = simulator();
+        let sim = fast_simulator();
         let ws = Workspace::new();
         sim.inject(Fault::Field {
             matcher: every(Some("GET"), "/v2/droplets"),
@@ -337,7 +322,7 @@ fn ended_within(mut child: Child, limit: Duration) -> Output {
 
 #[test]
 fn ctrl_c_ends_a_wait_at_once() {
-    let sim = simulator();
+    let sim = fast_simulator();
     let ws = Workspace::new();
     // agent9 never boots; the wait for it would last the hour the deploy allows.
     sim.inject(Fault::StuckNew {

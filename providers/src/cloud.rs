@@ -94,6 +94,11 @@ pub trait Cloud: Send + Sync {
 
     // Abilities.
 
+    /// Whether nodes can have the cloud's monitoring agent (`monitoring:` in a plan).
+    fn has_monitoring(&self) -> bool {
+        false
+    }
+
     /// Whether the deployment needs an uploaded SSH key and a tag as resources of their own.
     fn has_account_resources(&self) -> bool {
         false

@@ -1,6 +1,7 @@
 //! `dispose`: destroy everything the deployment owns, what the state records and anything
 //! else its providers find carrying the deployment's mark.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use fitter_providers::ProviderKind;
@@ -9,14 +10,49 @@ use super::deploy::{ApplyOptions, Deployment};
 use super::{Checked, OperationError};
 use crate::apply;
 use crate::plan::{self, Plan};
+use crate::state::State;
+
+/// What `dispose` will do.
+pub struct Disposal {
+    /// Found carrying the deployment's mark though the state did not know them.
+    pub adopted: Vec<String>,
+    /// Recorded, and kept: a node with `destroy: never` in the plan and what it needs.
+    pub kept: BTreeSet<String>,
+    pub plan: Plan,
+}
+
+/// The recorded resources `destroy: never` keeps: each node that says so, and everything it
+/// needs (its network, firewall, key, tag), which cannot go while it stays. plumbery skips
+/// such nodes on dispose; Terraform's `prevent_destroy` is the same promise. To remove one,
+/// take the key out of the plan and dispose again.
+fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
+    let mut kept = BTreeSet::new();
+    let mut todo: Vec<String> = checked
+        .fittings
+        .nodes
+        .iter()
+        .filter(|n| n.destroy_never)
+        .map(|n| format!("node.{}", n.name.value))
+        .collect();
+    while let Some(address) = todo.pop() {
+        if kept.insert(address.clone()) {
+            todo.extend(
+                checked
+                    .graph
+                    .dependencies(&address)
+                    .into_iter()
+                    .map(str::to_string),
+            );
+        }
+    }
+    kept.retain(|a| state.resources.contains_key(a));
+    kept
+}
 
 impl Deployment {
     /// Takes into the state what carries the deployment's mark but is not recorded, and
-    /// returns their addresses with the plan that destroys everything.
-    pub async fn plan_dispose(
-        &mut self,
-        checked: &Checked,
-    ) -> Result<(Vec<String>, Plan), OperationError> {
+    /// plans the destruction of everything but what `destroy: never` protects.
+    pub async fn plan_dispose(&mut self, checked: &Checked) -> Result<Disposal, OperationError> {
         let mut kinds: Vec<ProviderKind> = checked
             .fittings
             .locations
@@ -26,12 +62,17 @@ impl Deployment {
         kinds.sort();
         kinds.dedup();
         let adopted = apply::adopt_orphans(&mut self.state, &self.providers, &kinds).await?;
-        let the_plan = plan::destroy_all(&checked.fittings.deployment, self.state.state());
-        Ok((adopted, the_plan))
+        let kept = protected(checked, self.state.state());
+        let the_plan = plan::destroy_all(&checked.fittings.deployment, self.state.state(), &kept);
+        Ok(Disposal {
+            adopted,
+            kept,
+            plan: the_plan,
+        })
     }
 
-    /// Destroys what the plan says (confirmed by the caller). Once nothing is left, the
-    /// known_hosts file goes too.
+    /// Destroys what the plan says (confirmed by the caller). Once nothing is left (nothing
+    /// kept by `destroy: never`), the known_hosts file goes too.
     pub async fn dispose(
         &mut self,
         checked: &Checked,
@@ -54,7 +95,7 @@ impl Deployment {
             &apply_options,
         )
         .await;
-        if report.failed() == 0 {
+        if report.failed() == 0 && self.state.state().resources.is_empty() {
             let _ = std::fs::remove_file(&self.workspace.known_hosts);
         }
         Ok(report)

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use fitter_sim::{Simulator, Snapshot};
+use std::time::Duration;
+
+use fitter_sim::{Config, Simulator, Snapshot};
 use serde_json::Value as Json;
 
 pub const TOKEN: &str = "dop_v1_fitter_test_token_0123456789";
@@ -181,4 +183,20 @@ pub fn dispose_leaves_nothing(sim: &Simulator, ws: &Workspace, api_url: &str) {
 
 pub fn writes(snap: &Snapshot) -> u64 {
     snap.counts.post + snap.counts.put + snap.counts.patch + snap.counts.delete
+}
+
+/// A simulator of a test's own (no Prism), quick to boot droplets and without the rate
+/// limit, which is not what such tests are about: several runs in a row would otherwise wait
+/// for its window.
+pub fn fast_simulator() -> Simulator {
+    let config = Config {
+        active_delay: Duration::from_millis(200),
+        delete_delay: Duration::from_millis(100),
+        action_delay: Duration::from_millis(200),
+        rate_limit_per_minute: 100_000,
+        rate_limit_per_hour: 1_000_000,
+        token: Some(TOKEN.to_string()),
+        ..Config::default()
+    };
+    Simulator::start_background("127.0.0.1:0".parse().unwrap(), config).unwrap()
 }

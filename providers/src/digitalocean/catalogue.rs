@@ -80,6 +80,11 @@ impl Cloud for DigitalOceanCloud {
         }
     }
 
+    /// A droplet's `monitoring` flag installs DigitalOcean's metrics agent.
+    fn has_monitoring(&self) -> bool {
+        true
+    }
+
     /// The operator's key is uploaded to the account, and a tag marks what is owned.
     fn has_account_resources(&self) -> bool {
         true

@@ -1,0 +1,145 @@
+//! plumbery's plans against `fitter-sim` (issue 11): a plan written for Dimension Data deploys
+//! with its names translated (docs/plumbery.md), and `destroy: never` is honoured by dispose.
+//! Each test has a simulator of its own (no Prism: the answers are the simulator's own, which
+//! tests/digitalocean.rs holds to the spec), so they run in parallel.
+
+use std::path::{Path, PathBuf};
+
+use fitter_sim::{Simulator, Snapshot};
+use serde_json::Value as Json;
+
+mod support;
+use support::*;
+
+/// Runs fitter on `plan` and asserts it succeeded.
+fn ok(sim: &Simulator, ws: &Workspace, plan: &Path, args: &[&str]) -> String {
+    let out = ws.command_for(&sim.url(), plan, args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// The droplets whose name starts with `prefix`, by name.
+fn droplets<'s>(snap: &'s Snapshot, prefix: &str) -> Vec<&'s Json> {
+    let mut d: Vec<&Json> = snap
+        .droplets
+        .iter()
+        .filter(|d| d["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .collect();
+    d.sort_by_key(|d| d["name"].as_str().unwrap_or("").to_string());
+    d
+}
+
+#[test]
+fn a_plumbery_plan_deploys_with_its_dimension_data_names_translated() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let plan = root().join("tests/cases/plumbery-mesosphere/fittings.yaml");
+    let args = [
+        "deploy",
+        "--yes",
+        "--skip-bootstrap",
+        "--provider",
+        "digitalocean",
+        "-p",
+        "slaves=2",
+    ];
+    let out = ok(&sim, &ws, &plan, &args);
+    assert!(
+        out.contains("`EU6` is a Dimension Data data centre (Frankfurt)"),
+        "{out}"
+    );
+    let snap = sim.snapshot();
+    let masters = droplets(&snap, "master");
+    let slaves = droplets(&snap, "slave");
+    assert_eq!((masters.len(), slaves.len()), (3, 2), "{:?}", snap.droplets);
+    for d in masters.iter().chain(&slaves) {
+        assert_eq!(d["region"]["slug"], "fra1", "{}", d["name"]);
+        assert_eq!(d["image"]["slug"], "ubuntu-22-04-x64", "{}", d["name"]);
+    }
+    // cpu: 2, memory: 8 -> the smallest basic size with both; 32 and 256 -> past the basic
+    // sizes, the memory-optimised one.
+    assert!(masters.iter().all(|d| d["size_slug"] == "s-4vcpu-8gb"));
+    assert!(slaves.iter().all(|d| d["size_slug"] == "m-32vcpu-256gb"));
+    // `glue: internet 22 5050 8080` on the masters.
+    let fw = snap
+        .firewalls
+        .iter()
+        .find(|f| f["inbound_rules"].to_string().contains("5050"))
+        .expect("the masters' firewall");
+    for port in ["22", "5050", "8080"] {
+        assert!(
+            fw["inbound_rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["ports"] == port
+                    && r["sources"]["addresses"].to_string().contains("0.0.0.0/0")),
+            "port {port} open to the internet: {fw}"
+        );
+    }
+    // A second run changes nothing.
+    let out = ok(&sim, &ws, &plan, &args);
+    assert!(out.contains("No changes"), "{out}");
+    ok(
+        &sim,
+        &ws,
+        &plan,
+        &["dispose", "--yes", "--provider", "digitalocean"],
+    );
+    let snap = sim.snapshot();
+    assert!(
+        snap.droplets.is_empty() && snap.firewalls.is_empty(),
+        "{snap:?}"
+    );
+}
+
+/// The DigitalOcean example with `destroy: never` on the masters, in the workspace.
+fn protected_plan(ws: &Workspace) -> PathBuf {
+    let text = std::fs::read_to_string(root().join(PLAN)).unwrap();
+    let marked = "            description: \"#mesos #master\"\n";
+    assert!(text.contains(marked));
+    let text = text.replace(marked, &format!("{marked}            destroy: never\n"));
+    let plan = ws.dir.path().join("mesos-digitalocean.yaml");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+#[test]
+fn destroy_never_keeps_the_node_and_what_it_needs_until_the_plan_lets_go() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let plan = protected_plan(&ws);
+    ok(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
+    let out = ok(&sim, &ws, &plan, &["dispose", "--yes"]);
+    assert!(
+        out.contains("`node.master1` is kept: `destroy: never`"),
+        "{out}"
+    );
+    let snap = sim.snapshot();
+    let names: Vec<&str> = droplets(&snap, "")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["master1", "master2", "master3"]);
+    // What the masters need stays: their VPC (and the firewalls the VPC's creation waited
+    // for), their firewall, the tag, the key.
+    let vpcs = snap
+        .vpcs
+        .iter()
+        .filter(|v| v["name"].as_str().is_some_and(|n| n.starts_with(TAG)));
+    assert_eq!(vpcs.count(), 1);
+    let masters_firewall = format!("{TAG}-masters");
+    assert!(
+        snap.firewalls
+            .iter()
+            .any(|f| f["name"] == masters_firewall.as_str()),
+        "{:?}",
+        snap.firewalls
+    );
+    assert!(snap.tags.iter().any(|t| t["name"] == TAG));
+    let state = ws.state_json();
+    assert!(state["resources"].get("node.master1").is_some());
+    assert!(state["resources"].get("node.agent1").is_none());
+    // Without the key, dispose takes the rest.
+    dispose_leaves_nothing(&sim, &ws, &sim.url());
+}
