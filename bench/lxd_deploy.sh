@@ -139,8 +139,11 @@ for i in lxc("list"):
     if marked(i) or i["name"].startswith(dep + "-"):
         print("container", i["name"], i["status"])
 for n in lxc("network", "list"):
-    if marked(n) or n["name"] == network:
-        print("network", n["name"], "-")
+    # fitter names the bridge (providers/src/lxd/mod.rs, bridge_name); the plan's name is
+    # in its config.
+    name = (n.get("config") or {}).get("user.fitter.name", n["name"])
+    if marked(n) or name == network:
+        print("network", name, "-")
 for a in lxc("network", "acl", "list"):
     if marked(a) or a["name"].startswith("fitter-" + dep + "-"):
         print("acl", a["name"], "-")

@@ -166,7 +166,14 @@ fn deploy_inspect_redeploy_and_dispose() {
     let out = ws.fitter(&["deploy"]);
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
     assert_eq!(running_instances(), expected_instances());
-    assert_eq!(owned(&["network", "list"]), ["fitter-mesos"]);
+    // The bridge's name is fitter's, whatever the plan's network is called.
+    assert_eq!(
+        owned(&["network", "list"]),
+        [fitter_providers::lxd::bridge_name(
+            DEPLOYMENT,
+            "fitter-mesos"
+        )]
+    );
 
     // Every node answers SSH with the host key fitter generated for it.
     let state = ws.state();

@@ -78,17 +78,6 @@ impl Cloud for LxdCloud {
         }
     }
 
-    /// LXD names bridges after interfaces, at most 15 characters.
-    fn check_network_name(&self, name: &str) -> Result<(), String> {
-        if name.len() > 15 {
-            Err(format!(
-                "network name `{name}` is too long for lxd, which names bridges after interfaces: at most 15 characters"
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
     /// A container's only network is the bridge of its blueprint.
     fn requires_network(&self) -> bool {
         true
@@ -223,6 +212,20 @@ mod tests {
             "lxd cannot be reached for `the LXD daemon`: /nonexistent/fitter.socket \
              (No such file or directory (os error 2))\n  \
              = help: is the LXD daemon running? scripts/local-cloud.sh starts it"
+        );
+    }
+
+    #[test]
+    fn bridge_names_are_short_stable_and_per_deployment() {
+        let long = super::super::bridge_name("mesos-local", "a-network-name-far-over-fifteen");
+        assert!(long.len() <= 15 && long.starts_with("ft-"), "{long}");
+        assert_eq!(
+            long,
+            super::super::bridge_name("mesos-local", "a-network-name-far-over-fifteen")
+        );
+        assert_ne!(
+            super::super::bridge_name("one", "mesos"),
+            super::super::bridge_name("two", "mesos")
         );
     }
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use super::{KIND, Limits, Lxd, PROFILE, instance_name};
+use super::{KIND, Limits, Lxd, PROFILE, bridge_name, instance_name};
 use crate::api::{NodeRequest, ProviderError};
 
 impl Lxd {
@@ -31,7 +31,8 @@ impl Lxd {
             if let Some((network, _)) = &r.network {
                 // The address is configured inside the container (networkd): LXD only takes
                 // `ipv4.address` on a nic with DHCP on, and DHCP leases did not work here.
-                let nic = json!({"type": "nic", "network": network, "name": "eth0"});
+                let bridge = bridge_name(&self.deployment, network);
+                let nic = json!({"type": "nic", "network": bridge, "name": "eth0"});
                 devices.insert("eth0".into(), nic);
             }
             let body = json!({

@@ -70,6 +70,18 @@ pub fn instance_name(deployment: &str, node: &str) -> String {
     format!("{deployment}-{node}")
 }
 
+/// The bridge of a plan network: LXD names bridges after network interfaces, at most 15
+/// characters, and one LXD serves every deployment on the machine, so the plan's name
+/// (plumbery's are often longer, and `mesos` is in many plans) cannot be it. `ft-` and 12
+/// hex digits of the MD5 of `<deployment>/<network>`: short, stable across runs, unique per
+/// deployment; the bridge's description names both.
+pub fn bridge_name(deployment: &str, network: &str) -> String {
+    use md5::Digest as _;
+    let digest = md5::Md5::digest(format!("{deployment}/{network}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("ft-{}", &hex[..12])
+}
+
 /// The ACL name of a firewall.
 pub fn acl_name(deployment: &str, firewall: &str) -> String {
     format!("fitter-{deployment}-{firewall}")

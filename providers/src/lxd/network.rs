@@ -4,15 +4,16 @@
 use hyper::Method;
 use serde_json::json;
 
-use super::{Lxd, acl_name};
+use super::{Lxd, acl_name, bridge_name};
 use crate::api::{NetworkRequest, ProviderError};
 
 impl Lxd {
     pub(super) async fn create_network(&self, r: &NetworkRequest) -> Result<String, ProviderError> {
         let resource = format!("network.{}", r.name);
-        let path = format!("/1.0/networks/{}", r.name);
+        let bridge = bridge_name(&self.deployment, &r.name);
+        let path = format!("/1.0/networks/{bridge}");
         if self.get_owned(&resource, &path).await?.is_some() {
-            return Ok(r.name.clone());
+            return Ok(bridge);
         }
         let mut config = self.owner_config(&r.name);
         config.insert(
@@ -33,16 +34,16 @@ impl Lxd {
         );
         config.insert("security.acls.default.egress.action".into(), json!("allow"));
         let body = json!({
-            "name": r.name,
+            "name": bridge,
             "type": "bridge",
-            "description": format!("fitter deployment {}", self.deployment),
+            "description": format!("fitter deployment {}, network {}", self.deployment, r.name),
             "config": config,
         });
         let answer = self
             .json(&resource, Method::POST, "/1.0/networks", Some(body))
             .await?;
         self.expect_ok(&resource, answer).await?;
-        Ok(r.name.clone())
+        Ok(bridge)
     }
 
     fn acl_list(&self, firewalls: &[String]) -> String {
@@ -58,7 +59,7 @@ impl Lxd {
     pub(super) async fn set_network_acls(&self, r: &NetworkRequest) -> Result<(), ProviderError> {
         let resource = format!("network.{}", r.name);
         let _one_at_a_time = self.network_config.lock().await;
-        let path = format!("/1.0/networks/{}", r.name);
+        let path = format!("/1.0/networks/{}", bridge_name(&self.deployment, &r.name));
         let answer = self.json(&resource, Method::GET, &path, None).await?;
         let meta = self.expect_ok(&resource, answer).await?;
         let wanted = self.acl_list(&r.firewalls);
