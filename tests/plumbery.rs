@@ -143,3 +143,72 @@ fn destroy_never_keeps_the_node_and_what_it_needs_until_the_plan_lets_go() {
     // Without the key, dispose takes the rest.
     dispose_leaves_nothing(&sim, &ws, &sim.url());
 }
+
+#[test]
+fn one_network_name_in_two_locations_is_two_networks_that_accept_each_other() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let plan = root().join("tests/cases/plumbery-two-locations/fittings.yaml");
+    let on_do = ["--provider", "digitalocean"];
+    let deploy: Vec<&str> = ["deploy", "--yes", "--skip-bootstrap"]
+        .iter()
+        .chain(&on_do)
+        .copied()
+        .collect();
+    ok(&sim, &ws, &plan, &deploy);
+    let snap = sim.snapshot();
+    let mut vpcs: Vec<(String, String, String)> = snap
+        .vpcs
+        .iter()
+        .filter(|v| {
+            v["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("fitter-fittings-"))
+        })
+        .map(|v| {
+            let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            (text("name"), text("region"), text("ip_range"))
+        })
+        .collect();
+    vpcs.sort();
+    assert_eq!(
+        vpcs,
+        [
+            (
+                "fitter-fittings-mynetwork".into(),
+                "fra1".into(),
+                "10.0.0.0/24".into()
+            ),
+            (
+                "fitter-fittings-mynetwork-au11".into(),
+                "syd1".into(),
+                "10.1.0.0/24".into()
+            ),
+        ]
+    );
+    // Each side's firewall lets the other network's range in.
+    for (firewall, other) in [
+        ("fitter-fittings-web", "10.1.0.0/24"),
+        ("fitter-fittings-db", "10.0.0.0/24"),
+    ] {
+        let fw = snap
+            .firewalls
+            .iter()
+            .find(|f| f["name"] == firewall)
+            .unwrap_or_else(|| panic!("no firewall {firewall}: {:?}", snap.firewalls));
+        let from_other = fw["inbound_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["sources"]["addresses"].to_string().contains(other))
+            .count();
+        assert_eq!(from_other, 3, "tcp, udp and icmp from {other}: {fw}");
+    }
+    let dispose: Vec<&str> = ["dispose", "--yes"].iter().chain(&on_do).copied().collect();
+    ok(&sim, &ws, &plan, &dispose);
+    let snap = sim.snapshot();
+    assert!(
+        snap.droplets.is_empty() && snap.firewalls.is_empty(),
+        "{snap:?}"
+    );
+}

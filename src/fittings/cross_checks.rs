@@ -62,7 +62,60 @@ impl Loader<'_> {
         }
     }
 
+    /// `accept: [net, AU11::net]`: the named network's address range becomes rules of the
+    /// accepting blueprint, as if its subnet had been written.
+    fn resolve_accepts(&mut self, fittings: &mut Fittings) {
+        for pending in std::mem::take(&mut self.pending_accepts) {
+            let location = match &pending.in_location {
+                None => Some(pending.location),
+                Some(id) => fittings
+                    .locations
+                    .iter()
+                    .position(|l| l.id.value.eq_ignore_ascii_case(id)),
+            };
+            let Some(location) = location else {
+                let ids: Vec<&str> = fittings
+                    .locations
+                    .iter()
+                    .map(|l| l.id.value.as_str())
+                    .collect();
+                let place = Text::new(
+                    pending.in_location.clone().unwrap_or_default(),
+                    pending.entry.span,
+                );
+                self.report
+                    .push(not_found(&place, "location", &ids, "the plan"));
+                continue;
+            };
+            let network = fittings
+                .networks
+                .iter()
+                .find(|n| n.location == location && n.plan_name == pending.network);
+            match network {
+                Some(n) => {
+                    let rules = super::networks::accept_rules(&n.subnet);
+                    if let Some(b) = fittings.blueprints.get_mut(pending.blueprint) {
+                        b.rules.extend(rules);
+                    }
+                }
+                None => {
+                    let names: Vec<&str> = fittings
+                        .networks
+                        .iter()
+                        .filter(|n| n.location == location)
+                        .map(|n| n.plan_name.as_str())
+                        .collect();
+                    let wanted = Text::new(pending.network.clone(), pending.entry.span);
+                    let place = format!("location `{}`", fittings.locations[location].id.value);
+                    self.report
+                        .push(not_found(&wanted, "network", &names, &place));
+                }
+            }
+        }
+    }
+
     pub(super) fn cross_checks(&mut self, fittings: &mut Fittings) {
+        self.resolve_accepts(fittings);
         // Duplicate names: one error per entry, however many names its range repeats.
         let mut first_seen: HashMap<&str, Span> = HashMap::with_capacity(fittings.nodes.len());
         let mut reported: HashSet<Span> = HashSet::new();

@@ -133,7 +133,11 @@ pub struct Blueprint {
 
 #[derive(Debug, Clone)]
 pub struct Network {
+    /// The network's name in the deployment: the plan's, or, when another location already
+    /// has a network of that name, the plan's with the location's id (`mesos-au11`).
     pub name: Text,
+    /// The name as the plan writes it, which the blueprints of its location use.
+    pub plan_name: String,
     pub location: usize,
     pub provider: ProviderKind,
     pub region: Option<String>,
@@ -254,6 +258,7 @@ pub fn load(name: &str, original: &str, options: &LoadOptions) -> Loaded {
         classes: HashMap::new(),
         used_classes: HashSet::new(),
         pending_tokens: Vec::new(),
+        pending_accepts: Vec::new(),
     };
     let fittings = loader.fittings(name, &docs.docs, &options.parameters);
     let mut report = loader.report;
@@ -297,6 +302,19 @@ struct Loader<'a> {
     classes: HashMap<String, Node>,
     used_classes: HashSet<String>,
     pending_tokens: Vec<PendingToken>,
+    /// `ethernet.accept` entries that name a network (`net`, `AU11::net`), resolved once
+    /// every location is read.
+    pending_accepts: Vec<PendingAccept>,
+}
+
+/// An `accept` of another network by name, for the blueprint at `blueprint`.
+struct PendingAccept {
+    blueprint: usize,
+    location: usize,
+    /// `AU11` of `AU11::net`; `None`: the blueprint's own location.
+    in_location: Option<String>,
+    network: String,
+    entry: Text,
 }
 
 trait TapMessage {

@@ -6,7 +6,7 @@ use crate::yaml::Node;
 
 use super::rules::{self, Rule, Source, Subnet};
 use super::schema::{check_keys, text, text_list};
-use super::{Fittings, Loader, Network, valid_hostname};
+use super::{Fittings, Loader, Network, PendingAccept, valid_hostname};
 
 pub(super) const ETHERNET_KEYS: &[&str] = &["name", "subnet", "accept", "reserved", "destroy"];
 
@@ -54,13 +54,19 @@ impl Loader<'_> {
         if let Some(accept) = ethernet.get("accept") {
             for a in text_list(&mut self.report, accept, "accept") {
                 match Subnet::parse(&a.value) {
-                    Ok(other) => {
-                        for protocol in [rules::Protocol::Tcp, rules::Protocol::Udp] {
-                            rules.push(Rule { protocol, ports: Some((0, 0)), source: Source::Cidr(other.to_string()) });
-                        }
-                        rules.push(Rule { protocol: rules::Protocol::Icmp, ports: None, source: Source::Cidr(other.to_string()) });
-                    }
-                    Err(_) => self.report.error(a.span, format!("`accept` takes the subnet of the other network (such as `10.1.0.0/24`), found `{}`", a.value)),
+                    Ok(other) => rules.extend(accept_rules(&other)),
+                    // plumbery names the other network, `net` or `LOC::net`: resolved
+                    // once every location is read (cross_checks.rs).
+                    Err(_) => match accepted_network(&a.value) {
+                        Some((in_location, network)) => self.pending_accepts.push(PendingAccept {
+                            blueprint: fittings.blueprints.len(),
+                            location,
+                            in_location,
+                            network,
+                            entry: a.clone(),
+                        }),
+                        None => self.report.error(a.span, format!("`accept` takes another network's name (`net`, `EU6::net`) or subnet (`10.1.0.0/24`), found `{}`", a.value)),
+                    },
                 }
             }
         }
@@ -78,18 +84,10 @@ impl Loader<'_> {
         if let Some(existing) = fittings
             .networks
             .iter()
-            .position(|n| n.name.value == name.value)
+            .position(|n| n.plan_name == name.value && n.location == location)
         {
             let n = &fittings.networks[existing];
-            if n.location != location {
-                self.report.error(
-                    name.span,
-                    format!(
-                        "network `{}` is already defined in location `{}`; use another name",
-                        name.value, fittings.locations[n.location].id.value
-                    ),
-                );
-            } else if n.subnet != subnet {
+            if n.subnet != subnet {
                 self.report.error(
                     subnet_text.span,
                     format!(
@@ -111,8 +109,32 @@ impl Loader<'_> {
                 );
             }
         }
+        // The same name in another location is a network of its own (plumbery's plans use
+        // one name in every data centre): it takes the location's id.
+        let plan_name = name.value.clone();
+        let mut name = name;
+        if let Some(other) = fittings
+            .networks
+            .iter()
+            .find(|n| n.name.value == name.value)
+        {
+            let own = format!(
+                "{}-{}",
+                name.value,
+                location_ref.id.value.to_ascii_lowercase()
+            );
+            self.report.warning(
+                name.span,
+                format!(
+                    "network `{}` is also a network of location `{}`: this one, of location `{}`, is `{own}`",
+                    name.value, fittings.locations[other.location].id.value, location_ref.id.value
+                ),
+            );
+            name.value = own;
+        }
         fittings.networks.push(Network {
             name,
+            plan_name,
             location,
             provider: location_ref.provider,
             region: location_ref.region.clone(),
@@ -120,4 +142,39 @@ impl Loader<'_> {
         });
         Some(fittings.networks.len() - 1)
     }
+}
+
+/// `net` or `LOC::net` (plumbery also wrote `dd-ap::AP5::net`, a region prefix fitter
+/// ignores): the location, if given, and the network's name.
+fn accepted_network(entry: &str) -> Option<(Option<String>, String)> {
+    let parts: Vec<&str> = entry.trim().split("::").collect();
+    let (network, location) = match parts.as_slice() {
+        [network] => (*network, None),
+        [.., location, network] => (*network, Some(location.to_string())),
+        [] => return None,
+    };
+    valid_hostname(network).then(|| (location, network.to_string()))
+}
+
+/// What `accept` of another network opens: every TCP and UDP port, and ICMP, from its
+/// address range.
+pub(super) fn accept_rules(other: &Subnet) -> Vec<Rule> {
+    let from = || Source::Cidr(other.to_string());
+    vec![
+        Rule {
+            protocol: rules::Protocol::Tcp,
+            ports: Some((0, 0)),
+            source: from(),
+        },
+        Rule {
+            protocol: rules::Protocol::Udp,
+            ports: Some((0, 0)),
+            source: from(),
+        },
+        Rule {
+            protocol: rules::Protocol::Icmp,
+            ports: None,
+            source: from(),
+        },
+    ]
 }
