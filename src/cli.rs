@@ -181,6 +181,10 @@ struct PlanArgs {
     /// Deploy every location with this provider, whatever the plan says.
     #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
+    /// Act on this blueprint or blueprint group only, and what it needs (repeatable;
+    /// plumbery's `plumbery fittings.yaml deploy NAME`).
+    #[arg(long = "blueprint", value_name = "NAME")]
+    blueprints: Vec<String>,
 }
 
 fn parse_parameter(s: &str) -> Result<(String, String), String> {
@@ -305,6 +309,7 @@ fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
         path: args.fittings.clone(),
         parameters: args.parameters.iter().cloned().collect(),
         provider: args.provider,
+        blueprints: args.blueprints.clone(),
     })?;
     if !quiet && !checked.warnings.is_empty() {
         eprint!("{}", checked.source.render_all(&checked.warnings));
@@ -661,7 +666,14 @@ async fn dispose(
         );
         return Ok(ExitCode::from(1));
     }
-    if disposal.kept.is_empty() {
+    if let Some(selection) = &checked.selection {
+        let names: Vec<&str> = selection.blueprints.iter().map(String::as_str).collect();
+        println!(
+            "Blueprint(s) {} of `{}` disposed of; the rest of the deployment is as it was.",
+            names.join(", "),
+            checked.fittings.deployment
+        );
+    } else if disposal.kept.is_empty() {
         println!(
             "Deployment `{}` disposed of: nothing left.",
             checked.fittings.deployment

@@ -223,13 +223,7 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
         (Reverse(a.kind.rank()), &a.address).cmp(&(Reverse(b.kind.rank()), &b.address))
     });
     changes.extend(deletes);
-    let count = |f: fn(Action) -> bool| changes.iter().filter(|c| f(c.action)).count();
-    let summary = Summary {
-        add: count(|a| matches!(a, Action::Create | Action::Replace)),
-        change: count(|a| a == Action::Update),
-        destroy: count(|a| matches!(a, Action::Delete | Action::Replace)),
-        unchanged,
-    };
+    let summary = Summary::of(&changes, unchanged);
     Plan {
         format_version: FORMAT_VERSION,
         deployment: graph.deployment.clone(),
@@ -287,7 +281,30 @@ pub fn destroy_all(deployment: &str, state: &State, keep: &BTreeSet<String>) -> 
     }
 }
 
+impl Summary {
+    fn of(changes: &[Change], unchanged: usize) -> Summary {
+        let count = |f: fn(Action) -> bool| changes.iter().filter(|c| f(c.action)).count();
+        Summary {
+            add: count(|a| matches!(a, Action::Create | Action::Replace)),
+            change: count(|a| a == Action::Update),
+            destroy: count(|a| matches!(a, Action::Delete | Action::Replace)),
+            unchanged,
+        }
+    }
+}
+
 impl Plan {
+    /// The plan with only the changes whose address is in `scope` (`--blueprint`); what is
+    /// left out counts as neither changed nor unchanged.
+    pub fn only(mut self, scope: &BTreeSet<String>) -> Plan {
+        self.changes.retain(|c| scope.contains(&c.address));
+        for c in &mut self.changes {
+            c.depends_on.retain(|d| scope.contains(d));
+        }
+        self.summary = Summary::of(&self.changes, self.summary.unchanged);
+        self
+    }
+
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }

@@ -212,3 +212,73 @@ fn one_network_name_in_two_locations_is_two_networks_that_accept_each_other() {
         "{snap:?}"
     );
 }
+
+/// The names of the droplets the simulator has, sorted.
+fn droplet_names(sim: &Simulator) -> Vec<String> {
+    droplets(&sim.snapshot(), "")
+        .iter()
+        .filter_map(|d| d["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn blueprint_acts_on_part_of_the_plan_following_what_it_needs() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let plan = root().join("tests/cases/plumbery-swarm/fittings.yaml");
+    let run = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["--provider", "digitalocean"]);
+        ok(&sim, &ws, &plan, &args)
+    };
+    let deploy = ["deploy", "--yes", "--skip-bootstrap"];
+    // The bees alone.
+    run(&[&deploy[..], &["--blueprint", "bees"]].concat());
+    assert_eq!(droplet_names(&sim), ["bee1", "bee2"]);
+    // The queen names the bees in her configuration: they are what she needs, and exist
+    // (as do her firewall and network, which the bees' network needed).
+    let out = run(&["plan", "--blueprint", "queen"]);
+    assert!(
+        out.contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{out}"
+    );
+    assert!(out.contains("node.queen will be created"), "{out}");
+    // The group names both; the monitor is still left out.
+    run(&[&deploy[..], &["--blueprint", "swarm"]].concat());
+    assert_eq!(droplet_names(&sim), ["bee1", "bee2", "queen"]);
+    // The whole plan.
+    run(&deploy);
+    assert_eq!(droplet_names(&sim), ["bee1", "bee2", "monitor1", "queen"]);
+    // Disposing of the monitor takes its network with it, and leaves the swarm's.
+    let out = run(&["dispose", "--yes", "--blueprint", "monitor"]);
+    assert!(
+        out.contains("Blueprint(s) monitor of `fittings` disposed of"),
+        "{out}"
+    );
+    assert_eq!(droplet_names(&sim), ["bee1", "bee2", "queen"]);
+    let vpcs: Vec<String> = sim
+        .snapshot()
+        .vpcs
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(str::to_string))
+        .filter(|n| n.starts_with("fitter-fittings-"))
+        .collect();
+    assert_eq!(vpcs, ["fitter-fittings-swarm"]);
+    // An unknown name is an error that suggests the nearest.
+    let out = ws
+        .command_for(
+            &sim.url(),
+            &plan,
+            &["plan", "--provider", "digitalocean", "--blueprint", "swam"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("did you mean `swarm`?"),
+        "{}",
+        text(&out)
+    );
+    run(&["dispose", "--yes"]);
+    assert!(droplet_names(&sim).is_empty());
+}

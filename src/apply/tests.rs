@@ -146,6 +146,7 @@ fn example() -> Checked {
         path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
         parameters: BTreeMap::new(),
         provider: None,
+        blueprints: Vec::new(),
     })
     .expect("the example plan checks")
 }

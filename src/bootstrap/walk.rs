@@ -239,6 +239,7 @@ mod tests {
             path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
             parameters: BTreeMap::new(),
             provider: None,
+            blueprints: Vec::new(),
         })
         .unwrap();
         let (dag, steps) = bootstrap_dag(&checked.graph);

@@ -158,14 +158,21 @@ impl Loader<'_> {
             return;
         };
         let first_blueprint = fittings.blueprints.len();
+        let mut groups = Vec::new();
         for item in items {
             match item.as_map() {
                 Some([(key, value)]) => {
                     let Some(name) = text(&mut self.report, key, "blueprint name") else {
                         continue;
                     };
-                    if value.as_str().is_some() {
-                        self.report.warning(value.span, format!("blueprint group `{}` is ignored: fitter deploys every blueprint of the plan", name.value));
+                    // plumbery's group, `- swarm: queen bees`: a name for the blueprints
+                    // it lists, for `--blueprint swarm`; checked once all are read.
+                    if let Some(members) = value.as_str() {
+                        let members: Vec<Text> = members
+                            .split_whitespace()
+                            .map(|m| Text::new(m.to_string(), value.span))
+                            .collect();
+                        groups.push((name, members));
                         continue;
                     }
                     self.blueprint(
@@ -184,6 +191,27 @@ impl Loader<'_> {
                     "a mapping with one key, the blueprint's name",
                 ),
             }
+        }
+        for (name, members) in groups {
+            let names: Vec<&str> = fittings.blueprints[first_blueprint..]
+                .iter()
+                .map(|bp| bp.name.value.as_str())
+                .collect();
+            if names.contains(&name.value.as_str()) {
+                self.report.error(
+                    name.span,
+                    format!("`{}` is a blueprint and a group of blueprints", name.value),
+                );
+                continue;
+            }
+            for m in members
+                .iter()
+                .filter(|m| !names.contains(&m.value.as_str()))
+            {
+                self.report
+                    .push(not_found(m, "blueprint", &names, "this location"));
+            }
+            fittings.groups.insert(name.value, members);
         }
         // plumbery's basement: built first, destroyed last.
         for b in &basement {

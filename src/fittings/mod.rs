@@ -75,6 +75,9 @@ pub struct Fittings {
     /// `ssh: {harden: true}`: every node gets the `sshd` component (no passwords, root by
     /// key only).
     pub harden_ssh: bool,
+    /// plumbery's blueprint groups (`- swarm: queen bees`): a name for several blueprints,
+    /// which `--blueprint` accepts.
+    pub groups: BTreeMap<String, Vec<Text>>,
 }
 
 impl Fittings {

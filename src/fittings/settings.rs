@@ -78,6 +78,7 @@ impl Loader<'_> {
             nodes: Vec::new(),
             components: BTreeMap::new(),
             harden_ssh: false,
+            groups: BTreeMap::new(),
         };
 
         let mut defaults_provider = None;

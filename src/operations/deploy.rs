@@ -131,7 +131,10 @@ impl Deployment {
         if !skip_bootstrap {
             the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
         }
-        Ok(the_plan)
+        Ok(match &checked.selection {
+            Some(s) => s.narrow(the_plan, &checked.graph),
+            None => the_plan,
+        })
     }
 
     /// Applies the plan (confirmed by the caller), bootstraps every ready node, writes the
@@ -230,7 +233,16 @@ impl Deployment {
         }
         let mut targets = Vec::new();
         let mut not_ready = Vec::new();
-        for config in configs {
+        let in_scope = checked
+            .selection
+            .as_ref()
+            .map(|s| s.deployed_nodes(&checked.graph));
+        let selected = |node: &str| {
+            in_scope
+                .as_ref()
+                .is_none_or(|nodes| nodes.contains(&format!("node.{node}")))
+        };
+        for config in configs.into_iter().filter(|c| selected(&c.node)) {
             match reachable.remove(&config.node) {
                 Some((address, host_key)) => targets.push(bootstrap::Target {
                     config,

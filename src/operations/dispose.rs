@@ -7,6 +7,7 @@ use std::sync::Arc;
 use fitter_providers::ProviderKind;
 
 use super::deploy::{ApplyOptions, Deployment};
+use super::selection::needs;
 use super::{Checked, OperationError};
 use crate::apply;
 use crate::plan::{self, Plan};
@@ -26,25 +27,13 @@ pub struct Disposal {
 /// such nodes on dispose; Terraform's `prevent_destroy` is the same promise. To remove one,
 /// take the key out of the plan and dispose again.
 fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
-    let mut kept = BTreeSet::new();
-    let mut todo: Vec<String> = checked
+    let never = checked
         .fittings
         .nodes
         .iter()
         .filter(|n| n.destroy_never)
-        .map(|n| format!("node.{}", n.name.value))
-        .collect();
-    while let Some(address) = todo.pop() {
-        if kept.insert(address.clone()) {
-            todo.extend(
-                checked
-                    .graph
-                    .dependencies(&address)
-                    .into_iter()
-                    .map(str::to_string),
-            );
-        }
-    }
+        .map(|n| format!("node.{}", n.name.value));
+    let mut kept = needs(&checked.graph, never);
     kept.retain(|a| state.resources.contains_key(a));
     kept
 }
@@ -63,7 +52,20 @@ impl Deployment {
         kinds.dedup();
         let adopted = apply::adopt_orphans(&mut self.state, &self.providers, &kinds).await?;
         let kept = protected(checked, self.state.state());
-        let the_plan = plan::destroy_all(&checked.fittings.deployment, self.state.state(), &kept);
+        // `--blueprint`: what the selection does not dispose of stays too, unsaid.
+        let mut untouched = kept.clone();
+        if let Some(selection) = &checked.selection {
+            let scope = selection.dispose_scope(&checked.graph, self.state.state());
+            let outside = self
+                .state
+                .state()
+                .resources
+                .keys()
+                .filter(|a| !scope.contains(*a));
+            untouched.extend(outside.cloned());
+        }
+        let the_plan =
+            plan::destroy_all(&checked.fittings.deployment, self.state.state(), &untouched);
         Ok(Disposal {
             adopted,
             kept,

@@ -44,6 +44,9 @@ pub async fn dry_run(
     }
     let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
     the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+    if let Some(s) = &checked.selection {
+        the_plan = s.narrow(the_plan, &checked.graph);
+    }
     Ok(DryRun {
         plan: the_plan,
         gone,

@@ -14,6 +14,7 @@
 pub mod deploy;
 pub mod dispose;
 pub mod inspect;
+mod selection;
 mod workspace;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::graph::{self, GraphError, ResourceGraph};
 use crate::ssh::SshError;
 use crate::state::StateError;
 
+pub use selection::Selection;
 pub use workspace::Workspace;
 
 /// Why an operation stopped. Each variant carries what it is about; the CLI prints it with
@@ -41,6 +43,9 @@ pub enum OperationError {
     /// The plan does not load or check: every diagnostic, already rendered with its source.
     #[error("{0}")]
     Invalid(String),
+    /// `--blueprint` names nothing in the plan.
+    #[error(transparent)]
+    Selection(#[from] selection::UnknownBlueprint),
     #[error("cannot read `{path}`")]
     ReadPlan {
         path: PathBuf,
@@ -80,6 +85,8 @@ pub struct Checked {
     pub fittings: Fittings,
     pub graph: ResourceGraph,
     pub warnings: Vec<Diagnostic>,
+    /// `--blueprint`: the part of the plan to act on; `None`, all of it.
+    pub selection: Option<Selection>,
 }
 
 /// What [`check`] is given.
@@ -89,6 +96,8 @@ pub struct CheckOptions {
     pub parameters: BTreeMap<String, String>,
     /// `--provider`: every location on this provider.
     pub provider: Option<ProviderKind>,
+    /// `--blueprint`: blueprints or groups to act on (none: the whole plan).
+    pub blueprints: Vec<String>,
 }
 
 /// Loads, checks and builds the plan's graph. Warnings are returned, not printed.
@@ -114,11 +123,13 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
             return Err(OperationError::Invalid(loaded.source.render_all(&all)));
         }
     };
+    let selection = Selection::resolve(&fittings, &options.blueprints)?;
     Ok(Checked {
         source: loaded.source,
         fittings,
         graph,
         warnings: loaded.diagnostics,
+        selection,
     })
 }
 
