@@ -83,6 +83,23 @@ fn host_key_parts(key: &PrivateKey) -> Result<HostKey, SshError> {
     })
 }
 
+/// A new RSA key pair (3072 bits, OpenSSH's default), for plumbery's `{{ rsa_private.x }}`
+/// and `{{ rsa_public.x }}` tokens: the private half in OpenSSH form, the public half as an
+/// `authorized_keys` line. RSA because plans name it so and put it where RSA is expected.
+pub fn generate_rsa_pair() -> Result<(String, String), SshError> {
+    let err = |e: ssh_key::Error| SshError::Key {
+        path: PathBuf::from("(generated RSA key)"),
+        message: e.to_string(),
+    };
+    let mut rng = getrandom::rand_core::UnwrapErr(getrandom::SysRng);
+    let pair = ssh_key::private::RsaKeypair::random(&mut rng, 3072).map_err(err)?;
+    let key = PrivateKey::from(pair);
+    Ok((
+        key.to_openssh(LineEnding::LF).map_err(err)?.to_string(),
+        key.public_key().to_openssh().map_err(err)?,
+    ))
+}
+
 /// What a key fitter makes for a node is called in an error, having no file.
 const GENERATED_HOST_KEY: &str = "(generated host key)";
 
@@ -485,5 +502,18 @@ impl Session {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+#[cfg(test)]
+mod rsa_tests {
+    #[test]
+    fn an_rsa_pair_is_made_in_openssh_form() {
+        let (private, public) = super::generate_rsa_pair().unwrap();
+        assert!(
+            private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
+            "{private}"
+        );
+        assert!(public.starts_with("ssh-rsa "), "{public}");
     }
 }

@@ -28,17 +28,22 @@ blueprints:
         - s[7..9]: {default: agent, attributes: {rack: rack-3}}
 "#;
 
-fn configs() -> Vec<NodeConfig> {
-    let catalog = Catalog::builtin().unwrap();
+/// A plan loaded with the built-in catalog, which must accept it.
+fn load(name: &str, plan: &str, catalog: &Catalog) -> fittings::Fittings {
     let options = LoadOptions {
         parameters: BTreeMap::new(),
         provider: None,
-        catalog: &catalog,
+        catalog,
     };
-    let loaded = fittings::load("cluster.yaml", PLAN, &options);
-    let f = loaded
+    let loaded = fittings::load(name, plan, &options);
+    loaded
         .fittings
-        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+}
+
+fn configs() -> Vec<NodeConfig> {
+    let catalog = Catalog::builtin().unwrap();
+    let f = load("cluster.yaml", PLAN, &catalog);
     let mut addresses = BTreeMap::new();
     for i in 1..=3 {
         addresses.insert(
@@ -58,7 +63,7 @@ fn configs() -> Vec<NodeConfig> {
             },
         );
     }
-    bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new()).unwrap()
+    bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new(), None).unwrap()
 }
 
 fn file<'a>(configs: &'a [NodeConfig], node: &str, path: &str) -> &'a str {
@@ -204,15 +209,7 @@ blueprints:
                 - echo "{{ db1.private }}"
 "#;
     let catalog = Catalog::builtin().unwrap();
-    let options = LoadOptions {
-        parameters: BTreeMap::new(),
-        provider: None,
-        catalog: &catalog,
-    };
-    let loaded = fittings::load("cc.yaml", plan, &options);
-    let f = loaded
-        .fittings
-        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let f = load("cc.yaml", plan, &catalog);
     let mut addresses = BTreeMap::new();
     addresses.insert(
         "db1".to_string(),
@@ -229,7 +226,7 @@ blueprints:
         },
     );
     let mut secrets = BTreeMap::new();
-    let first = bootstrap::render(&f, &catalog, &addresses, &mut secrets).unwrap();
+    let first = bootstrap::render(&f, &catalog, &addresses, &mut secrets, None).unwrap();
     let web = first.iter().find(|c| c.node == "web1").unwrap();
     let conf = web
         .files
@@ -260,7 +257,7 @@ blueprints:
     assert!(script.contains("FakeKeyForTests"), "{script}");
     assert_eq!(web.run_on_change, [bootstrap::CLOUD_CONFIG_SCRIPT]);
     // The same secrets give the same files: a second run changes nothing.
-    let again = bootstrap::render(&f, &catalog, &addresses, &mut secrets).unwrap();
+    let again = bootstrap::render(&f, &catalog, &addresses, &mut secrets, None).unwrap();
     assert_eq!(first, again);
 }
 
@@ -282,7 +279,7 @@ fn sshd_hardening_is_added_when_the_plan_asks() {
             public: None,
         },
     );
-    let c = bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new()).unwrap();
+    let c = bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new(), None).unwrap();
     let conf = c[0]
         .files
         .iter()
@@ -291,4 +288,85 @@ fn sshd_hardening_is_added_when_the_plan_asks() {
     assert!(conf.content.contains("PasswordAuthentication no\n"));
     assert!(conf.content.contains("PermitRootLogin prohibit-password\n"));
     assert!(c[0].services.iter().any(|s| s.name == "ssh"));
+}
+
+#[test]
+fn every_generated_token_of_plumbery_renders_and_stays_the_same() {
+    let plan = r#"---
+defaults:
+  provider: lxd
+  ethernet: {name: gen, subnet: 10.0.0.0/24}
+---
+locationId: local
+blueprints:
+  - gen:
+      nodes:
+        - box1:
+            cloud-config:
+              write_files:
+                - path: /etc/generated
+                  content: |
+                    secret={{ random.secret }}
+                    md5={{ random.secret.md5 }}
+                    sha1={{ random.secret.sha1 }}
+                    sha256={{ random.secret.sha256 }}
+                    uuid={{ uuid.u1 }}
+                    ipv6=[{{ node.ipv6 }}]
+                    local={{ rsa_public.local }}
+                    env={{ environment.FITTER_RENDER_TOKEN_TEST }}
+                - path: /root/.ssh/id_rsa
+                  permissions: '0600'
+                  content: "{{ rsa_private.key1 }}"
+              ssh_authorized_keys:
+                - "{{ rsa_public.key1 }}"
+"#;
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("FITTER_RENDER_TOKEN_TEST", "from-env") };
+    let catalog = Catalog::builtin().unwrap();
+    let f = load("gen.yaml", plan, &catalog);
+    let mut secrets = BTreeMap::new();
+    let local = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyForTests operator@host";
+    let render = |secrets: &mut BTreeMap<String, String>| {
+        bootstrap::render(&f, &catalog, &BTreeMap::new(), secrets, Some(local)).unwrap()
+    };
+    let first = render(&mut secrets);
+    let file = |path: &str| {
+        first[0]
+            .files
+            .iter()
+            .find(|x| x.path == path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .content
+            .clone()
+    };
+    let generated = file("/etc/generated");
+    let secret = &secrets["secret.random"];
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    use sha2::Digest as _;
+    for line in [
+        format!("secret={secret}"),
+        format!("md5={}", hex(&md5::Md5::digest(secret.as_bytes()))),
+        format!("sha1={}", hex(&sha1::Sha1::digest(secret.as_bytes()))),
+        format!("sha256={}", hex(&sha2::Sha256::digest(secret.as_bytes()))),
+        format!("uuid={}", secrets["uuid.u1"]),
+        "ipv6=[]".to_string(),
+        format!("local={local}"),
+        "env=from-env".to_string(),
+    ] {
+        assert!(
+            generated.lines().any(|l| l == line),
+            "{line} in:\n{generated}"
+        );
+    }
+    assert!(!generated.contains("{{"), "{generated}");
+    // One RSA pair per name: the private half in the file, the public one authorised.
+    assert!(file("/root/.ssh/id_rsa").starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    let public = &secrets["rsa_public.key1"];
+    assert!(public.starts_with("ssh-rsa "), "{public}");
+    let script = file(bootstrap::CLOUD_CONFIG_SCRIPT);
+    assert!(script.contains(public.as_str()), "{script}");
+    // Kept in the state's secrets: the next run renders the same, no new key.
+    let kept = secrets.clone();
+    assert_eq!(render(&mut secrets), first);
+    assert_eq!(secrets, kept);
 }

@@ -20,9 +20,16 @@ fn resolve_token(
     node: &crate::fittings::NodeSpec,
     addresses: &BTreeMap<String, Addresses>,
     secrets: &mut BTreeMap<String, String>,
+    local_key: Option<&str>,
 ) -> Option<String> {
     use crate::fittings::tokens::{Meaning, classify};
     let address = |name: &str, attribute: &str| -> Option<String> {
+        // No provider fitter drives gives its nodes IPv6 addresses yet (LXD's bridges have
+        // none; DigitalOcean's droplets are made without): empty, like a missing public
+        // address, rather than the token left in a configuration file.
+        if attribute == "ipv6" {
+            return Some(String::new());
+        }
         let a = addresses.get(name)?;
         match attribute {
             "private" | "private_host" => a.private.clone(),
@@ -50,6 +57,26 @@ fn resolve_token(
                         .or_insert_with(crate::state::random_uuid)
                         .clone(),
                 ),
+                // The operator's own public key: plumbery's "the local `id_rsa.pub`".
+                ["rsa_public", "local"] => local_key.map(str::to_string),
+                // A key pair made once per name, both halves kept in the state.
+                [half @ ("rsa_private" | "rsa_public"), name] => {
+                    let (private, public) =
+                        (format!("rsa_private.{name}"), format!("rsa_public.{name}"));
+                    if !secrets.contains_key(&private) || !secrets.contains_key(&public) {
+                        match crate::ssh::generate_rsa_pair() {
+                            Ok((p, q)) => {
+                                secrets.insert(private.clone(), p);
+                                secrets.insert(public.clone(), q);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "no RSA key pair for `{expr}`");
+                                return None;
+                            }
+                        }
+                    }
+                    secrets.get(&format!("{half}.{name}")).cloned()
+                }
                 [name, "secret", hash @ ..] | ["secret", name, hash @ ..] => {
                     let value = secrets
                         .entry(format!("secret.{name}"))
@@ -57,6 +84,8 @@ fn resolve_token(
                         .clone();
                     match hash {
                         [] => Some(value),
+                        ["md5"] => Some(hex_digest::<md5::Md5>(&value)),
+                        ["sha1"] => Some(hex_digest::<sha1::Sha1>(&value)),
                         ["sha256"] => Some(sha256(&value)),
                         _ => None,
                     }
@@ -66,6 +95,14 @@ fn resolve_token(
         }
         Meaning::UnknownSelfAttribute(_) | Meaning::Verbatim => None,
     }
+}
+
+/// The hex digest of a secret, as plumbery's `{{ x.secret.md5 }}` and `.sha1` give it.
+fn hex_digest<D: sha2::Digest>(value: &str) -> String {
+    D::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -121,9 +158,11 @@ pub(super) fn cloud_config(
     cc: &crate::yaml::Node,
     addresses: &BTreeMap<String, Addresses>,
     secrets: &mut BTreeMap<String, String>,
+    local_key: Option<&str>,
     config: &mut NodeConfig,
 ) -> Result<(), BootstrapError> {
-    let mut resolve = |expr: &str| resolve_token(expr, fittings, node, addresses, secrets);
+    let mut resolve =
+        |expr: &str| resolve_token(expr, fittings, node, addresses, secrets, local_key);
     let cc = render_tokens(cc, &mut resolve);
     let name = &node.name.value;
     let text = |v: &serde_json::Value| -> String {
@@ -309,7 +348,7 @@ blueprints:
         let loaded = fittings::load("web.yaml", PLAN, &options);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let f = loaded.fittings.unwrap();
-        let configs = render(&f, &catalog, &BTreeMap::new(), &mut BTreeMap::new()).unwrap();
+        let configs = render(&f, &catalog, &BTreeMap::new(), &mut BTreeMap::new(), None).unwrap();
         let web = &configs[0];
         let script = &web
             .files

@@ -12,14 +12,16 @@ use crate::fittings::Fittings;
 use super::cloud_config::cloud_config;
 use super::{Addresses, BootstrapError, NodeConfig, RenderedFile, ServicePlan};
 
-/// Renders every node's files. `secrets` holds the generated values of `{{ x.secret }}`
-/// and `{{ uuid.x }}` tokens; new ones are added, and the caller keeps them (in the state)
+/// Renders every node's files. `secrets` holds the generated values of `{{ x.secret }}`,
+/// `{{ uuid.x }}` and `{{ rsa_private.x }}` tokens (`local_key`, the operator's public key,
+/// is `{{ rsa_public.local }}`); new ones are added, and the caller keeps them (in the state)
 /// so that they are the same on every run.
 pub fn render(
     fittings: &Fittings,
     catalog: &Catalog,
     addresses: &BTreeMap<String, Addresses>,
     secrets: &mut BTreeMap<String, String>,
+    local_key: Option<&str>,
 ) -> Result<Vec<NodeConfig>, BootstrapError> {
     let private = |n: &str| {
         addresses
@@ -175,7 +177,15 @@ pub fn render(
             config.disable.extend(component.disable.iter().cloned());
         }
         if let Some(cc) = &node.cloud_config {
-            cloud_config(fittings, node, cc, addresses, secrets, &mut config)?;
+            cloud_config(
+                fittings,
+                node,
+                cc,
+                addresses,
+                secrets,
+                local_key,
+                &mut config,
+            )?;
         }
         // A role never disables a service another of the node's roles runs.
         let running: BTreeSet<String> = config.services.iter().map(|s| s.name.clone()).collect();

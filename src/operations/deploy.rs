@@ -226,7 +226,13 @@ impl Deployment {
             }
         }
         let mut secrets = state.secrets.clone();
-        let configs = bootstrap::render(&checked.fittings, &catalog, &addresses, &mut secrets)?;
+        let configs = bootstrap::render(
+            &checked.fittings,
+            &catalog,
+            &addresses,
+            &mut secrets,
+            Some(&operator.public_openssh),
+        )?;
         if secrets != state.secrets {
             // Saved before any node sees them, so a rerun renders the same values.
             self.state.update(|s| s.secrets = secrets)?;
