@@ -282,3 +282,80 @@ fn blueprint_acts_on_part_of_the_plan_following_what_it_needs() {
     run(&["dispose", "--yes"]);
     assert!(droplet_names(&sim).is_empty());
 }
+
+/// The plumbery-style plans of tests/cases, written as plumbery's users write theirs.
+const PLUMBERY_PLANS: &[&str] = &[
+    "plumbery-docker-host",
+    "plumbery-swarm",
+    "plumbery-web-database",
+    "plumbery-mesosphere",
+    "plumbery-two-locations",
+];
+
+#[test]
+fn every_plumbery_plan_validates_with_warnings_only_on_each_provider() {
+    for case in PLUMBERY_PLANS {
+        let plan = root().join(format!("tests/cases/{case}/fittings.yaml"));
+        for provider in ["digitalocean", "lxd"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_fitter"))
+                .args(["validate", "--provider", provider])
+                .arg(&plan)
+                .output()
+                .unwrap();
+            let all = text(&out);
+            assert!(out.status.success(), "{case} on {provider}: {all}");
+            assert!(!all.contains("error:"), "{case} on {provider}: {all}");
+            assert!(
+                all.contains("warning:"),
+                "{case} on {provider} says what it translated: {all}"
+            );
+        }
+    }
+}
+
+/// A droplet as a plan should make it: name, region, size, image.
+type Droplet = (&'static str, &'static str, &'static str, &'static str);
+
+#[test]
+fn a_docker_host_and_a_web_database_pair_deploy_with_their_names_translated() {
+    let sim = fast_simulator();
+    let expected: &[(&str, &[Droplet])] = &[
+        (
+            "plumbery-docker-host",
+            &[("dockerhost", "fra1", "s-2vcpu-4gb", "ubuntu-22-04-x64")],
+        ),
+        (
+            "plumbery-web-database",
+            &[
+                ("db01", "sfo3", "s-4vcpu-8gb", "centos-stream-9-x64"),
+                ("web01", "sfo3", "s-2vcpu-2gb", "rockylinux-9-x64"),
+            ],
+        ),
+    ];
+    for (case, nodes) in expected {
+        let ws = Workspace::new();
+        let plan = root().join(format!("tests/cases/{case}/fittings.yaml"));
+        let on_do = ["--provider", "digitalocean"];
+        ok(
+            &sim,
+            &ws,
+            &plan,
+            &[&["deploy", "--yes", "--skip-bootstrap"][..], &on_do].concat(),
+        );
+        let snap = sim.snapshot();
+        for (name, region, size, image) in *nodes {
+            let d = droplets(&snap, name);
+            assert_eq!(d.len(), 1, "{case}: {name}");
+            assert_eq!(d[0]["region"]["slug"], *region, "{case}: {name}");
+            assert_eq!(d[0]["size_slug"], *size, "{case}: {name}");
+            assert_eq!(d[0]["image"]["slug"], *image, "{case}: {name}");
+        }
+        ok(
+            &sim,
+            &ws,
+            &plan,
+            &[&["dispose", "--yes"][..], &on_do].concat(),
+        );
+        assert!(sim.snapshot().droplets.is_empty(), "{case}");
+    }
+}

@@ -10,7 +10,8 @@ use crate::fittings::Fittings;
 use crate::fittings::cloud_config::{check_file_path, check_permissions, check_user_name};
 
 use super::{
-    Addresses, BootstrapError, CLOUD_CONFIG_SCRIPT, NodeConfig, RenderedFile, quote, sha256,
+    Addresses, BootstrapError, CLOUD_CONFIG_SCRIPT, NodeConfig, RenderedFile, ServicePlan, quote,
+    sha256,
 };
 
 /// plumbery's run-time tokens, rendered for `node`.
@@ -289,7 +290,57 @@ pub(super) fn cloud_config(
         content: script,
     });
     config.run_on_change.push(CLOUD_CONFIG_SCRIPT.into());
+    sshd_settings(&cc, config);
     Ok(())
+}
+
+/// Where `ssh_pwauth` and `disable_root` go: a drop-in read before fitter's hardening
+/// (`50-fitter.conf`), so that what the plan says wins (sshd keeps the first value it reads).
+pub const SSHD_CLOUD_CONFIG: &str = "/etc/ssh/sshd_config.d/40-fitter-cloud-config.conf";
+
+/// cloud-init's `ssh_pwauth` and `disable_root` through sshd's configuration, never locking
+/// fitter out: it connects as root with its key, so `disable_root: true` is
+/// `PermitRootLogin prohibit-password` (no root password, keys only), where cloud-init
+/// would refuse root altogether; `disable_root: false` leaves root as the image has it.
+/// sshd reloads when the drop-in changes.
+fn sshd_settings(cc: &serde_json::Value, config: &mut NodeConfig) {
+    let mut lines = Vec::new();
+    match &cc["ssh_pwauth"] {
+        serde_json::Value::Bool(yes) => lines.push(format!(
+            "PasswordAuthentication {}",
+            if *yes { "yes" } else { "no" }
+        )),
+        serde_json::Value::String(s) if matches!(s.as_str(), "true" | "yes") => {
+            lines.push("PasswordAuthentication yes".to_string())
+        }
+        serde_json::Value::String(s) if matches!(s.as_str(), "false" | "no") => {
+            lines.push("PasswordAuthentication no".to_string())
+        }
+        _ => {}
+    }
+    if matches!(&cc["disable_root"], serde_json::Value::Bool(true))
+        || cc["disable_root"].as_str() == Some("true")
+    {
+        lines.push("PermitRootLogin prohibit-password".to_string());
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let content = format!(
+        "# written by fitter from the plan's cloud-config (ssh_pwauth, disable_root)\n{}\n",
+        lines.join("\n")
+    );
+    config.files.push(RenderedFile {
+        component: "cloud-config".into(),
+        path: SSHD_CLOUD_CONFIG.into(),
+        mode: "0644".into(),
+        content,
+    });
+    config.services.push(ServicePlan {
+        component: "cloud-config".into(),
+        name: "ssh".into(),
+        files: vec![SSHD_CLOUD_CONFIG.into()],
+    });
 }
 
 /// A runcmd entry: a string is a shell line; a list is an argv.
@@ -311,6 +362,7 @@ fn command_line(cmd: &serde_json::Value) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::SSHD_CLOUD_CONFIG;
     use crate::bootstrap::{CLOUD_CONFIG_SCRIPT, render};
     use crate::components::Catalog;
     use crate::fittings::{self, CLOUD_CONFIG_KEYS, LoadOptions};
@@ -333,6 +385,8 @@ blueprints:
               users: [{name: alice}]
               ssh_authorized_keys: [ssh-ed25519 AAAAC3Nza test]
               hostname: web-one
+              ssh_pwauth: false
+              disable_root: true
 "#;
 
     /// The loader accepts the keys of `CLOUD_CONFIG_KEYS` without a warning because
@@ -365,6 +419,11 @@ blueprints:
                 "users" => script.contains("useradd -m -s '/bin/bash' 'alice'"),
                 "ssh_authorized_keys" => script.contains("'ssh-ed25519 AAAAC3Nza test'"),
                 "hostname" => script.contains("'web-one' > /etc/hostname"),
+                "ssh_pwauth" | "disable_root" => web.files.iter().any(|f| {
+                    f.path == SSHD_CLOUD_CONFIG
+                        && f.content.contains("PasswordAuthentication no")
+                        && f.content.contains("PermitRootLogin prohibit-password")
+                }),
                 other => {
                     panic!("`{other}` is accepted by the loader: test how bootstrap applies it")
                 }

@@ -26,6 +26,8 @@ pub const CLOUD_CONFIG_KEYS: &[&str] = &[
     "users",
     "ssh_authorized_keys",
     "hostname",
+    "ssh_pwauth",
+    "disable_root",
 ];
 
 /// Where fitter keeps what it needs on a node (its manifest, the cloud-config script): no
