@@ -10,7 +10,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,71 +18,17 @@ use fitter::ssh::{OperatorKey, Session, SshError};
 use fitter::state::{self, State};
 use serde_json::Value as Json;
 
+mod common;
+use common::{Workspace, text};
+
 static LXD: Mutex<()> = Mutex::new(());
 
 const DEPLOYMENT: &str = "mesos-local";
 
-struct Workspace {
-    _dir: tempfile::TempDir,
-    plan: PathBuf,
-    key: PathBuf,
-}
-
-/// A failed test still disposes, so that the next test (or run) starts from nothing.
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.fitter(&["dispose"]);
-        }
-    }
-}
-
-impl Workspace {
-    /// A copy of the example plan in a temporary folder, so its state lives there too.
-    fn new() -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let plan = dir.path().join("mesos-local.yaml");
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("fittings/mesos-local.yaml"),
-            &plan,
-        )
-        .unwrap();
-        let key = dir.path().join("operator_ed25519");
-        OperatorKey::create(&key).unwrap();
-        Workspace {
-            _dir: dir,
-            plan,
-            key,
-        }
-    }
-
-    fn fitter(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fitter"));
-        cmd.args(args).arg(&self.plan);
-        if matches!(args.first(), Some(&"deploy") | Some(&"dispose")) {
-            cmd.arg("--yes").arg("--ssh-key").arg(&self.key);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn state_path(&self) -> PathBuf {
-        state::default_path(&self.plan)
-    }
-
-    fn state(&self) -> State {
-        state::read(&self.state_path(), DEPLOYMENT)
-            .unwrap()
-            .expect("a state file")
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// A copy of the example plan in a temporary folder, so its state lives there too.
+fn workspace() -> Workspace {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("fittings/mesos-local.yaml");
+    Workspace::copy_of(&example, DEPLOYMENT, None)
 }
 
 /// What LXD holds that carries the deployment's mark, by kind, from the `lxc` client (the
@@ -161,7 +107,7 @@ fn expected_instances() -> Vec<String> {
 #[ignore = "needs LXD: run scripts/test.sh"]
 fn deploy_inspect_redeploy_and_dispose() {
     let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = Workspace::new();
+    let ws = workspace();
 
     let out = ws.fitter(&["deploy"]);
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
@@ -334,7 +280,7 @@ fn firewall_refuses_what_the_plan_does_not_open(ws: &Workspace) {
 #[ignore = "needs LXD: run scripts/test.sh"]
 fn a_deploy_killed_midway_converges_without_duplicates() {
     let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = Workspace::new();
+    let ws = workspace();
     // Kill at different points: as soon as the state names a network, a firewall, a node.
     for (round, wanted) in ["network.", "firewall.", "node."].iter().enumerate() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fitter"))
@@ -436,7 +382,7 @@ const ZK_CLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 #[ignore = "needs LXD: run scripts/test.sh"]
 fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
     let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = Workspace::new();
+    let ws = workspace();
     let out = ws.fitter(&["deploy"]);
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -664,7 +610,7 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
 #[ignore = "needs LXD: run scripts/test.sh"]
 fn an_ssh_agent_key_is_used_when_there_is_no_key_file() {
     let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = Workspace::new();
+    let ws = workspace();
     let dir = ws.plan.parent().unwrap().to_path_buf();
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();

@@ -70,14 +70,10 @@ impl Workspace {
     }
 }
 
-pub fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+/// The LXD tests' workspace is theirs; the rendering of a command's output is shared.
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::text;
 
 pub fn droplets_of(snap: &Snapshot) -> Vec<&Json> {
     snap.droplets
