@@ -185,6 +185,10 @@ struct PlanArgs {
     /// plumbery's `plumbery fittings.yaml deploy NAME`).
     #[arg(long = "blueprint", value_name = "NAME")]
     blueprints: Vec<String>,
+    /// Deploy every location of a cloud with regions to this region (`fra1`), whatever its
+    /// `locationId` says (plumbery's Dimension Data ids included).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
 }
 
 fn parse_parameter(s: &str) -> Result<(String, String), String> {
@@ -310,6 +314,7 @@ fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
         parameters: args.parameters.iter().cloned().collect(),
         provider: args.provider,
         blueprints: args.blueprints.clone(),
+        region: args.region.clone(),
     })?;
     if !quiet && !checked.warnings.is_empty() {
         eprint!("{}", checked.source.render_all(&checked.warnings));

@@ -359,3 +359,86 @@ fn a_docker_host_and_a_web_database_pair_deploy_with_their_names_translated() {
         assert!(sim.snapshot().droplets.is_empty(), "{case}");
     }
 }
+
+#[test]
+fn region_overrides_where_a_plumbery_location_goes() {
+    let plan = root().join("tests/cases/plumbery-docker-host/fittings.yaml");
+    let fitter = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fitter"))
+            .args(args)
+            .arg(&plan)
+            .env_remove("DIGITALOCEAN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = fitter(&["plan", "--provider", "digitalocean", "--region", "ams3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#"region     = "ams3""#), "{stdout}");
+    assert!(!stdout.contains("fra1"), "{stdout}");
+    // A region the cloud does not have is an error naming the flag.
+    let out = fitter(&["plan", "--provider", "digitalocean", "--region", "mars1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--region mars1: unknown region"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn destroy_never_on_an_ethernet_keeps_the_network() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let text_of =
+        std::fs::read_to_string(root().join("tests/cases/plumbery-two-locations/fittings.yaml"))
+            .unwrap();
+    let marked = "        subnet: 10.0.0.0\n";
+    assert!(text_of.contains(marked));
+    let plan = ws.dir.path().join("fittings.yaml");
+    std::fs::write(
+        &plan,
+        text_of.replacen(marked, &format!("{marked}        destroy: never\n"), 1),
+    )
+    .unwrap();
+    let on_do = ["--provider", "digitalocean"];
+    ok(
+        &sim,
+        &ws,
+        &plan,
+        &[&["deploy", "--yes", "--skip-bootstrap"][..], &on_do].concat(),
+    );
+    let out = ok(
+        &sim,
+        &ws,
+        &plan,
+        &[&["dispose", "--yes"][..], &on_do].concat(),
+    );
+    assert!(out.contains("`network.mynetwork` is kept"), "{out}");
+    let snap = sim.snapshot();
+    assert!(snap.droplets.is_empty(), "{:?}", snap.droplets);
+    let vpcs: Vec<&str> = snap
+        .vpcs
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .filter(|n| n.starts_with("fitter-fittings-"))
+        .collect();
+    assert_eq!(vpcs, ["fitter-fittings-mynetwork"]);
+    // Without the key, dispose takes the rest.
+    let plain = root().join("tests/cases/plumbery-two-locations/fittings.yaml");
+    ok(
+        &sim,
+        &ws,
+        &plain,
+        &[&["dispose", "--yes"][..], &on_do].concat(),
+    );
+    let snap = sim.snapshot();
+    assert!(
+        snap.vpcs.iter().all(|v| !v["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("fitter-fittings-")),
+        "{:?}",
+        snap.vpcs
+    );
+}

@@ -147,6 +147,7 @@ fn example() -> Checked {
         parameters: BTreeMap::new(),
         provider: None,
         blueprints: Vec::new(),
+        region: None,
     })
     .expect("the example plan checks")
 }

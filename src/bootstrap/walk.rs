@@ -240,6 +240,7 @@ mod tests {
             parameters: BTreeMap::new(),
             provider: None,
             blueprints: Vec::new(),
+            region: None,
         })
         .unwrap();
         let (dag, steps) = bootstrap_dag(&checked.graph);

@@ -141,6 +141,8 @@ pub struct Network {
     pub name: Text,
     /// The name as the plan writes it, which the blueprints of its location use.
     pub plan_name: String,
+    /// `destroy: never`: dispose keeps it.
+    pub destroy_never: bool,
     pub location: usize,
     pub provider: ProviderKind,
     pub region: Option<String>,

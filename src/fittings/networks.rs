@@ -70,9 +70,9 @@ impl Loader<'_> {
                 }
             }
         }
-        if let Some(d) = ethernet.get("destroy") {
-            self.report.warning(d.span, "`destroy` on an ethernet is ignored: dispose removes the networks a deployment created");
-        }
+        // plumbery's `destroy: never` on an ethernet: dispose keeps the network (and what it
+        // needs), as it keeps such a node.
+        let destroy_never = self.word(ethernet, "destroy", "never");
         let location_ref = &fittings.locations[location];
         if let Err(why) = location_ref
             .provider
@@ -135,6 +135,7 @@ impl Loader<'_> {
         fittings.networks.push(Network {
             name,
             plan_name,
+            destroy_never,
             location,
             provider: location_ref.provider,
             region: location_ref.region.clone(),

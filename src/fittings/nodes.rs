@@ -308,7 +308,7 @@ impl Loader<'_> {
     }
 
     /// plumbery's `running: always` / `destroy: never`: one accepted word.
-    fn word(&mut self, settings: &Node, key: &str, word: &str) -> bool {
+    pub(super) fn word(&mut self, settings: &Node, key: &str, word: &str) -> bool {
         match settings.get(key) {
             None => false,
             Some(n) => match n.as_str() {

@@ -27,12 +27,12 @@ pub struct Disposal {
 /// such nodes on dispose; Terraform's `prevent_destroy` is the same promise. To remove one,
 /// take the key out of the plan and dispose again.
 fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
-    let never = checked
-        .fittings
-        .nodes
-        .iter()
-        .filter(|n| n.destroy_never)
-        .map(|n| format!("node.{}", n.name.value));
+    let fittings = &checked.fittings;
+    let nodes = fittings.nodes.iter().filter(|n| n.destroy_never);
+    let networks = fittings.networks.iter().filter(|n| n.destroy_never);
+    let never = nodes
+        .map(|n| format!("node.{}", n.name.value))
+        .chain(networks.map(|n| format!("network.{}", n.name.value)));
     let mut kept = needs(&checked.graph, never);
     kept.retain(|a| state.resources.contains_key(a));
     kept

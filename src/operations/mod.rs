@@ -43,6 +43,8 @@ pub enum OperationError {
     /// The plan does not load or check: every diagnostic, already rendered with its source.
     #[error("{0}")]
     Invalid(String),
+    #[error("--region {region}: {why}")]
+    Region { region: String, why: String },
     /// `--blueprint` names nothing in the plan.
     #[error(transparent)]
     Selection(#[from] selection::UnknownBlueprint),
@@ -98,6 +100,9 @@ pub struct CheckOptions {
     pub provider: Option<ProviderKind>,
     /// `--blueprint`: blueprints or groups to act on (none: the whole plan).
     pub blueprints: Vec<String>,
+    /// `--region`: every location of a cloud with regions in this one, whatever its
+    /// `locationId` or `regionId` says.
+    pub region: Option<String>,
 }
 
 /// Loads, checks and builds the plan's graph. Warnings are returned, not printed.
@@ -110,11 +115,14 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
         catalog: &catalog,
     };
     let loaded = fittings::load(&name, &text, &load);
-    let Some(fittings) = loaded.fittings else {
+    let Some(mut fittings) = loaded.fittings else {
         return Err(OperationError::Invalid(
             loaded.source.render_all(&loaded.diagnostics),
         ));
     };
+    if let Some(region) = &options.region {
+        in_region(&mut fittings, region)?;
+    }
     let graph = match graph::build(&fittings, &catalog) {
         Ok(g) => g,
         Err(err @ GraphError::Cycle { span, .. }) => {
@@ -131,6 +139,31 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
         warnings: loaded.diagnostics,
         selection,
     })
+}
+
+/// `--region`: every location, network and node on a cloud with regions goes to `region`
+/// (checked against each cloud's catalogue); the others (LXD) are left as they are.
+fn in_region(fittings: &mut Fittings, region: &str) -> Result<(), OperationError> {
+    for location in &mut fittings.locations {
+        let cloud = location.provider.cloud();
+        if !cloud.has_regions() {
+            continue;
+        }
+        cloud
+            .check_region(region)
+            .map_err(|why| OperationError::Region {
+                region: region.to_string(),
+                why,
+            })?;
+        location.region = Some(region.to_string());
+    }
+    for network in fittings.networks.iter_mut().filter(|n| n.region.is_some()) {
+        network.region = Some(region.to_string());
+    }
+    for node in fittings.nodes.iter_mut().filter(|n| n.region.is_some()) {
+        node.region = Some(region.to_string());
+    }
+    Ok(())
 }
 
 fn read_plan(path: &std::path::Path) -> Result<(String, String), OperationError> {
