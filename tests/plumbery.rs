@@ -18,6 +18,16 @@ fn ok(sim: &Simulator, ws: &Workspace, plan: &Path, args: &[&str]) -> String {
     text(&out)
 }
 
+/// `ok` with `--provider digitalocean`: plumbery's plans name no provider.
+fn on_do(sim: &Simulator, ws: &Workspace, plan: &Path, args: &[&str]) -> String {
+    ok(
+        sim,
+        ws,
+        plan,
+        &[args, &["--provider", "digitalocean"]].concat(),
+    )
+}
+
 /// The droplets whose name starts with `prefix`, by name.
 fn droplets<'s>(snap: &'s Snapshot, prefix: &str) -> Vec<&'s Json> {
     let mut d: Vec<&Json> = snap
@@ -149,13 +159,7 @@ fn one_network_name_in_two_locations_is_two_networks_that_accept_each_other() {
     let sim = fast_simulator();
     let ws = Workspace::new();
     let plan = root().join("tests/cases/plumbery-two-locations/fittings.yaml");
-    let on_do = ["--provider", "digitalocean"];
-    let deploy: Vec<&str> = ["deploy", "--yes", "--skip-bootstrap"]
-        .iter()
-        .chain(&on_do)
-        .copied()
-        .collect();
-    ok(&sim, &ws, &plan, &deploy);
+    on_do(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
     let snap = sim.snapshot();
     let mut vpcs: Vec<(String, String, String)> = snap
         .vpcs
@@ -204,8 +208,7 @@ fn one_network_name_in_two_locations_is_two_networks_that_accept_each_other() {
             .count();
         assert_eq!(from_other, 3, "tcp, udp and icmp from {other}: {fw}");
     }
-    let dispose: Vec<&str> = ["dispose", "--yes"].iter().chain(&on_do).copied().collect();
-    ok(&sim, &ws, &plan, &dispose);
+    on_do(&sim, &ws, &plan, &["dispose", "--yes"]);
     let snap = sim.snapshot();
     assert!(
         snap.droplets.is_empty() && snap.firewalls.is_empty(),
@@ -335,13 +338,7 @@ fn a_docker_host_and_a_web_database_pair_deploy_with_their_names_translated() {
     for (case, nodes) in expected {
         let ws = Workspace::new();
         let plan = root().join(format!("tests/cases/{case}/fittings.yaml"));
-        let on_do = ["--provider", "digitalocean"];
-        ok(
-            &sim,
-            &ws,
-            &plan,
-            &[&["deploy", "--yes", "--skip-bootstrap"][..], &on_do].concat(),
-        );
+        on_do(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
         let snap = sim.snapshot();
         for (name, region, size, image) in *nodes {
             let d = droplets(&snap, name);
@@ -350,12 +347,7 @@ fn a_docker_host_and_a_web_database_pair_deploy_with_their_names_translated() {
             assert_eq!(d[0]["size_slug"], *size, "{case}: {name}");
             assert_eq!(d[0]["image"]["slug"], *image, "{case}: {name}");
         }
-        ok(
-            &sim,
-            &ws,
-            &plan,
-            &[&["dispose", "--yes"][..], &on_do].concat(),
-        );
+        on_do(&sim, &ws, &plan, &["dispose", "--yes"]);
         assert!(sim.snapshot().droplets.is_empty(), "{case}");
     }
 }
@@ -401,19 +393,8 @@ fn destroy_never_on_an_ethernet_keeps_the_network() {
         text_of.replacen(marked, &format!("{marked}        destroy: never\n"), 1),
     )
     .unwrap();
-    let on_do = ["--provider", "digitalocean"];
-    ok(
-        &sim,
-        &ws,
-        &plan,
-        &[&["deploy", "--yes", "--skip-bootstrap"][..], &on_do].concat(),
-    );
-    let out = ok(
-        &sim,
-        &ws,
-        &plan,
-        &[&["dispose", "--yes"][..], &on_do].concat(),
-    );
+    on_do(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
+    let out = on_do(&sim, &ws, &plan, &["dispose", "--yes"]);
     assert!(out.contains("`network.mynetwork` is kept"), "{out}");
     let snap = sim.snapshot();
     assert!(snap.droplets.is_empty(), "{:?}", snap.droplets);
@@ -426,12 +407,7 @@ fn destroy_never_on_an_ethernet_keeps_the_network() {
     assert_eq!(vpcs, ["fitter-fittings-mynetwork"]);
     // Without the key, dispose takes the rest.
     let plain = root().join("tests/cases/plumbery-two-locations/fittings.yaml");
-    ok(
-        &sim,
-        &ws,
-        &plain,
-        &[&["dispose", "--yes"][..], &on_do].concat(),
-    );
+    on_do(&sim, &ws, &plain, &["dispose", "--yes"]);
     let snap = sim.snapshot();
     assert!(
         snap.vpcs.iter().all(|v| !v["name"]
