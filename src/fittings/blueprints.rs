@@ -53,6 +53,23 @@ impl Loader<'_> {
                 );
             }
         }
+        // Dimension Data's network domain (its service level, its public IPv4 block): the
+        // clouds fitter drives have none; the ethernet is the network.
+        if let Some(d) = value.get("domain") {
+            let parts: Vec<&str> = ["service", "ipv4"]
+                .into_iter()
+                .filter(|k| d.get(k).is_some())
+                .collect();
+            let what = if parts.is_empty() {
+                "`domain`".to_string()
+            } else {
+                format!("`domain` (with `{}`)", parts.join("`, `"))
+            };
+            self.report.warning(
+                d.span,
+                format!("{what}, Dimension Data's network domain, has no meaning here and is ignored: the `ethernet` is the network"),
+            );
+        }
         let blueprint_index = fittings.blueprints.len();
         let mut rules = Vec::new();
         let ethernet = match (defaults_ethernet, value.get("ethernet")) {
