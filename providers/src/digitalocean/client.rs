@@ -201,17 +201,10 @@ impl Client {
                     if call == Call::Create && !e.is_connect() {
                         return Err(Failure::Ambiguous(why));
                     }
-                    failures += 1;
-                    timeouts += u32::from(e.is_timeout());
-                    if failures >= self.retries.attempts
-                        || timeouts >= self.retries.timeout_attempts
+                    if let Some(gave_up) =
+                        self.count_network_error(&mut failures, &mut timeouts, &method, path, &e)
                     {
-                        return Err(Failure::Unreachable(self.unreachable(
-                            &method,
-                            path,
-                            &why,
-                            e.is_timeout(),
-                        )));
+                        return Err(gave_up);
                     }
                     tracing::debug!(%method, path, error = %why, "retrying");
                     tokio::time::sleep(self.backoff(failures)).await;
@@ -237,17 +230,10 @@ impl Client {
                     if call == Call::Create {
                         return Err(Failure::Ambiguous(why));
                     }
-                    failures += 1;
-                    timeouts += u32::from(e.is_timeout());
-                    if failures >= self.retries.attempts
-                        || timeouts >= self.retries.timeout_attempts
+                    if let Some(gave_up) =
+                        self.count_network_error(&mut failures, &mut timeouts, &method, path, &e)
                     {
-                        return Err(Failure::Unreachable(self.unreachable(
-                            &method,
-                            path,
-                            &why,
-                            e.is_timeout(),
-                        )));
+                        return Err(gave_up);
                     }
                     tokio::time::sleep(self.backoff(failures)).await;
                     continue;
@@ -421,10 +407,23 @@ impl Client {
         }
     }
 
-    /// The last error of a call given up on, naming the call and, for a silent server, how
-    /// long each try waited.
-    fn unreachable(&self, method: &Method, path: &str, why: &str, timed_out: bool) -> String {
-        if timed_out {
+    /// Counts a network error (sending, or reading the answer) against the call's tries;
+    /// the error to give up with once the tries, or the tries of a silent server, are spent.
+    /// The message names the call and, for a silent server, how long each try waited.
+    fn count_network_error(
+        &self,
+        failures: &mut u32,
+        timeouts: &mut u32,
+        method: &Method,
+        path: &str,
+        e: &reqwest::Error,
+    ) -> Option<Failure> {
+        *failures += 1;
+        *timeouts += u32::from(e.is_timeout());
+        if *failures < self.retries.attempts && *timeouts < self.retries.timeout_attempts {
+            return None;
+        }
+        Some(Failure::Unreachable(if e.is_timeout() {
             format!(
                 "{method} {path}: `{}` gave no answer within {} s, {} times; giving up",
                 self.base,
@@ -432,8 +431,8 @@ impl Client {
                 self.retries.timeout_attempts
             )
         } else {
-            why.to_string()
-        }
+            describe(e)
+        }))
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
