@@ -163,6 +163,43 @@ impl Lxd {
         }
     }
 
+    /// Waits until no LXD operation on the instance is running. A create or a start that a
+    /// killed fitter asked for goes on inside LXD after the process is gone, and for its
+    /// length the instance already reads as `Stopped`: files pushed into it then fail with
+    /// LXD's internals (`dial unix .../forkfile.sock: no such file`, seen in CI), a second
+    /// create fails as "already exists". How those operations end does not matter here: the
+    /// caller reads the instance again afterwards.
+    pub(super) async fn settle(&self, resource: &str, instance: &str) -> Result<(), ProviderError> {
+        let target = format!("/1.0/instances/{instance}");
+        let answer = self
+            .json(resource, Method::GET, "/1.0/operations?recursion=1", None)
+            .await?;
+        let by_status = self.expect_ok(resource, answer).await?;
+        // Collected before waiting: the listing's iterators are not held across an await.
+        let mut under_way = Vec::new();
+        for op in by_status.as_object().into_iter().flat_map(|m| m.values()) {
+            for op in op.as_array().into_iter().flatten() {
+                let running = matches!(op["status"].as_str(), Some("Running" | "Pending"));
+                let touches = op["resources"]["instances"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Json::as_str)
+                    .any(|url| url.split('?').next() == Some(target.as_str()));
+                if let Some(id) = op["id"].as_str().filter(|_| running && touches) {
+                    under_way.push(id.to_string());
+                }
+            }
+        }
+        for id in under_way {
+            tracing::debug!(target: "fitter::lxd", "{resource}: waiting for LXD's operation {id} on {instance}");
+            let path = format!("/1.0/operations/{id}/wait?timeout=300");
+            // A 404 is an operation that ended between the listing and the wait.
+            self.json(resource, Method::GET, &path, None).await?;
+        }
+        Ok(())
+    }
+
     /// The object at `path`, or `None` on 404; errors unless it is this deployment's.
     pub(super) async fn get_owned(
         &self,

@@ -14,7 +14,8 @@ impl Lxd {
         let resource = format!("node.{}", r.name);
         let name = instance_name(&self.deployment, &r.name);
         let path = format!("/1.0/instances/{name}");
-        let existing = self.get_owned(&resource, &path).await?;
+        self.settle(&resource, &name).await?;
+        let mut existing = self.get_owned(&resource, &path).await?;
         if existing.is_none() {
             let limits = Limits::from_slug(&r.size).ok_or_else(|| ProviderError::Unsupported {
                 provider: KIND,
@@ -46,7 +47,15 @@ impl Lxd {
             let answer = self
                 .json(&resource, Method::POST, "/1.0/instances", Some(body))
                 .await?;
-            self.expect_ok(&resource, answer).await?;
+            if let Err(refused) = self.expect_ok(&resource, answer).await {
+                // A create that a killed run started may not have recorded the instance when
+                // it was looked for: then this one fails as "already exists". Adopt that one.
+                self.settle(&resource, &name).await?;
+                existing = self.get_owned(&resource, &path).await?;
+                if existing.is_none() {
+                    return Err(refused);
+                }
+            }
         }
         let mut state = self.instance_status(&resource, &name).await?;
         if existing.is_some() && state.as_deref() == Some("Running") {

@@ -232,6 +232,8 @@ impl Provider for Lxd {
             ResourceKind::Node => {
                 let resource = format!("node.{id}");
                 let path = format!("/1.0/instances/{id}");
+                // First: an instance whose create is still under way may not read as one yet.
+                self.settle(&resource, id).await?;
                 if self.get_owned(&resource, &path).await?.is_none() {
                     return Ok(());
                 }
