@@ -65,6 +65,15 @@ pub struct HostKey {
     pub fingerprint: String,
 }
 
+/// Shows the fingerprint only: the private half never goes into a log or a panic message.
+impl std::fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKey")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A new Ed25519 host key.
 pub fn generate_host_key() -> Result<HostKey, SshError> {
     let key = new_ed25519(Path::new(GENERATED_HOST_KEY))?;
@@ -80,6 +89,41 @@ fn host_key_parts(key: &PrivateKey) -> Result<HostKey, SshError> {
         private_openssh: key.to_openssh(LineEnding::LF).map_err(err)?.to_string(),
         public_openssh: key.public_key().to_openssh().map_err(err)?,
         fingerprint: key.public_key().fingerprint(HashAlg::Sha256).to_string(),
+    })
+}
+
+/// A host key the plan gives (cloud-config `ssh_keys`): its private half in OpenSSH form,
+/// checked to parse, to be unencrypted (sshd cannot ask for a passphrase) and, when the plan
+/// gives the public half too, to be that half. `what` names it in errors
+/// (`node.x cloud-config ssh_keys.rsa_private`); the key itself is never in a message.
+pub fn given_host_key(
+    what: &str,
+    private: &str,
+    public: Option<&str>,
+) -> Result<HostKey, SshError> {
+    let err = |message: String| SshError::Key {
+        path: PathBuf::from(what),
+        message,
+    };
+    let key = PrivateKey::from_openssh(private.trim())
+        .map_err(|e| err(format!("not an OpenSSH private key ({e})")))?;
+    if key.is_encrypted() {
+        return Err(err(
+            "the key is encrypted; a host key must have no passphrase".into(),
+        ));
+    }
+    if let Some(public) = public.map(str::trim).filter(|p| !p.is_empty()) {
+        let given = PublicKey::from_openssh(public)
+            .map_err(|e| err(format!("its public half does not parse ({e})")))?;
+        if given.key_data() != key.public_key().key_data() {
+            return Err(err("the public half given is not the private key's".into()));
+        }
+    }
+    let parts = host_key_parts(&key)?;
+    // The plan's own text is what goes on the node, as plumbery wrote it.
+    Ok(HostKey {
+        private_openssh: format!("{}\n", private.trim()),
+        ..parts
     })
 }
 
@@ -515,5 +559,31 @@ mod rsa_tests {
             "{private}"
         );
         assert!(public.starts_with("ssh-rsa "), "{public}");
+    }
+
+    #[test]
+    fn a_given_host_key_is_checked_against_its_public_half() {
+        let (private, public) = super::generate_rsa_pair().unwrap();
+        let key =
+            super::given_host_key("node.a ssh_keys.rsa_private", &private, Some(&public)).unwrap();
+        assert_eq!(key.public_openssh.trim(), public.trim());
+        assert!(key.fingerprint.starts_with("SHA256:"));
+
+        let (_, other) = super::generate_rsa_pair().unwrap();
+        let wrong = super::given_host_key("node.a ssh_keys.rsa_private", &private, Some(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("node.a ssh_keys.rsa_private"), "{wrong}");
+        assert!(wrong.contains("not the private key's"), "{wrong}");
+        assert!(
+            !wrong.contains("PRIVATE KEY"),
+            "never the key itself: {wrong}"
+        );
+
+        let garbage =
+            super::given_host_key("node.a ssh_keys.rsa_private", "{{ rsa_private.x }}", None)
+                .unwrap_err()
+                .to_string();
+        assert!(garbage.contains("not an OpenSSH private key"), "{garbage}");
     }
 }

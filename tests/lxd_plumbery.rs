@@ -75,15 +75,21 @@ impl Deployment {
         outputs.private_ip.expect("a private address").to_string()
     }
 
-    /// The host key fitter recorded is the one the node's sshd has.
-    fn host_key_is_pinned(&self, node: &str) {
+    /// The host key fitter recorded is the node's only one, of the type given.
+    fn host_key_is_pinned(&self, node: &str, kind: &str) {
         let state = self.state();
         let recorded = state.resources[&format!("node.{node}")]
             .outputs
             .host_key
             .clone()
             .expect("a recorded host key");
-        let on_node = self.on(node, "cat /etc/ssh/ssh_host_ed25519_key.pub");
+        let keys = self.on(node, "ls /etc/ssh/ | grep '^ssh_host_.*_key$'");
+        assert_eq!(
+            keys.trim(),
+            format!("ssh_host_{kind}_key"),
+            "{node}'s host keys"
+        );
+        let on_node = self.on(node, &format!("cat /etc/ssh/ssh_host_{kind}_key.pub"));
         let key = |line: &str| {
             line.split_whitespace()
                 .take(2)
@@ -156,8 +162,15 @@ fn the_plumbery_docker_host_deploys_for_real_with_its_cloud_config_on_the_node()
         out.contains("appliance `Ubuntu 14` runs as Debian 12"),
         "{out}"
     );
-    d.host_key_is_pinned("dockerhost");
+    // The plan's own host key (cloud-config `ssh_keys`, from a generated pair) is the one
+    // installed and pinned: fitter connected with it for bootstrap and does again below.
+    d.host_key_is_pinned("dockerhost", "rsa");
     let state = d.state();
+    let pinned = state.resources["node.dockerhost"].outputs.host_key.clone();
+    assert_eq!(
+        pinned.as_deref().map(str::trim),
+        Some(state.secrets["rsa_public.dockerhost"].trim())
+    );
     // Files, with the secret, its digest, a uuid and the generated private key.
     let secret = &state.secrets["secret.admin"];
     let credentials = d.on("dockerhost", "cat /etc/docker-host/credentials");
@@ -208,7 +221,7 @@ fn the_plumbery_swarm_deploys_for_real_and_the_queen_knows_her_bees() {
     let d = Deployment::new("plumbery-swarm", "plumbery-swarm");
     d.deploy();
     for node in ["queen", "bee1", "bee2", "monitor1"] {
-        d.host_key_is_pinned(node);
+        d.host_key_is_pinned(node, "ed25519");
     }
     let motd = d.on("queen", "cat /etc/motd");
     assert_eq!(

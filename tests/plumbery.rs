@@ -347,6 +347,21 @@ fn a_docker_host_and_a_web_database_pair_deploy_with_their_names_translated() {
             assert_eq!(d[0]["size_slug"], *size, "{case}: {name}");
             assert_eq!(d[0]["image"]["slug"], *image, "{case}: {name}");
         }
+        if *case == "plumbery-docker-host" {
+            // The plan's own host key (cloud-config `ssh_keys`) is the one fitter pins; the
+            // droplet's cloud-init gets it as `rsa_private` (digitalocean/body.rs's test).
+            let state = ws.state_json();
+            let pinned = &state["resources"]["node.dockerhost"]["outputs"]["host_key"];
+            let given = &state["secrets"]["rsa_public.dockerhost"];
+            assert!(
+                pinned.as_str().is_some_and(|k| k.starts_with("ssh-rsa ")),
+                "{pinned}"
+            );
+            assert_eq!(
+                pinned.as_str().map(str::trim),
+                given.as_str().map(str::trim)
+            );
+        }
         on_do(&sim, &ws, &plan, &["dispose", "--yes"]);
         assert!(sim.snapshot().droplets.is_empty(), "{case}");
     }

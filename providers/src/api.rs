@@ -167,6 +167,24 @@ pub struct NodeRequest {
     pub tags: Vec<String>,
 }
 
+impl NodeRequest {
+    /// The host key's type as OpenSSH names its files (`ssh_host_<type>_key`) and
+    /// cloud-init its `ssh_keys` entries (`<type>_private`).
+    pub fn host_key_type(&self) -> &'static str {
+        host_key_type(&self.host_key_public)
+    }
+}
+
+/// The type of a host key from its public half (`ssh-rsa AAAA...`): `ed25519` (fitter's own
+/// keys), `ecdsa` or `rsa` (keys a plan gives).
+pub fn host_key_type(public_openssh: &str) -> &'static str {
+    match public_openssh.split_whitespace().next() {
+        Some("ssh-rsa") => "rsa",
+        Some(algorithm) if algorithm.starts_with("ecdsa-sha2-") => "ecdsa",
+        _ => "ed25519",
+    }
+}
+
 /// The operator's public key, uploaded to the cloud account (DigitalOcean).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshKeyRequest {

@@ -126,6 +126,9 @@ pub struct Options {
     pub probe_ssh: bool,
     /// Told of every change as it starts, waits and finishes.
     pub reporter: Arc<dyn Reporter>,
+    /// The host keys the plan gives its nodes (cloud-config `ssh_keys`), by node name:
+    /// installed and pinned instead of a key fitter makes.
+    pub host_keys: BTreeMap<String, ssh::HostKey>,
 }
 
 /// What happened to one change.
@@ -696,9 +699,11 @@ async fn prepare_create(ctx: &Context<'_>, i: usize) -> Result<Prepared, OpError
                 p.outputs.host_key.clone()?,
             ))
         });
-        let (private, public) = match recorded {
-            Some(pair) => pair,
-            None => {
+        let name = address.strip_prefix("node.").unwrap_or(&address);
+        let (private, public) = match (recorded, ctx.options.host_keys.get(name)) {
+            (Some(pair), _) => pair,
+            (None, Some(given)) => (given.private_openssh.clone(), given.public_openssh.clone()),
+            (None, None) => {
                 let key = ssh::generate_host_key()?;
                 (key.private_openssh, key.public_openssh)
             }

@@ -184,6 +184,7 @@ async fn run(
         ssh_patience: Duration::from_secs(1),
         probe_ssh: false,
         reporter: Arc::new(Silent),
+        host_keys: Default::default(),
     };
     let mut locked = LockedState::open(&store, deployment, &Holder::this_process("t")).unwrap();
     let report = apply(the_plan, &checked.graph, &providers, &mut locked, &options).await;

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// plumbery's run-time tokens, rendered for `node`.
-fn resolve_token(
+pub(super) fn resolve_token(
     expr: &str,
     fittings: &Fittings,
     node: &crate::fittings::NodeSpec,
@@ -123,7 +123,7 @@ fn random_secret() -> String {
 }
 
 /// Renders every string of a YAML tree through the tokens.
-fn render_tokens(
+pub(super) fn render_tokens(
     node: &crate::yaml::Node,
     resolve: &mut dyn FnMut(&str) -> Option<String>,
 ) -> serde_json::Value {

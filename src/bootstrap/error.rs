@@ -48,6 +48,10 @@ pub enum BootstrapError {
     /// The SSH session broke while a step ran. The SSH error names the node.
     #[error(transparent)]
     Session(SshError),
+    /// A host key the plan gives (cloud-config `ssh_keys`) cannot be installed; the SSH
+    /// error names the node and the key's place in its cloud-config.
+    #[error(transparent)]
+    GivenHostKey(SshError),
     /// Installing the missing packages failed; `stderr` is the last line of its errors.
     #[error("`{node}`: installing packages failed: {stderr}")]
     Packages { node: String, stderr: String },

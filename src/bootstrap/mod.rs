@@ -22,6 +22,7 @@
 mod apply;
 mod cloud_config;
 mod error;
+mod host_keys;
 mod render;
 mod summary;
 mod walk;
@@ -33,6 +34,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use error::BootstrapError;
+pub use host_keys::given_host_keys;
 
 pub use render::render;
 pub use summary::render_report;

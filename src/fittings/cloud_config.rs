@@ -28,7 +28,12 @@ pub const CLOUD_CONFIG_KEYS: &[&str] = &[
     "hostname",
     "ssh_pwauth",
     "disable_root",
+    "ssh_keys",
 ];
+
+/// The host key types `ssh_keys` may give (`rsa_private`, `rsa_public`, ...), in the order
+/// fitter picks the one it installs and pins when a plan gives several.
+pub const HOST_KEY_TYPES: &[&str] = &["ed25519", "ecdsa", "rsa"];
 
 /// Where fitter keeps what it needs on a node (its manifest, the cloud-config script): no
 /// plan may write there.
@@ -125,6 +130,52 @@ impl Loader<'_> {
         }
     }
 
+    /// `ssh_keys`: the node's host key (bootstrap/host_keys.rs installs and pins it). What
+    /// fitter does not install is a warning at its key, never silently dropped.
+    fn check_ssh_keys(&mut self, keys: &Node) {
+        let Some(entries) = map(&mut self.report, keys, "ssh_keys") else {
+            return;
+        };
+        let mut installed: Option<&str> = None;
+        for kind in HOST_KEY_TYPES {
+            let private = format!("{kind}_private");
+            if entries
+                .iter()
+                .any(|(k, _)| k.scalar_text().as_deref() == Some(&private))
+            {
+                installed = Some(kind);
+                break;
+            }
+        }
+        for (key, _) in entries {
+            let k = key.scalar_text().unwrap_or_default();
+            let kind = k
+                .strip_suffix("_private")
+                .or_else(|| k.strip_suffix("_public"));
+            let why = match kind {
+                Some(kind) if Some(kind) == installed => continue,
+                Some("dsa") => {
+                    "DSA host keys are not installed: OpenSSH no longer loads them".to_string()
+                }
+                Some(kind) if HOST_KEY_TYPES.contains(&kind) => match installed {
+                    Some(first) => format!(
+                        "`{k}` is not installed: fitter installs and pins one host key per node, here the {first} one"
+                    ),
+                    None => format!("`{k}` is not installed without `{kind}_private`"),
+                },
+                _ => format!(
+                    "`ssh_keys.{k}` is not a host key fitter knows (it takes {})",
+                    HOST_KEY_TYPES
+                        .iter()
+                        .map(|t| format!("{t}_private/{t}_public"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.report.warning(key.span, why);
+        }
+    }
+
     /// Checks a node's merged cloud-config and collects its run-time tokens.
     pub(super) fn cloud_config(&mut self, cc: &Node, index: usize) -> Option<Node> {
         for (key, value) in map(&mut self.report, cc, "cloud-config")? {
@@ -157,6 +208,9 @@ impl Loader<'_> {
                         self.report.error(name.span, why.to_string());
                     }
                 }
+            }
+            if k == "ssh_keys" {
+                self.check_ssh_keys(value);
             }
             if !CLOUD_CONFIG_KEYS.contains(&k.as_str()) {
                 self.report.warning(

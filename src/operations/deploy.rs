@@ -153,7 +153,9 @@ impl Deployment {
             None
         };
         let applied = if let Some(operator) = operator.as_ref().filter(|_| the_plan.has_changes()) {
+            let host_keys = self.given_host_keys(checked, operator)?;
             let apply_options = apply::Options {
+                host_keys,
                 parallelism: options.parallelism,
                 cancel: options.cancel.clone(),
                 operator: operator.clone(),
@@ -195,6 +197,25 @@ impl Deployment {
             bootstrap,
             information,
         })
+    }
+
+    /// The host keys the plan gives its nodes (cloud-config `ssh_keys`), with the secrets
+    /// their tokens made saved before any node is created with them.
+    fn given_host_keys(
+        &mut self,
+        checked: &Checked,
+        operator: &OperatorKey,
+    ) -> Result<BTreeMap<String, crate::ssh::HostKey>, OperationError> {
+        let mut secrets = self.state.state().secrets.clone();
+        let keys = bootstrap::given_host_keys(
+            &checked.fittings,
+            &mut secrets,
+            Some(&operator.public_openssh),
+        )?;
+        if secrets != self.state.state().secrets {
+            self.state.update(|s| s.secrets = secrets)?;
+        }
+        Ok(keys)
     }
 
     /// Renders and applies every ready node's configuration.

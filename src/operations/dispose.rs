@@ -88,6 +88,7 @@ impl Deployment {
             ssh_patience: options.ssh_timeout,
             probe_ssh: false,
             reporter: Arc::clone(&options.reporter),
+            host_keys: Default::default(),
         };
         let report = apply::apply(
             the_plan,

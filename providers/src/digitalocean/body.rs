@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value as Json, json};
 
-use crate::api::{FirewallRule, RuleSource};
+use crate::api::{FirewallRule, RuleSource, host_key_type};
 
 pub fn ssh_key(name: &str, public_key: &str) -> Json {
     json!({ "name": name, "public_key": public_key })
@@ -185,11 +185,12 @@ pub fn user_data(deployment: &str, authorized_keys: &[String], hosts: &[HostKey<
             "{{% {keyword} v1.local_hostname == \"{}\" %}}\n",
             h.name
         ));
-        out.push_str("ssh_keys:\n  ed25519_private: |\n");
+        let kind = host_key_type(h.public_openssh);
+        out.push_str(&format!("ssh_keys:\n  {kind}_private: |\n"));
         for line in h.private_openssh.trim().lines() {
             out.push_str(&format!("    {line}\n"));
         }
-        out.push_str(&format!("  ed25519_public: {}\n", h.public_openssh.trim()));
+        out.push_str(&format!("  {kind}_public: {}\n", h.public_openssh.trim()));
     }
     if !hosts.is_empty() {
         out.push_str("{% endif %}\n");
@@ -290,14 +291,16 @@ mod tests {
                 HostKey {
                     name: "agent2",
                     private_openssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAA2\n-----END OPENSSH PRIVATE KEY-----\n",
-                    public_openssh: "ssh-ed25519 PUB2",
+                    // A plan's own key (cloud-config `ssh_keys`) may be RSA.
+                    public_openssh: "ssh-rsa PUB2",
                 },
             ],
         );
         assert!(text.starts_with("## template: jinja\n#cloud-config\n"));
         assert!(text.contains("{% if v1.local_hostname == \"agent1\" %}\nssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    AAA1\n"));
         assert!(text.contains("{% elif v1.local_hostname == \"agent2\" %}"));
-        assert!(text.contains("  ed25519_public: ssh-ed25519 PUB2\n{% endif %}\n"));
+        assert!(text.contains("{% elif v1.local_hostname == \"agent2\" %}\nssh_keys:\n  rsa_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    AAA2\n"));
+        assert!(text.contains("  rsa_public: ssh-rsa PUB2\n{% endif %}\n"));
         assert!(text.contains("ssh_authorized_keys:\n  - ssh-ed25519 AAAAop operator\n"));
     }
 }

@@ -163,19 +163,15 @@ impl Lxd {
         instance: &str,
         r: &NodeRequest,
     ) -> Result<(), ProviderError> {
+        // The image has no host key: sshd offers just this one, the key fitter pins.
         let host_key = format!("{}\n", r.host_key_public.trim_end());
+        let file = format!("/etc/ssh/ssh_host_{}_key", r.host_key_type());
+        self.push_file(resource, instance, &file, "0600", &r.host_key)
+            .await?;
         self.push_file(
             resource,
             instance,
-            "/etc/ssh/ssh_host_ed25519_key",
-            "0600",
-            &r.host_key,
-        )
-        .await?;
-        self.push_file(
-            resource,
-            instance,
-            "/etc/ssh/ssh_host_ed25519_key.pub",
+            &format!("{file}.pub"),
             "0644",
             &host_key,
         )
