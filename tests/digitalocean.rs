@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use fitter_sim::{Config, Fault, Matcher, Simulator, Snapshot};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 mod support;
 use support::*;
@@ -250,8 +250,8 @@ fn deploy_redeploy_information_dispose_through_prism() {
     let list: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 12);
 
+    // That no command prints the token or a secret: tests/no_secret_printed.rs.
     dispose_leaves_nothing(&cloud.sim, &ws, &cloud.api_url);
-    assert!(!text(&out).contains(TOKEN));
 }
 
 #[test]
@@ -786,17 +786,51 @@ fn changed_roles_retag_the_droplets_and_update_the_firewall_in_place() {
 
 /// Sends one DigitalOcean API call straight to the simulator, as another client would.
 fn api_call(sim: &Simulator, method: &str, path: &str) -> String {
+    raw_call(sim.addr(), method, path)
+}
+
+/// One HTTP/1.1 call to `addr`, the whole answer (status line, headers, body) as text.
+fn raw_call(addr: SocketAddr, method: &str, path: &str) -> String {
     use std::io::{Read as _, Write as _};
-    let mut stream = TcpStream::connect(sim.addr()).unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
-        sim.addr()
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer
+}
+
+/// The canary: Prism is between fitter and the simulator and holds answers to the spec.
+/// An answer the simulator breaks (a droplet id that is a string) must come out of Prism as
+/// its refusal; were Prism run without `--errors`, or not at all, the broken answer would
+/// pass and this test would fail. (fitter refuses such an answer itself as well, so a
+/// failing fitter run would prove nothing: the test reads what Prism gives.)
+#[test]
+fn prism_refuses_an_answer_that_breaks_the_spec() {
+    let (cloud, _ws) = deployed();
+    let prism: SocketAddr = cloud.api_url.trim_start_matches("http://").parse().unwrap();
+    let path = "/v2/droplets?per_page=200";
+    let fine = raw_call(prism, "GET", path);
+    assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
+    cloud.sim.inject(Fault::Field {
+        matcher: Matcher::new(Some("GET"), "/v2/droplets"),
+        field: "id".into(),
+        value: json!("abc"),
+    });
+    let direct = api_call(&cloud.sim, "GET", path);
+    assert!(
+        direct.starts_with("HTTP/1.1 200") && direct.contains(r#""id":"abc""#),
+        "the simulator breaks the answer: {direct}"
+    );
+    let through = raw_call(prism, "GET", path);
+    assert!(
+        !through.starts_with("HTTP/1.1 200") && through.to_lowercase().contains("violation"),
+        "Prism lets an answer against the spec through: {through}"
+    );
+    cloud.sim.clear_faults();
 }
 
 #[test]
