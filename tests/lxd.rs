@@ -276,44 +276,152 @@ fn firewall_refuses_what_the_plan_does_not_open(ws: &Workspace) {
     assert!(reachable(agent1, 22), "agent1:22 is opened by the plan");
 }
 
+/// Where a deploy is killed, as seen from outside: in the state, in LXD and in its progress
+/// lines (plain lines on standard error, which is a pipe here).
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// The state records a network or a firewall: no container exists yet.
+    NetworkOrFirewall,
+    /// LXD has a container of the deployment that the state does not record as ready: a
+    /// container being created, which the resume has to adopt.
+    ContainerBeingCreated,
+    /// A node's bootstrap has started: its files are not all there yet.
+    Bootstrap,
+}
+
+/// The deployment's containers, by the `lxc` client.
+fn containers() -> Vec<String> {
+    owned(&["list"])
+}
+
+/// Nodes the state records as ready.
+fn ready_nodes(ws: &Workspace) -> Vec<String> {
+    state::read(&ws.state_path(), DEPLOYMENT)
+        .ok()
+        .flatten()
+        .map(|s| {
+            s.resources
+                .iter()
+                .filter(|(k, r)| k.starts_with("node.") && r.status == state::Status::Ready)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `fitter deploy` and kills it with SIGKILL at `point`; fails when the deploy ends
+/// (or two minutes pass) before the point is reached, and when the kill left nothing
+/// unfinished.
+fn deploy_killed_at(ws: &Workspace, point: KillPoint) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fitter"))
+        .args(["deploy", "--yes", "--ssh-key"])
+        .arg(&ws.key)
+        .arg(&ws.plan)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        // Progress lines as they come; between them, the state and LXD are looked at again.
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
+            seen.push(line);
+        }
+        let reached = match point {
+            KillPoint::NetworkOrFirewall => state::read(&ws.state_path(), DEPLOYMENT)
+                .ok()
+                .flatten()
+                .is_some_and(|s| {
+                    s.resources
+                        .keys()
+                        .any(|k| k.starts_with("network.") || k.starts_with("firewall."))
+                }),
+            KillPoint::ContainerBeingCreated => {
+                let ready = ready_nodes(ws);
+                containers().iter().any(|c| {
+                    let node = c.strip_prefix(&format!("{DEPLOYMENT}-")).unwrap_or(c);
+                    !ready.contains(&format!("node.{node}"))
+                })
+            }
+            KillPoint::Bootstrap => seen.iter().any(|l| l.ends_with(": bootstrapping...")),
+        };
+        if reached {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the deploy ended before {point:?}:\n{}",
+            seen.join("\n")
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{point:?} not reached in 120 s:\n{}",
+            seen.join("\n")
+        );
+    }
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let ready = ready_nodes(ws);
+    match point {
+        KillPoint::NetworkOrFirewall => {
+            assert!(containers().is_empty(), "killed before any container")
+        }
+        KillPoint::ContainerBeingCreated => assert!(
+            ready.len() < expected_instances().len(),
+            "killed with nodes still to create: {ready:?}"
+        ),
+        KillPoint::Bootstrap => assert_eq!(
+            ready.len(),
+            expected_instances().len(),
+            "killed after every node was made"
+        ),
+    }
+    eprintln!("killed at {point:?}; ready then: {ready:?}");
+}
+
 #[test]
 #[ignore = "needs LXD: run scripts/test.sh"]
 fn a_deploy_killed_midway_converges_without_duplicates() {
     let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
     let ws = workspace();
-    // Kill at different points: as soon as the state names a network, a firewall, a node.
-    for (round, wanted) in ["network.", "firewall.", "node."].iter().enumerate() {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fitter"))
-            .args(["deploy", "--yes", "--ssh-key"])
-            .arg(&ws.key)
-            .arg(&ws.plan)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let seen = state::read(&ws.state_path(), DEPLOYMENT)
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.resources.keys().any(|k| k.starts_with(wanted)));
-            if seen || Instant::now() > deadline {
-                break;
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        eprintln!("round {round}: killed after `{wanted}` appeared in the state");
+    // Each deploy goes on from where the one before was killed.
+    for point in [
+        KillPoint::NetworkOrFirewall,
+        KillPoint::ContainerBeingCreated,
+        KillPoint::Bootstrap,
+    ] {
+        deploy_killed_at(&ws, point);
     }
     let out = ws.fitter(&["deploy"]);
     assert!(
         out.status.success(),
         "the resumed deploy failed:\n{}",
         text(&out)
+    );
+    // The bootstrap the last kill cut short is finished now.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let uploaded = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Bootstrap: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        uploaded.is_some_and(|n| n > 0),
+        "the resume uploaded what the killed bootstrap had not:\n{stdout}"
     );
     assert_eq!(
         running_instances(),
