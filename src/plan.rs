@@ -95,6 +95,9 @@ pub struct ComponentPlan {
     /// Whether its packages are installed and services run, or only its files placed.
     pub install: bool,
     pub services: Vec<String>,
+    /// Files per node, as bootstrap renders them (an `each:` entry is one file per item of
+    /// the node's, none when it has none): the fewest any of its nodes gets, and the most.
+    pub files_min: usize,
     pub files: usize,
 }
 
@@ -105,7 +108,7 @@ pub fn bootstrap_plan(
 ) -> Vec<ComponentPlan> {
     let mut out = Vec::new();
     for c in catalog.ordered() {
-        let nodes: Vec<String> = fittings
+        let with: Vec<&crate::fittings::NodeSpec> = fittings
             .nodes
             .iter()
             .filter(|n| {
@@ -114,8 +117,18 @@ pub fn bootstrap_plan(
                     .iter()
                     .any(|x| x.name == c.name)
             })
-            .map(|n| n.name.value.clone())
             .collect();
+        let nodes: Vec<String> = with.iter().map(|n| n.name.value.clone()).collect();
+        let files_of = |n: &crate::fittings::NodeSpec| -> usize {
+            c.files
+                .iter()
+                .map(|f| match f.each.as_deref() {
+                    Some("attributes") => n.attributes.len(),
+                    _ => 1,
+                })
+                .sum()
+        };
+        let counts: Vec<usize> = with.iter().map(|n| files_of(n)).collect();
         if nodes.is_empty() {
             continue;
         }
@@ -133,7 +146,8 @@ pub fn bootstrap_plan(
             } else {
                 Vec::new()
             },
-            files: c.files.len(),
+            files_min: counts.iter().copied().min().unwrap_or(0),
+            files: counts.iter().copied().max().unwrap_or(0),
         });
     }
     out
@@ -362,19 +376,15 @@ impl Plan {
             .max()
             .unwrap_or(0);
         for c in &self.bootstrap {
+            let files = if c.files_min == c.files {
+                format!("{} file{}", c.files, crate::diagnostics::plural(c.files))
+            } else {
+                format!("{} to {} files", c.files_min, c.files)
+            };
             let what = match (c.install, c.services.is_empty()) {
-                (true, true) => format!("{} file{}", c.files, crate::diagnostics::plural(c.files)),
-                (true, false) => format!(
-                    "{} file{}, service {}",
-                    c.files,
-                    crate::diagnostics::plural(c.files),
-                    c.services.join(", ")
-                ),
-                (false, _) => format!(
-                    "{} file{} only: install: false, no service started",
-                    c.files,
-                    crate::diagnostics::plural(c.files)
-                ),
+                (true, true) => files,
+                (true, false) => format!("{files}, service {}", c.services.join(", ")),
+                (false, _) => format!("{files} only: install: false, no service started"),
             };
             let _ = writeln!(
                 out,

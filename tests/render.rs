@@ -370,3 +370,54 @@ blueprints:
     assert_eq!(render(&mut secrets), first);
     assert_eq!(secrets, kept);
 }
+
+/// What `plan` says bootstrap will place ("mesos-agent 2 nodes: 6 to 7 files") is what it
+/// renders: per component, the fewest and the most files any of its nodes gets (an `each:`
+/// entry is a file per attribute, none for a node without).
+#[test]
+fn the_plan_counts_the_files_bootstrap_renders() {
+    let catalog = Catalog::builtin().unwrap();
+    let plan = PLAN.replace(
+        "        - s[7..9]: {default: agent, attributes: {rack: rack-3}}",
+        "        - s[7..9]: {default: agent}",
+    );
+    let f = load("cluster.yaml", &plan, &catalog);
+    let addresses: BTreeMap<String, Addresses> = f
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let address = Addresses {
+                private: Some(format!("10.0.0.{}", 20 + i)),
+                public: None,
+            };
+            (n.name.value.clone(), address)
+        })
+        .collect();
+    let configs = bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new(), None).unwrap();
+    let planned = fitter::plan::bootstrap_plan(&f, &catalog);
+    let agent = planned.iter().find(|c| c.component == "mesos-agent").unwrap();
+    assert!(agent.files_min < agent.files, "{agent:?}");
+    for component in &planned {
+        let counts: Vec<usize> = component
+            .nodes
+            .iter()
+            .map(|node| {
+                let c = configs.iter().find(|c| &c.node == node).unwrap();
+                c.files
+                    .iter()
+                    .filter(|f| f.component == component.component)
+                    .count()
+            })
+            .collect();
+        assert_eq!(
+            (component.files_min, component.files),
+            (
+                *counts.iter().min().unwrap(),
+                *counts.iter().max().unwrap()
+            ),
+            "{}: rendered {counts:?}",
+            component.component
+        );
+    }
+}

@@ -12,7 +12,8 @@ use crate::diagnostics::Diagnostic;
 use crate::yaml::{self, Node, Span, Value};
 
 use super::rules::Source;
-use super::schema::Text;
+use crate::components::COMMON;
+use super::schema::{Text, text_list};
 use super::tokens::{self, Meaning};
 use super::{Fittings, Loader, PendingToken, Reference, not_found};
 
@@ -247,15 +248,29 @@ impl Loader<'_> {
             .filter(|(k, _)| !self.used_classes.contains(*k))
             .collect();
         unused.sort_by_key(|(_, n)| n.span.start);
-        let warnings: Vec<Diagnostic> = unused
-            .into_iter()
-            .map(|(name, node)| {
-                let span = self.classes_key_span(name).unwrap_or(node.span);
-                Diagnostic::warning(span, format!("node class `{name}` is not used by any node"))
-            })
-            .collect();
-        for w in warnings {
-            self.report.push(w);
+        let mut found: Vec<Diagnostic> = Vec::new();
+        let mut unused_roles = Vec::new();
+        for (name, node) in unused {
+            let span = self.classes_key_span(name).unwrap_or(node.span);
+            found.push(Diagnostic::warning(
+                span,
+                format!("node class `{name}` is not used by any node"),
+            ));
+            // Its roles are checked all the same: every problem at once, and the class is
+            // one `default:` away from being used.
+            if let Some(roles) = node.get("roles") {
+                unused_roles.push(roles.clone());
+            }
+        }
+        for roles in unused_roles {
+            for role in text_list(&mut self.report, &roles, "roles") {
+                if role.value != COMMON && self.catalog.get(&role.value).is_none() {
+                    found.push(self.unknown_role(&role));
+                }
+            }
+        }
+        for d in found {
+            self.report.push(d);
         }
     }
 }

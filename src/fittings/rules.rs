@@ -125,17 +125,9 @@ impl Subnet {
     /// The address `.N` means in this subnet (plumbery's `glue: primary .11`), or a full
     /// address that must lie inside it.
     pub fn host(&self, spec: &str) -> Result<Ipv4Addr, SubnetError> {
-        let ip = if let Some(n) = spec.strip_prefix('.') {
-            let n: u32 = n.parse().ok().filter(|n| *n <= 255).ok_or_else(|| {
-                SubnetError::NotAHostNumber {
-                    text: spec.to_string(),
-                }
-            })?;
-            Ipv4Addr::from(u32::from(self.base) | n)
-        } else {
-            spec.parse().map_err(|_| SubnetError::NotAnAddress {
-                text: spec.to_string(),
-            })?
+        let ip = match host_spec(spec)? {
+            HostSpec::Number(n) => Ipv4Addr::from(u32::from(self.base) | n),
+            HostSpec::Address(ip) => ip,
         };
         let host = u32::from(ip) & !self.mask();
         if !self.contains(ip) {
@@ -151,6 +143,33 @@ impl Subnet {
         } else {
             Ok(ip)
         }
+    }
+}
+
+/// `glue: primary`'s address as written: a host number `.N` or a whole address.
+pub enum HostSpec {
+    Number(u32),
+    Address(Ipv4Addr),
+}
+
+/// The shape of `glue: primary`, checked where it is written, whatever the network: a
+/// network with an error of its own must not hide this one.
+pub fn host_spec(spec: &str) -> Result<HostSpec, SubnetError> {
+    match spec.strip_prefix('.') {
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n <= 255)
+            .map(HostSpec::Number)
+            .ok_or_else(|| SubnetError::NotAHostNumber {
+                text: spec.to_string(),
+            }),
+        None => spec
+            .parse()
+            .map(HostSpec::Address)
+            .map_err(|_| SubnetError::NotAnAddress {
+                text: spec.to_string(),
+            }),
     }
 }
 
@@ -338,7 +357,10 @@ pub fn parse_glue(report: &mut Report, node: &Node, glue: &mut Glue) {
                 }
             }
             Some("primary") => match words.next() {
-                Some(addr) => glue.primary = Some(Text::new(addr, line.span)),
+                Some(addr) => match host_spec(addr) {
+                    Ok(_) => glue.primary = Some(Text::new(addr, line.span)),
+                    Err(why) => report.error(line.span, why.to_string()),
+                },
                 None => report.error(
                     line.span,
                     "`glue: primary` needs an address such as `.11`".to_string(),
