@@ -396,7 +396,10 @@ fn the_plan_counts_the_files_bootstrap_renders() {
         .collect();
     let configs = bootstrap::render(&f, &catalog, &addresses, &mut BTreeMap::new(), None).unwrap();
     let planned = fitter::plan::bootstrap_plan(&f, &catalog);
-    let agent = planned.iter().find(|c| c.component == "mesos-agent").unwrap();
+    let agent = planned
+        .iter()
+        .find(|c| c.component == "mesos-agent")
+        .unwrap();
     assert!(agent.files_min < agent.files, "{agent:?}");
     for component in &planned {
         let counts: Vec<usize> = component
@@ -412,10 +415,7 @@ fn the_plan_counts_the_files_bootstrap_renders() {
             .collect();
         assert_eq!(
             (component.files_min, component.files),
-            (
-                *counts.iter().min().unwrap(),
-                *counts.iter().max().unwrap()
-            ),
+            (*counts.iter().min().unwrap(), *counts.iter().max().unwrap()),
             "{}: rendered {counts:?}",
             component.component
         );

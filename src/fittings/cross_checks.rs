@@ -12,10 +12,10 @@ use crate::diagnostics::Diagnostic;
 use crate::yaml::{self, Node, Span, Value};
 
 use super::rules::Source;
-use crate::components::COMMON;
 use super::schema::{Text, text_list};
 use super::tokens::{self, Meaning};
 use super::{Fittings, Loader, PendingToken, Reference, not_found};
+use crate::components::COMMON;
 
 impl Loader<'_> {
     pub(super) fn collect_node_tokens(&mut self, node: &Node, owner: usize) {
