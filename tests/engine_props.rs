@@ -119,8 +119,9 @@ proptest! {
         }
         for v in 0..n {
             match &out[v] {
-                Outcome::Succeeded => prop_assert!(!fails[v] && !doomed[v]),
-                Outcome::Failed(e) => prop_assert!(fails[v] && !doomed[v] && *e == v),
+                // A step that succeeded or failed did run: once, to its end.
+                Outcome::Succeeded => prop_assert!(!fails[v] && !doomed[v] && seen[v] && l.finished_at[v].is_some()),
+                Outcome::Failed(e) => prop_assert!(fails[v] && !doomed[v] && *e == v && seen[v] && l.finished_at[v].is_some()),
                 Outcome::Skipped { failed } => {
                     prop_assert!(doomed[v] && !seen[v]);
                     prop_assert!(fails[failed.index()], "the named cause really failed");
@@ -164,8 +165,8 @@ proptest! {
                 continue;
             }
             match &out[v] {
-                Outcome::Succeeded => prop_assert!(!fails[v] && !doomed[v]),
-                Outcome::Failed(e) => prop_assert!(fails[v] && !doomed[v] && *e == v),
+                Outcome::Succeeded => prop_assert!(!fails[v] && !doomed[v] && l.started_at[v].is_some() && l.finished_at[v].is_some()),
+                Outcome::Failed(e) => prop_assert!(fails[v] && !doomed[v] && *e == v && l.started_at[v].is_some() && l.finished_at[v].is_some()),
                 Outcome::Skipped { failed } => {
                     prop_assert!(doomed[v] && l.started_at[v].is_none());
                     prop_assert!(selected[failed.index()] && fails[failed.index()]);

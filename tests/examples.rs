@@ -64,8 +64,80 @@ fn every_example_validates_and_plans() {
 
         let (code, dot, _) = fitter(&["graph", &rel]);
         assert_eq!(code, 0);
-        assert!(dot.starts_with("digraph"), "{dot}");
+        check_graph(&rel, &dot, changes);
     }
+}
+
+/// The DOT graph is the plan's: a node per resource the plan creates, edges only between
+/// declared nodes, no circle, and each machine after its network and before its bootstrap.
+fn check_graph(rel: &str, dot: &str, changes: &[serde_json::Value]) {
+    use std::collections::{BTreeMap, BTreeSet};
+    assert!(
+        dot.starts_with("digraph ") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    let quoted = |s: &str| s.split('"').nth(1).map(str::to_string);
+    let mut declared = BTreeSet::new();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for line in dot.lines().map(str::trim) {
+        if let Some((from, to)) = line.split_once(" -> ") {
+            edges.push((quoted(from).unwrap(), quoted(to).unwrap()));
+        } else if line.starts_with('"') {
+            declared.insert(quoted(line).unwrap());
+        }
+    }
+    for c in changes {
+        let address = c["address"].as_str().unwrap();
+        assert!(
+            declared.contains(address),
+            "{rel}: {address} is not in the graph"
+        );
+    }
+    for (from, to) in &edges {
+        assert!(
+            declared.contains(from) && declared.contains(to),
+            "{rel}: {from} -> {to}"
+        );
+    }
+    for node in declared.iter().filter_map(|n| n.strip_prefix("node.")) {
+        let into = |to: &str| {
+            edges
+                .iter()
+                .any(|(f, t)| f.starts_with("network.") && t == to)
+        };
+        assert!(
+            into(&format!("node.{node}")),
+            "{rel}: node.{node} comes after its network"
+        );
+        let this = format!("node.{node}");
+        let own_bootstrap = format!("bootstrap.{node}.");
+        let before = edges.iter().any(|(f, t)| {
+            f == &this && (t.starts_with("barrier.") || t.starts_with(&own_bootstrap))
+        });
+        assert!(before, "{rel}: node.{node} comes before bootstrap");
+    }
+    // No circle: Kahn's algorithm removes every node.
+    let mut incoming: BTreeMap<&str, usize> = declared.iter().map(|n| (n.as_str(), 0)).collect();
+    for (_, to) in &edges {
+        *incoming.get_mut(to.as_str()).unwrap() += 1;
+    }
+    let mut ready: Vec<&str> = incoming
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| *k)
+        .collect();
+    let mut removed = 0;
+    while let Some(n) = ready.pop() {
+        removed += 1;
+        for (_, to) in edges.iter().filter(|(f, _)| f == n) {
+            let count = incoming.get_mut(to.as_str()).unwrap();
+            *count -= 1;
+            if *count == 0 {
+                ready.push(to);
+            }
+        }
+    }
+    assert_eq!(removed, declared.len(), "{rel}: the graph has a circle");
 }
 
 #[test]

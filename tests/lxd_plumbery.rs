@@ -16,7 +16,7 @@ use fitter::state::State;
 use serde_json::Value as Json;
 
 mod common;
-use common::{Workspace, text};
+use common::{Workspace, lxd_changes_during, text};
 
 static LXD: Mutex<()> = Mutex::new(());
 
@@ -101,8 +101,12 @@ impl Deployment {
 
     /// A second deploy changes nothing, then dispose leaves nothing.
     fn converged_then_disposed(&self, nodes: &[&str]) {
-        let again = self.deploy();
+        let (again, changed) = lxd_changes_during(|| self.deploy());
         assert!(again.contains("No changes."), "{again}");
+        assert!(
+            changed.is_empty(),
+            "a no-change deploy changed LXD: {changed:?}"
+        );
         for node in nodes {
             assert!(
                 again.contains(&format!("bootstrap {node}: no change")),

