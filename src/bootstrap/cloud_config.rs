@@ -387,6 +387,9 @@ blueprints:
               hostname: web-one
               ssh_pwauth: false
               disable_root: true
+              ssh_keys:
+                rsa_private: "{{ rsa_private.web }}"
+                rsa_public: "{{ rsa_public.web }}"
 "#;
 
     /// The loader accepts the keys of `CLOUD_CONFIG_KEYS` without a warning because
@@ -402,7 +405,11 @@ blueprints:
         let loaded = fittings::load("web.yaml", PLAN, &options);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let f = loaded.fittings.unwrap();
-        let configs = render(&f, &catalog, &BTreeMap::new(), &mut BTreeMap::new(), None).unwrap();
+        let mut secrets = BTreeMap::new();
+        let configs = render(&f, &catalog, &BTreeMap::new(), &mut secrets, None).unwrap();
+        // `ssh_keys` is applied when the node is made (bootstrap/host_keys.rs), not by the
+        // script: the node's host key, from the same secrets.
+        let host_keys = crate::bootstrap::given_host_keys(&f, &mut secrets, None).unwrap();
         let web = &configs[0];
         let script = &web
             .files
@@ -424,6 +431,9 @@ blueprints:
                         && f.content.contains("PasswordAuthentication no")
                         && f.content.contains("PermitRootLogin prohibit-password")
                 }),
+                "ssh_keys" => host_keys
+                    .get("web1")
+                    .is_some_and(|k| k.public_openssh.trim() == secrets["rsa_public.web"].trim()),
                 other => {
                     panic!("`{other}` is accepted by the loader: test how bootstrap applies it")
                 }
