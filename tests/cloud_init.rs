@@ -4,7 +4,8 @@
 //! the simulator received, renders the `user_data` with a Jinja engine for each droplet's
 //! name (minijinja, the Jinja2 dialect cloud-init uses), reads the result as YAML, and checks
 //! that each droplet gets exactly one host key, its own, a valid pair, the one fitter
-//! pinned in the state; and that the operator's key is authorised.
+//! pinned in the state; and that the operator's key is authorised, an existing one used and
+//! kept rather than one made.
 
 use std::collections::BTreeSet;
 
@@ -113,4 +114,49 @@ fn each_droplet_renders_its_own_host_key_from_the_shared_user_data() {
         expected_names(),
         "every droplet of the plan was created with a host key"
     );
+}
+
+/// The operator's own key (`~/.ssh/id_ed25519`) is the one every droplet authorises and the
+/// one uploaded to the account; it is used again on the next run, and fitter makes no key of
+/// its own beside the state.
+#[test]
+fn an_existing_operator_key_is_used_and_kept() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let ssh = ws.dir.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let key = fitter::ssh::OperatorKey::create(&ssh.join("id_ed25519")).unwrap();
+    let before = std::fs::read(ssh.join("id_ed25519")).unwrap();
+    for run in 0..2 {
+        let out = ws.deploy(&sim.url());
+        assert!(out.status.success(), "deploy {run}: {}", text(&out));
+    }
+    let mut own = ws.state().into_os_string();
+    own.push(".id_ed25519");
+    assert!(
+        !std::path::Path::new(&own).exists(),
+        "no key of fitter's own"
+    );
+    assert_eq!(
+        std::fs::read(ssh.join("id_ed25519")).unwrap(),
+        before,
+        "the key file as it was"
+    );
+    let snapshot = sim.snapshot();
+    let uploaded: Vec<&str> = snapshot
+        .ssh_keys
+        .iter()
+        .filter_map(|k| k["public_key"].as_str().map(str::trim))
+        .collect();
+    assert_eq!(uploaded, [key.public_openssh.trim()], "the account's key");
+    for request in sim.requests() {
+        let Some(user_data) = request.body.as_ref().and_then(|b| b["user_data"].as_str()) else {
+            continue;
+        };
+        let config = rendered_for(user_data, "master1");
+        assert_eq!(
+            config["ssh_authorized_keys"][0].as_str().map(str::trim),
+            Some(key.public_openssh.trim())
+        );
+    }
 }

@@ -210,3 +210,52 @@ fn the_digitalocean_example_has_the_promised_shape() {
     );
     assert_eq!(of_kind("tag").len(), 1);
 }
+
+/// `--provider` overrides the plan's: the DigitalOcean example planned for LXD has every
+/// resource on LXD; the LXD example planned for DigitalOcean stops at its location, which
+/// DigitalOcean does not have.
+#[test]
+fn provider_on_the_command_line_overrides_the_plan() {
+    let state = std::env::temp_dir().join("fitter-examples-override-absent.json");
+    let _ = std::fs::remove_file(&state);
+    let state = state.to_string_lossy().into_owned();
+    let providers = |args: &[&str]| -> std::collections::BTreeSet<String> {
+        let (code, json, stderr) = fitter(args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["provider"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let plan = "fittings/mesos-digitalocean.yaml";
+    assert_eq!(
+        providers(&["plan", "--json", plan, "--state", &state]),
+        ["digitalocean".to_string()].into()
+    );
+    assert_eq!(
+        providers(&[
+            "plan",
+            "--json",
+            "--provider",
+            "lxd",
+            plan,
+            "--state",
+            &state
+        ]),
+        ["lxd".to_string()].into()
+    );
+    let (code, _, stderr) = fitter(&[
+        "validate",
+        "--provider",
+        "digitalocean",
+        "fittings/mesos-local.yaml",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("fittings/mesos-local.yaml:49:13: error: unknown region `local`"),
+        "{stderr}"
+    );
+}

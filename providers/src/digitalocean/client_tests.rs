@@ -284,6 +284,41 @@ async fn the_window_never_lets_more_than_its_cap_through_in_a_period() {
     }
 }
 
+/// At the settings the client uses (240 a minute, 4,900 an hour), over 5,500 requests (past
+/// the hourly cap): no 60 s window holds more than 240, no hour more than 4,900, and the
+/// limiter does not hold back more than it must (the 241st waits exactly a minute; the
+/// 4,901st waits for the hour). The tokio clock is paused: no real time passes.
+#[tokio::test(start_paused = true)]
+async fn the_limiter_at_its_real_settings_keeps_under_both_caps() {
+    let limiter = Limiter::new(PER_MINUTE, PER_HOUR);
+    let start = Instant::now();
+    let mut times = Vec::new();
+    for _ in 0..5_500 {
+        limiter.acquire().await;
+        times.push(start.elapsed());
+    }
+    let most_within = |period: Duration| {
+        let mut first = 0;
+        let mut most = 0;
+        for (i, t) in times.iter().enumerate() {
+            while *t - times[first] >= period {
+                first += 1;
+            }
+            most = most.max(i + 1 - first);
+        }
+        most
+    };
+    assert_eq!(most_within(Duration::from_secs(60)), PER_MINUTE);
+    assert_eq!(most_within(Duration::from_secs(3600)), PER_HOUR);
+    assert_eq!(times[PER_MINUTE - 1], Duration::ZERO);
+    assert_eq!(times[PER_MINUTE], Duration::from_secs(60));
+    assert!(
+        times[PER_HOUR] >= Duration::from_secs(3600),
+        "{:?}",
+        times[PER_HOUR]
+    );
+}
+
 #[test]
 fn a_429_waits_for_retry_after_else_for_the_reset() {
     let mut h = HeaderMap::new();
