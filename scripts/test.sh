@@ -16,6 +16,10 @@ scripts/local-cloud.sh
 # to hold both to the official spec; install it once (idempotent, cached).
 scripts/prism.sh install >/dev/null
 
+# tests/ansible_inventory.rs reads fitter's inventory with Ansible's own ansible-inventory
+# (pip: ansible-core, pinned, in a virtual environment of its own; idempotent, cached).
+scripts/ansible.sh install >/dev/null
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; install Rust with rustup first" >&2
   exit 1
