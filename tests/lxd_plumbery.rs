@@ -101,11 +101,17 @@ impl Deployment {
 
     /// A second deploy changes nothing, then dispose leaves nothing.
     fn converged_then_disposed(&self, nodes: &[&str]) {
+        let secrets = self.state().secrets;
         let (again, changed) = lxd_changes_during(|| self.deploy());
         assert!(again.contains("No changes."), "{again}");
         assert!(
             changed.is_empty(),
             "a no-change deploy changed LXD: {changed:?}"
+        );
+        assert_eq!(
+            self.state().secrets,
+            secrets,
+            "the secrets made once, reused"
         );
         for node in nodes {
             assert!(
