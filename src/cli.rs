@@ -569,6 +569,10 @@ fn confirm(yes: bool, what: &str) -> Result<bool, Failure> {
     Ok(answer.trim() == "yes")
 }
 
+/// The exit code of a command Ctrl-C interrupted: 128 + SIGINT, as shells give it, so that
+/// a script can tell an interruption from a failure.
+const INTERRUPTED: u8 = 130;
+
 fn cancel_on_ctrl_c() -> CancellationToken {
     let cancel = CancellationToken::new();
     let token = cancel.clone();
@@ -579,7 +583,7 @@ fn cancel_on_ctrl_c() -> CancellationToken {
             );
             token.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+                std::process::exit(i32::from(INTERRUPTED));
             }
         }
     });
@@ -626,6 +630,13 @@ async fn deploy(
     }
     println!();
     print!("{}", result.information.render());
+    if options.cancel.is_cancelled() {
+        eprintln!(
+            "error: interrupted (Ctrl-C): what finished is recorded in `{}`; run deploy again to finish",
+            state_path.display()
+        );
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     Ok(if result.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -663,6 +674,10 @@ async fn dispose(
     }
     let report = deployment.dispose(&checked, &the_plan, &options).await?;
     print!("{}", report.render());
+    if options.cancel.is_cancelled() {
+        eprintln!("error: interrupted (Ctrl-C): run dispose again to finish");
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     if report.failed() > 0 {
         eprintln!(
             "error: {} of {} deletions did not complete; run dispose again",

@@ -544,7 +544,7 @@ fn ctrl_c_lets_running_calls_finish_saves_and_starts_nothing_new() {
         .unwrap();
     assert!(interrupted.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let all = text(&out);
     assert!(
         all.contains("Interrupted: letting running calls finish"),

@@ -377,7 +377,7 @@ fn ctrl_c_ends_a_wait_at_once() {
     assert!(interrupted.success());
     let out = ended_within(child, Duration::from_secs(60));
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(out.status.code(), Some(130), "{all}");
     assert!(
         all.contains("`node.agent9`: interrupted while waiting until it is ready"),
         "{all}"

@@ -1,7 +1,7 @@
 //! Deploys on a real LXD stopped midway, then run again: killed with SIGKILL at three
 //! points (a network or firewall recorded, a container being created, bootstrap under way)
 //! and interrupted with SIGINT as Ctrl-C does (while containers are made, while bootstrap
-//! runs). Each stop is checked to have happened where it was meant to, and the deploy run
+//! runs; exit 130). Each stop is checked to have happened where it was meant to, and the deploy run
 //! after it converges to exactly the plan: no duplicate, nothing left undone.
 //!
 //! Needs the LXD daemon and image of `scripts/local-cloud.sh`: `#[ignore]`d in a plain
@@ -66,7 +66,7 @@ enum Stop {
 
 /// Runs `fitter deploy` and stops it at `point`; fails when the deploy ends (or two minutes
 /// pass) before the point is reached. A kill must leave work unfinished; an interrupted
-/// deploy must end by itself, with exit 1 (what it did not finish failed or was skipped).
+/// deploy must end by itself, with exit 130 (128 + SIGINT, as shells give it).
 fn deploy_stopped_at(ws: &Workspace, point: KillPoint, stop: Stop) {
     use std::io::BufRead as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_fitter"))
@@ -152,7 +152,7 @@ fn deploy_stopped_at(ws: &Workspace, point: KillPoint, stop: Stop) {
         }
         assert_eq!(
             status.code(),
-            Some(1),
+            Some(130),
             "interrupted at {point:?}:\n{}",
             seen.join("\n")
         );

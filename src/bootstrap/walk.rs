@@ -42,6 +42,10 @@ pub struct Walk<'a> {
     /// How long one remote command may take (`--command-timeout`).
     pub command_timeout: Duration,
     pub reporter: &'a dyn Reporter,
+    /// Ctrl-C: the steps running finish (a node's files are never left half-written), no
+    /// step starts after it, and every node not through all of its steps fails as
+    /// interrupted, so that the command's outcome says so.
+    pub cancel: &'a CancellationToken,
 }
 
 /// One node's progress through the walk.
@@ -101,10 +105,9 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
         })
         .collect();
     let slots = Semaphore::new(walk.parallelism.max(1));
-    let never = CancellationToken::new();
     let count = steps.len();
     let (all, slots, remaining, steps, index) = (&nodes, &slots, &remaining, &steps, &index);
-    engine::walk_rounds(&dag, &selected, count, &never, |round| {
+    engine::walk_rounds(&dag, &selected, count, walk.cancel, |round| {
         // The steps of one node in this round: one piece of work, shared by its steps.
         let mut by_node: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
         for v in round {
@@ -147,8 +150,19 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
     })
     .await;
     let mut reports = Vec::with_capacity(targets.len());
-    for node in nodes {
-        reports.push(node.into_inner().run.end().await);
+    for (i, node) in nodes.into_iter().enumerate() {
+        let mut node = node.into_inner();
+        let unfinished = *remaining[i].lock().unwrap_or_else(|e| e.into_inner()) > 0;
+        if unfinished && !node.failed && walk.cancel.is_cancelled() {
+            let subject = format!("node.{}", node.run.report.node);
+            let left = node.left.iter().cloned().collect::<Vec<_>>().join(", ");
+            let error = format!(
+                "`{}`: interrupted before its bootstrap finished ({left} not applied); deploy again to finish",
+                node.run.report.node
+            );
+            fail(&mut node, &subject, error, walk);
+        }
+        reports.push(node.run.end().await);
     }
     reports
 }

@@ -286,6 +286,7 @@ impl Deployment {
             patience: options.ssh_timeout,
             command_timeout: options.command_timeout,
             reporter: options.reporter.as_ref(),
+            cancel: &options.cancel,
         };
         let nodes = bootstrap::apply(&checked.graph, &targets, &walk).await;
         options.reporter.phase_finished(Phase::Bootstrap);
