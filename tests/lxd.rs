@@ -195,7 +195,11 @@ fn listen(instance: &str, port: u16) {
             "--",
             "sh",
             "-c",
-            &format!("nohup nc -lk -p {port} >/dev/null 2>&1 </dev/null & sleep 0.3; ss -ltn | grep -q ':{port} '"),
+            // There once `ss` shows it: looked for again and again, for at most 5 s.
+            &format!(
+                "nohup nc -lk -p {port} >/dev/null 2>&1 </dev/null & \
+                 for i in $(seq 50); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 0.1; done; exit 1"
+            ),
         ])
         .stdin(std::process::Stdio::null())
         .status()

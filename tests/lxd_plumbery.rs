@@ -167,7 +167,11 @@ fn hex_md5(text: &str) -> String {
 fn the_plumbery_docker_host_deploys_for_real_with_its_cloud_config_on_the_node() {
     let _turn = LXD.lock().unwrap_or_else(|e| e.into_inner());
     let d = Deployment::new("plumbery-docker-host", "plumbery-docker");
-    let out = d.deploy();
+    // At -vv: the debug log of every LXD call and SSH step is searched for secrets below.
+    let out = d.fitter(&["deploy", "-vv"]);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    let out = text(&out);
+    assert!(out.contains("DEBUG"), "a debug log: {out}");
     assert!(
         out.contains("appliance `Ubuntu 14` runs as Debian 12"),
         "{out}"
@@ -195,6 +199,19 @@ fn the_plumbery_docker_host_deploys_for_real_with_its_cloud_config_on_the_node()
             .trim(),
         "600"
     );
+    // No secret fitter made is in what the deploy printed (it is on the node, above).
+    // (A pair's public half is not secret: it may show, as a host key does.)
+    for (name, value) in state
+        .secrets
+        .iter()
+        .filter(|(k, _)| !k.starts_with("rsa_public."))
+    {
+        let longest = value.lines().max_by_key(|l| l.len()).unwrap_or_default();
+        assert!(
+            !out.contains(value.trim()) && (longest.len() < 16 || !out.contains(longest)),
+            "the deploy printed secret {name}"
+        );
+    }
     let id_rsa = d.on("dockerhost", "cat /root/.ssh/id_rsa");
     assert_eq!(id_rsa.trim(), state.secrets["rsa_private.docker"].trim());
     // The pair's public half is authorised for root; the user exists.

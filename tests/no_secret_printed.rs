@@ -41,7 +41,9 @@ fn forbidden(ws: &Workspace, sim: &fitter_sim::Simulator) -> Vec<(String, String
         }
     }
     let state = ws.state_json();
-    for (name, value) in state["secrets"].as_object().into_iter().flatten() {
+    // A pair's public half (`rsa_public.x`) is not secret; every other value is.
+    let secrets = state["secrets"].as_object().into_iter().flatten();
+    for (name, value) in secrets.filter(|(k, _)| !k.starts_with("rsa_public.")) {
         let value = value.as_str().unwrap_or_default();
         out.push((format!("secret {name}"), value.trim().to_string()));
         if let Some(line) = value.lines().max_by_key(|l| l.len()) {
