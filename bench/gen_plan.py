@@ -2,6 +2,12 @@
 """Print a realistic fittings plan with N nodes, for bench/validate_plan.sh.
 
     python3 bench/gen_plan.py 1000 > /tmp/plan-1000.yaml
+    python3 bench/gen_plan.py --written 10000 > /tmp/plan-10000-written.yaml
+
+`--written`: every agent written out on its own, as a plan grown by hand or by a script
+is (several MB for 10,000 nodes): its own rack attribute and description, a cloud-config
+with a file naming `{{ master1.private }}` and the agent before it, a runcmd line; the
+agents' size comes from a parameter through their class.
 
 The plan is a Mesos cluster on DigitalOcean: 3 masters, then N - 3 agents split into
 blueprints of at most 1000 nodes (`agents1` holds `a1n[1..1000]`, `agents2` holds
@@ -80,6 +86,60 @@ AGENTS = """
 """
 
 
+WRITTEN_PARAMETERS = """parameters:
+  agentSize:
+    information:
+      - "the size of every agent"
+    type: str
+    default: s-2vcpu-4gb
+"""
+
+WRITTEN_BLUEPRINT = """
+  - agents{b}:
+      firewall:
+        - protocol: all
+          sources: [nodes]
+      nodes:
+"""
+
+WRITTEN_AGENT = """        - a{b}n{i}:
+            default: agent
+            description: "#mesos #agent rack-{rack}"
+            attributes: {{rack: rack-{rack}}}
+            cloud-config:
+              write_files:
+                - path: /etc/fitter/peers
+                  content: "{{{{ master1.private }}}}:5050 {{{{ {previous}.private }}}}"
+              runcmd:
+                - echo "a{b}n{i} in rack-{rack}" > /etc/motd
+"""
+
+
+def written(n: int) -> str:
+    """The same cluster with every agent written out (see the module's doc)."""
+    masters = MASTERS
+    agents = n - masters
+    settings = SETTINGS.format(n=n, masters=masters, agents=agents)
+    settings = settings.replace("---\ninformation:", "---\n" + WRITTEN_PARAMETERS + "information:", 1)
+    settings = settings.replace(
+        "  agent:\n    roles: [mesos-agent, docker]\n    size: s-2vcpu-4gb",
+        '  agent:\n    roles: [mesos-agent, docker]\n    size: "{{ parameter.agentSize }}"',
+        1,
+    )
+    out = [settings]
+    b = 0
+    left = agents
+    while left > 0:
+        b += 1
+        count = min(PER_BLUEPRINT, left)
+        out.append(WRITTEN_BLUEPRINT.format(b=b))
+        for i in range(1, count + 1):
+            previous = "master1" if i == 1 else f"a{b}n{i - 1}"
+            out.append(WRITTEN_AGENT.format(b=b, i=i, rack=(i - 1) // 40 + 1, previous=previous))
+        left -= count
+    return "".join(out)
+
+
 def plan(n: int) -> str:
     if n < MASTERS + 1:
         raise ValueError(f"N must be at least {MASTERS + 1}")
@@ -97,11 +157,18 @@ def plan(n: int) -> str:
 
 
 def main() -> int:
-    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
-        print(f"usage: {sys.argv[0]} N   (number of nodes, at least {MASTERS + 1})", file=sys.stderr)
+    args = sys.argv[1:]
+    form = plan
+    if args[:1] == ["--written"]:
+        form = written
+        args = args[1:]
+    if len(args) != 1 or not args[0].isdigit():
+        print(f"usage: {sys.argv[0]} [--written] N   (number of nodes, at least {MASTERS + 1})", file=sys.stderr)
         return 2
     try:
-        sys.stdout.write(plan(int(sys.argv[1])))
+        if int(args[0]) < MASTERS + 1:
+            raise ValueError(f"N must be at least {MASTERS + 1}")
+        sys.stdout.write(form(int(args[0])))
     except ValueError as e:
         print(f"{sys.argv[0]}: {e}", file=sys.stderr)
         return 2

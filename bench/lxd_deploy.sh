@@ -407,6 +407,9 @@ cycle() {
     read -r wall _ <"$ws/redeploy.time"
     grep -q '^Plan: 0 to add, 0 to change, 0 to destroy\.$' "$ws/redeploy.out" ||
         die "$name: the second deploy was not a no-op: $(grep '^Plan:' "$ws/redeploy.out" || echo 'no Plan: line')"
+    # On the nodes too: nothing uploaded, nothing restarted.
+    grep -q '^Bootstrap: 0 files uploaded, 0 services restarted, 0 nodes failed\.$' "$ws/redeploy.out" ||
+        die "$name: the second deploy's bootstrap was not a no-op: $(grep '^Bootstrap:' "$ws/redeploy.out" || echo 'no Bootstrap: line')"
     [[ $mode == timed ]] && echo "$name redeploy $wall" >>"$results"
     check_deployed "$name: second deploy"
 
@@ -525,7 +528,7 @@ body="$tmp/section.md"
     echo
     echo "Command: \`RUNS=$RUNS${REV:+ REV=$REV} bench/lxd_deploy.sh\` (after \`cargo build --release\` and \`scripts/local-cloud.sh\`). Each run, on a copy of"
     echo "\`$PLAN_FILE\` in a temporary folder: \`fitter deploy --yes --ssh-key KEY mesos-local.yaml\` from nothing (image already"
-    echo "in LXD's store), the same again (must print \`Plan: 0 to add, 0 to change, 0 to destroy.\`), then \`fitter dispose --yes\`."
+    echo "in LXD's store), the same again (must print \`Plan: 0 to add, 0 to change, 0 to destroy.\` and \`Bootstrap: 0 files uploaded, 0 services restarted, 0 nodes failed.\`), then \`fitter dispose --yes\`."
     echo "After each deploy the script checks with \`lxc\` that the 5 containers run and the network and 2 ACLs exist; after each"
     echo "dispose that nothing of the deployment is left. Every check passed."
     if [[ -n $(col bootstrap) ]]; then
