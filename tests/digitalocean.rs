@@ -923,7 +923,8 @@ fn a_droplet_the_api_lists_late_is_waited_for_not_created_twice() {
         delay: Duration::from_secs(secs),
     };
     cloud.sim.inject(late("agent5", 5));
-    cloud.sim.inject(late("agent6", 8));
+    // agent6 stays unlisted until the faults are cleared below: no window to race.
+    cloud.sim.inject(late("agent6", 3600));
     // Killed once agent6's id is in the state, while the API still answers 404 for it.
     deploy_killed_when(&cloud, &ws, "agent6 is recorded", || {
         std::fs::read_to_string(ws.state())
@@ -931,25 +932,41 @@ fn a_droplet_the_api_lists_late_is_waited_for_not_created_twice() {
             .and_then(|t| serde_json::from_str::<Json>(&t).ok())
             .is_some_and(|s| s["resources"]["node.agent6"]["id"].is_string())
     });
-    let hidden = api_call(
-        &cloud.sim,
-        "GET",
-        &format!(
-            "/v2/droplets/{}",
-            ws.state_json()["resources"]["node.agent6"]["id"]
-                .as_str()
-                .unwrap()
-        ),
+    let agent6 = format!(
+        "/v2/droplets/{}",
+        ws.state_json()["resources"]["node.agent6"]["id"]
+            .as_str()
+            .unwrap()
     );
+    let hidden = api_call(&cloud.sim, "GET", &agent6);
     assert!(
         hidden.starts_with("HTTP/1.1 404"),
         "agent6 is not found yet: {hidden}"
     );
 
-    let out = ws.deploy(&cloud.api_url);
+    // The resumed deploy meets agent6 still unknown to the API (a listing without it, or a
+    // 404 for its id); only once it has asked does the API list it.
+    let mark = cloud.sim.requests().len();
+    let resumed = ws
+        .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cloud.sim.requests()[mark..].iter().any(|r| {
+        r.method == "GET" && (r.path == agent6 || r.path == "/v2/droplets") && r.status < 500
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed deploy never asked for agent6"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cloud.sim.clear_faults();
+    let out = resumed.wait_with_output().unwrap();
     assert!(out.status.success(), "resumed deploy: {}", text(&out));
     assert_exactly_the_plan(&cloud.sim.snapshot());
-    cloud.sim.clear_faults();
     dispose_leaves_nothing(&cloud.sim, &ws, &cloud.api_url);
 }
 
