@@ -63,13 +63,7 @@ fn ansible_reads_both_inventory_formats_with_every_node_and_its_role_groups() {
         let hostvars = &read["_meta"]["hostvars"];
         for d in droplets_of(&snap) {
             let name = d["name"].as_str().unwrap();
-            let public = d["networks"]["v4"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|n| n["type"] == "public")
-                .unwrap()["ip_address"]
-                .clone();
+            let public = Json::from(public_ip(d));
             let vars = &hostvars[name];
             assert_eq!(vars["ansible_host"], public, "{format}: {name}: {vars}");
             assert_eq!(vars["ansible_user"], "root", "{format}: {name}");

@@ -238,15 +238,7 @@ fn deploy_redeploy_information_dispose_through_prism() {
     assert!(out.status.success(), "inventory: {}", text(&out));
     let ini = String::from_utf8_lossy(&out.stdout);
     for d in droplets_of(&after) {
-        let public = d["networks"]["v4"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["type"] == "public")
-            .unwrap()["ip_address"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let public = public_ip(d);
         let line = format!("{} ansible_host={public} ", d["name"].as_str().unwrap());
         assert!(ini.contains(&line), "{line} missing:\n{ini}");
     }

@@ -86,6 +86,16 @@ pub fn droplets_of(snap: &Snapshot) -> Vec<&Json> {
         .collect()
 }
 
+/// A droplet's public IPv4 address, as the API lists it.
+pub fn public_ip(droplet: &Json) -> String {
+    droplet["networks"]["v4"]
+        .as_array()
+        .and_then(|nets| nets.iter().find(|n| n["type"] == "public"))
+        .and_then(|n| n["ip_address"].as_str())
+        .unwrap_or_else(|| panic!("no public address: {droplet}"))
+        .to_string()
+}
+
 pub fn names(droplets: &[&Json]) -> Vec<String> {
     let mut n: Vec<String> = droplets
         .iter()
