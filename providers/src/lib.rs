@@ -27,7 +27,9 @@ pub mod api;
 pub mod catalogue;
 pub mod cloud;
 pub mod digitalocean;
+pub mod http;
 pub mod lxd;
+pub mod poller;
 pub mod registry;
 pub mod wait;
 

@@ -62,9 +62,10 @@ mod watch;
 
 pub use catalogue::KIND;
 
+use crate::poller::Watch;
 use answer::{Droplet, Firewall, SshKey, Tag, Vpc};
 use client::{Call, Client, Failure, Retries};
-use watch::{Watch, droplet_ready};
+use watch::droplet_ready;
 
 /// The public API.
 pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
@@ -191,7 +192,7 @@ struct Inner {
 
 impl DigitalOcean {
     pub fn new(deployment: &str, settings: Settings) -> Result<DigitalOcean, String> {
-        let client = Client::new(&settings.api_url, &settings.token, settings.retries)?;
+        let client = client::client(&settings.api_url, &settings.token, settings.retries)?;
         Ok(DigitalOcean {
             inner: Arc::new(Inner {
                 client,

@@ -1,8 +1,5 @@
-//! The readiness poller: one listing of the deployment's droplets answers every droplet
-//! waited for, whether to become active with a public address (after a create) or to be gone
-//! (after a delete). It runs while anything waits, polling sooner while droplets change.
-//! A listing that did not come is polled again; one that does not parse ends every wait
-//! with its error, since polling a hostile or broken answer again only hides it.
+//! Waiting for droplets: the shared poller ([`crate::poller`]) over one listing of the
+//! deployment's droplets by tag, and what makes a droplet ready.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,30 +7,13 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::Mutex;
 
 use super::answer::Droplet;
 use super::client::{self, Call, Failure};
 use super::{Inner, api_error, unsupported};
 use crate::api::{Outputs, ProviderError};
-
-/// How long a droplet waited for may be missing from the listings before it counts as
-/// nonexistent (the Terraform provider tolerates 404s for about as long after a create).
-const UNSEEN_GRACE: Duration = Duration::from_secs(120);
-
-/// What a waiter is told: its answer, or why the listing could not give one.
-type Told<T> = oneshot::Sender<Result<T, Failure>>;
-
-/// Droplets waited for by the poller.
-#[derive(Default)]
-pub(super) struct Watch {
-    ready: HashMap<u64, Vec<Told<Outputs>>>,
-    /// When a droplet waited for was first missing from a listing: right after a create
-    /// the API may not list it yet, so only a long absence means it does not exist.
-    unseen: HashMap<u64, tokio::time::Instant>,
-    gone: HashMap<u64, Vec<Told<()>>>,
-    polling: bool,
-}
+use crate::poller::{self, Listing, UNSEEN_GRACE, Waited, Watch};
 
 /// `public_ip` and `private_ip` of an active, unlocked droplet with a public address; `None`
 /// while it is pending. Its addresses are `IpAddr`s already: anything else (`*`, a name, a
@@ -55,108 +35,31 @@ pub(super) fn droplet_ready(droplet: &Droplet) -> Option<Outputs> {
     Some(outputs)
 }
 
+impl Listing for Inner {
+    type Item = Droplet;
+
+    fn watch(&self) -> &Mutex<Watch> {
+        &self.watch
+    }
+
+    fn first_poll(&self) -> Duration {
+        self.settings.first_poll
+    }
+
+    fn per_page(&self) -> usize {
+        client::PER_PAGE
+    }
+
+    async fn list(&self) -> Result<HashMap<u64, Droplet>, Failure> {
+        self.listed_droplets().await
+    }
+
+    fn ready(droplet: &Droplet) -> Option<Outputs> {
+        droplet_ready(droplet)
+    }
+}
+
 impl Inner {
-    /// Registers a wait and makes sure the poller runs.
-    async fn start_polling(self: &Arc<Self>) {
-        let mut watch = self.watch.lock().await;
-        if watch.polling {
-            return;
-        }
-        watch.polling = true;
-        let inner = Arc::clone(self);
-        tokio::spawn(async move { inner.poll().await });
-    }
-
-    /// One list of the deployment's droplets answers every wait; polls come sooner while
-    /// droplets keep changing and back off while nothing does.
-    async fn poll(self: Arc<Self>) {
-        let mut wait = self.settings.first_poll;
-        let mut quiet = Duration::from_secs(1);
-        loop {
-            tokio::time::sleep(wait).await;
-            let idle = {
-                let mut watch = self.watch.lock().await;
-                let idle = watch.ready.is_empty() && watch.gone.is_empty();
-                if idle {
-                    watch.polling = false;
-                }
-                idle
-            };
-            if idle {
-                return;
-            }
-            let listed = self.listed_droplets().await;
-            let mut progress = false;
-            let mut pages = 1;
-            match listed {
-                Ok(map) => {
-                    pages = map.len().div_ceil(client::PER_PAGE).max(1);
-                    let mut watch = self.watch.lock().await;
-                    let ready: Vec<(u64, Outputs)> = watch
-                        .ready
-                        .keys()
-                        .filter_map(|id| Some((*id, droplet_ready(map.get(id)?)?)))
-                        .collect();
-                    for (id, outputs) in ready {
-                        progress = true;
-                        watch.unseen.remove(&id);
-                        for tx in watch.ready.remove(&id).unwrap_or_default() {
-                            let _ = tx.send(Ok(outputs.clone()));
-                        }
-                    }
-                    // Missing too long: the waiters' channels close, which they report.
-                    let now = tokio::time::Instant::now();
-                    let waited: Vec<u64> = watch.ready.keys().copied().collect();
-                    for id in waited {
-                        if map.contains_key(&id) {
-                            watch.unseen.remove(&id);
-                            continue;
-                        }
-                        let since = *watch.unseen.entry(id).or_insert(now);
-                        if now.duration_since(since) > UNSEEN_GRACE {
-                            watch.unseen.remove(&id);
-                            watch.ready.remove(&id);
-                        }
-                    }
-                    let gone: Vec<u64> = watch
-                        .gone
-                        .keys()
-                        .filter(|id| !map.contains_key(id))
-                        .copied()
-                        .collect();
-                    for id in gone {
-                        progress = true;
-                        for tx in watch.gone.remove(&id).unwrap_or_default() {
-                            let _ = tx.send(Ok(()));
-                        }
-                    }
-                }
-                Err(failure @ Failure::Malformed { .. }) => {
-                    let mut watch = self.watch.lock().await;
-                    watch.unseen.clear();
-                    for tx in watch.ready.drain().flat_map(|(_, txs)| txs) {
-                        let _ = tx.send(Err(failure.clone()));
-                    }
-                    for tx in watch.gone.drain().flat_map(|(_, txs)| txs) {
-                        let _ = tx.send(Err(failure.clone()));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "listing droplets failed; will poll again"),
-            }
-            // While nothing changes, back off to a second per page of the listing (5 s for a
-            // thousand droplets, 25 requests a minute), so the creates keep most of the
-            // 250-a-minute budget; while droplets keep turning active, poll every half second.
-            let cap = Duration::from_secs(pages as u64).max(Duration::from_secs(2));
-            if progress {
-                wait = Duration::from_millis(500);
-                quiet = Duration::from_secs(1);
-            } else {
-                wait = quiet;
-                quiet = quiet.mul_f64(1.5).min(cap);
-            }
-        }
-    }
-
     pub(super) async fn wait_droplet(
         self: &Arc<Self>,
         resource: &str,
@@ -171,25 +74,16 @@ impl Inner {
         {
             return Ok(outputs);
         }
-        let (tx, rx) = oneshot::channel();
-        self.watch
-            .lock()
-            .await
-            .ready
-            .entry(numeric)
-            .or_default()
-            .push(tx);
-        self.start_polling().await;
         let timeout = self.settings.ready_timeout;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(outputs))) => Ok(outputs),
-            Ok(Ok(Err(failure))) => Err(api_error(resource, failure)),
-            Ok(Err(_)) => Err(ProviderError::Timeout {
+        match poller::ready(self, numeric, timeout).await {
+            Waited::Done(outputs) => Ok(outputs),
+            Waited::Failed(failure) => Err(api_error(resource, failure)),
+            Waited::Unseen => Err(ProviderError::Timeout {
                 resource: resource.to_string(),
                 seconds: UNSEEN_GRACE.as_secs(),
                 what: format!("droplet {id} is not listed: it does not exist"),
             }),
-            Err(_) => Err(ProviderError::Timeout {
+            Waited::TimedOut => Err(ProviderError::Timeout {
                 resource: resource.to_string(),
                 seconds: timeout.as_secs(),
                 what: format!("droplet {id} is not active with a public address"),
@@ -211,25 +105,17 @@ impl Inner {
             )
             .await
             .map_err(|f| api_error(&resource, f))?;
-        let (tx, rx) = oneshot::channel();
-        self.watch
-            .lock()
-            .await
-            .gone
-            .entry(numeric)
-            .or_default()
-            .push(tx);
-        self.start_polling().await;
         let timeout = self.settings.ready_timeout;
-        let told = tokio::time::timeout(timeout, rx)
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                resource: resource.clone(),
-                seconds: timeout.as_secs(),
-                what: "the droplet is still listed after its delete".into(),
-            })?;
-        if let Ok(Err(failure)) = told {
-            return Err(api_error(&resource, failure));
+        match poller::gone(self, numeric, timeout).await {
+            Waited::Done(()) | Waited::Unseen => {}
+            Waited::Failed(failure) => return Err(api_error(&resource, failure)),
+            Waited::TimedOut => {
+                return Err(ProviderError::Timeout {
+                    resource: resource.clone(),
+                    seconds: timeout.as_secs(),
+                    what: "the droplet is still listed after its delete".into(),
+                });
+            }
         }
         self.claimed.lock().await.remove(&numeric);
         if let Some(map) = self.droplets.lock().await.as_mut() {
@@ -274,8 +160,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_listing_that_does_not_parse_ends_the_wait_with_its_error_not_a_timeout() {
-        use super::super::client::tests::server;
         use super::super::{DigitalOcean, Settings};
+        use crate::http::tests::server;
         let body = json!({
             "droplets": [{"id": 7, "name": "agent1", "status": "active", "locked": false,
                           "size_slug": "s-1vcpu-1gb", "tags": ["fitter-d"],

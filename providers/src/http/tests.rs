@@ -2,6 +2,11 @@
 //! each against a server on loopback.
 
 use super::*;
+use crate::digitalocean::client::{DIALECT as DO, PER_HOUR, PER_MINUTE};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use tokio::time::Instant;
 
 /// The status and message of a call that must fail with one.
 async fn status_failure(
@@ -11,7 +16,7 @@ async fn status_failure(
     body: Option<&Json>,
     call: Call,
 ) -> (u16, String) {
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     match client.send(method, path, body, call).await {
         Err(Failure::Status { status, message }) => (status, message),
         other => panic!("not a status failure: {other:?}"),
@@ -20,7 +25,7 @@ async fn status_failure(
 
 /// A one-connection HTTP server on loopback that answers every request with `answer`;
 /// returns its address and the requests it received. The provider's tests use it too.
-pub(in crate::digitalocean) async fn server(
+pub(crate) async fn server(
     answer: String,
 ) -> (
     std::net::SocketAddr,
@@ -100,7 +105,7 @@ async fn endless_pages() -> std::net::SocketAddr {
 #[tokio::test]
 async fn a_listing_whose_pages_never_end_stops_with_an_error() {
     let api = endless_pages().await;
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     let failure = client
         .list_of::<Json>("/v2/droplets", "droplets")
         .await
@@ -147,7 +152,7 @@ async fn a_404_that_is_not_the_apis_error_is_not_gone() {
         body.len()
     ))
     .await;
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     let answer = client
         .send(Method::GET, "/v2/droplets/7", None, Call::Idempotent)
         .await
@@ -182,7 +187,7 @@ async fn a_success_that_is_not_json_is_an_error_naming_the_call() {
         page.len()
     ))
     .await;
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     let (status, message) = malformed_failure(
         client
             .send(Method::GET, "/v2/droplets/7", None, Call::Idempotent)
@@ -195,14 +200,14 @@ async fn a_success_that_is_not_json_is_an_error_naming_the_call() {
 
 #[tokio::test]
 async fn a_success_of_the_wrong_types_is_an_error_naming_the_call_and_the_field() {
-    use super::super::answer::Droplet;
+    use crate::digitalocean::answer::Droplet;
     // JSON, and a droplet's keys, but not a droplet's types.
     let api = answering(&serde_json::json!({"droplet": {
         "id": "7", "name": "agent1", "status": "active", "locked": "no",
         "size_slug": "s-1vcpu-1gb", "networks": {"v4": []}, "tags": []
     }}))
     .await;
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     let (status, message) =
         malformed_failure(client.get::<Droplet>("/v2/droplets/7", "droplet").await);
     assert_eq!(status, 200);
@@ -218,7 +223,7 @@ async fn a_success_of_the_wrong_types_is_an_error_naming_the_call_and_the_field(
         "links": {}, "meta": {"total": 1}
     }))
     .await;
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     let (_, message) = malformed_failure(
         client
             .list_of::<Droplet>("/v2/droplets?tag_name=x", "droplets")
@@ -231,7 +236,7 @@ async fn a_success_of_the_wrong_types_is_an_error_naming_the_call_and_the_field(
     );
     // A listing without its list is no listing.
     let api = answering(&serde_json::json!({"links": {}})).await;
-    let client = Client::new(&format!("http://{api}"), "t", Retries::default()).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", Retries::default()).unwrap();
     let (_, message) = malformed_failure(client.list_of::<Json>("/v2/vpcs", "vpcs").await);
     assert!(message.contains("has no `vpcs` list"), "{message}");
 }
@@ -263,7 +268,10 @@ fn messages_come_from_digitalocean_errors_and_proxy_problems() {
 
 #[tokio::test(start_paused = true)]
 async fn the_window_never_lets_more_than_its_cap_through_in_a_period() {
-    let limiter = Limiter::new(3, 100);
+    let limiter = Limiter::new(Budget::Windows {
+        per_minute: 3,
+        per_hour: 100,
+    });
     let start = Instant::now();
     let mut times = Vec::new();
     for _ in 0..7 {
@@ -284,13 +292,51 @@ async fn the_window_never_lets_more_than_its_cap_through_in_a_period() {
     }
 }
 
+/// Hetzner's shape: a bucket spent at once, then one request per refill, and the server's
+/// `ratelimit-remaining` lowers what the bucket holds (another client on the same token).
+#[tokio::test(start_paused = true)]
+async fn the_bucket_spends_its_capacity_then_one_per_refill_and_follows_the_server() {
+    let limiter = Limiter::new(Budget::Bucket {
+        capacity: 3,
+        per_hour: 3600,
+    });
+    let start = Instant::now();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        limiter.acquire().await;
+        times.push(start.elapsed());
+    }
+    assert_eq!(times[2], Duration::ZERO);
+    let close = |t: Duration, s: f64| (t.as_secs_f64() - s).abs() < 0.01;
+    assert!(close(times[3], 1.0), "{times:?}");
+    assert!(close(times[4], 2.0), "{times:?}");
+    // After 10 s the bucket is full again (3), but the server says 0 remain for 5 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut h = HeaderMap::new();
+    h.insert("ratelimit-remaining", "0".parse().unwrap());
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 5;
+    h.insert("ratelimit-reset", reset.to_string().parse().unwrap());
+    limiter.observe(&h).await;
+    let before = Instant::now();
+    limiter.acquire().await;
+    assert!(
+        before.elapsed() >= Duration::from_millis(900),
+        "the bucket was not emptied: {:?}",
+        before.elapsed()
+    );
+}
+
 /// At the settings the client uses (240 a minute, 4,900 an hour), over 5,500 requests (past
 /// the hourly cap): no 60 s window holds more than 240, no hour more than 4,900, and the
 /// limiter does not hold back more than it must (the 241st waits exactly a minute; the
 /// 4,901st waits for the hour). The tokio clock is paused: no real time passes.
 #[tokio::test(start_paused = true)]
 async fn the_limiter_at_its_real_settings_keeps_under_both_caps() {
-    let limiter = Limiter::new(PER_MINUTE, PER_HOUR);
+    let limiter = Limiter::new(DO.budget);
     let start = Instant::now();
     let mut times = Vec::new();
     for _ in 0..5_500 {
@@ -344,7 +390,13 @@ fn a_429_waits_for_retry_after_else_for_the_reset() {
 
 #[test]
 fn debug_output_hides_the_token() {
-    let c = Client::new("http://127.0.0.1:1", "dop_v1_secret", Retries::default()).unwrap();
+    let c = Client::new(
+        &DO,
+        "http://127.0.0.1:1",
+        "dop_v1_secret",
+        Retries::default(),
+    )
+    .unwrap();
     let shown = format!("{c:?}");
     assert!(!shown.contains("dop_v1_secret"), "{shown}");
     assert!(shown.contains("redacted"));
@@ -373,7 +425,7 @@ async fn a_server_that_never_answers_is_given_up_on_after_two_tries() {
         base: Duration::from_millis(1),
         ..Retries::default()
     };
-    let client = Client::new(&format!("http://{api}"), "t", retries).unwrap();
+    let client = Client::new(&DO, &format!("http://{api}"), "t", retries).unwrap();
     let out = client
         .send(Method::GET, "/v2/account", None, Call::Idempotent)
         .await;

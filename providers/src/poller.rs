@@ -1,0 +1,198 @@
+//! The readiness poller the clouds share: one listing of the deployment's machines (droplets
+//! by tag, servers by label) answers every machine waited for, whether to become ready (after
+//! a create) or to be gone (after a delete), instead of one GET per machine. It runs while
+//! anything waits, polling sooner while machines change and backing off while nothing does.
+//! A listing that did not come is polled again; one that does not parse ends every wait with
+//! its error, since polling a hostile or broken answer again only hides it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, oneshot};
+
+use crate::api::Outputs;
+use crate::http::Failure;
+
+/// How long a machine waited for may be missing from the listings before it counts as
+/// nonexistent (the Terraform providers tolerate 404s for about as long after a create).
+pub const UNSEEN_GRACE: Duration = Duration::from_secs(120);
+
+/// What a waiter is told: its answer, or why the listing could not give one.
+type Told<T> = oneshot::Sender<Result<T, Failure>>;
+
+/// Machines waited for.
+#[derive(Default)]
+pub struct Watch {
+    ready: HashMap<u64, Vec<Told<Outputs>>>,
+    /// When a machine waited for was first missing from a listing: right after a create the
+    /// API may not list it yet, so only a long absence means it does not exist.
+    unseen: HashMap<u64, tokio::time::Instant>,
+    gone: HashMap<u64, Vec<Told<()>>>,
+    polling: bool,
+}
+
+/// A cloud's listing of the deployment's machines.
+pub trait Listing: Send + Sync + Sized + 'static {
+    type Item: Send + Sync;
+    fn watch(&self) -> &Mutex<Watch>;
+    /// The first poll comes this long after the first wait.
+    fn first_poll(&self) -> Duration;
+    /// Items per page of the listing: the back-off is a second per page.
+    fn per_page(&self) -> usize;
+    /// Every machine of the deployment, by id.
+    fn list(&self) -> impl Future<Output = Result<HashMap<u64, Self::Item>, Failure>> + Send;
+    /// What is known of a machine once it is ready; `None` while it is pending.
+    fn ready(item: &Self::Item) -> Option<Outputs>;
+}
+
+/// How a wait ended.
+#[derive(Debug)]
+pub enum Waited<T> {
+    Done(T),
+    /// The listing did not parse.
+    Failed(Failure),
+    /// Not listed for [`UNSEEN_GRACE`]: it does not exist.
+    Unseen,
+    TimedOut,
+}
+
+/// Waits until machine `id` is ready.
+pub async fn ready<L: Listing>(source: &Arc<L>, id: u64, timeout: Duration) -> Waited<Outputs> {
+    let (tx, rx) = oneshot::channel();
+    source
+        .watch()
+        .lock()
+        .await
+        .ready
+        .entry(id)
+        .or_default()
+        .push(tx);
+    start(source).await;
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(outputs))) => Waited::Done(outputs),
+        Ok(Ok(Err(failure))) => Waited::Failed(failure),
+        Ok(Err(_)) => Waited::Unseen,
+        Err(_) => Waited::TimedOut,
+    }
+}
+
+/// Waits until machine `id` is no longer listed.
+pub async fn gone<L: Listing>(source: &Arc<L>, id: u64, timeout: Duration) -> Waited<()> {
+    let (tx, rx) = oneshot::channel();
+    source
+        .watch()
+        .lock()
+        .await
+        .gone
+        .entry(id)
+        .or_default()
+        .push(tx);
+    start(source).await;
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(()))) => Waited::Done(()),
+        Ok(Ok(Err(failure))) => Waited::Failed(failure),
+        Ok(Err(_)) => Waited::Unseen,
+        Err(_) => Waited::TimedOut,
+    }
+}
+
+/// Makes sure the poller runs.
+async fn start<L: Listing>(source: &Arc<L>) {
+    let mut watch = source.watch().lock().await;
+    if watch.polling {
+        return;
+    }
+    watch.polling = true;
+    tokio::spawn(poll(Arc::clone(source)));
+}
+
+async fn poll<L: Listing>(source: Arc<L>) {
+    let mut wait = source.first_poll();
+    let mut quiet = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        {
+            let mut watch = source.watch().lock().await;
+            if watch.ready.is_empty() && watch.gone.is_empty() {
+                watch.polling = false;
+                return;
+            }
+        }
+        let mut progress = false;
+        let mut pages = 1;
+        match source.list().await {
+            Ok(map) => {
+                pages = map.len().div_ceil(source.per_page()).max(1);
+                progress = answer::<L>(&mut *source.watch().lock().await, &map);
+            }
+            Err(failure @ Failure::Malformed { .. }) => {
+                let mut watch = source.watch().lock().await;
+                watch.unseen.clear();
+                for tx in watch.ready.drain().flat_map(|(_, txs)| txs) {
+                    let _ = tx.send(Err(failure.clone()));
+                }
+                for tx in watch.gone.drain().flat_map(|(_, txs)| txs) {
+                    let _ = tx.send(Err(failure.clone()));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing machines failed; will poll again"),
+        }
+        // While nothing changes, back off to a second per page of the listing (5 s for a
+        // thousand droplets), so the creates keep most of the budget; while machines keep
+        // turning ready, poll every half second.
+        let cap = Duration::from_secs(pages as u64).max(Duration::from_secs(2));
+        if progress {
+            wait = Duration::from_millis(500);
+            quiet = Duration::from_secs(1);
+        } else {
+            wait = quiet;
+            quiet = quiet.mul_f64(1.5).min(cap);
+        }
+    }
+}
+
+/// Tells every waiter the listing answers; whether anything changed.
+fn answer<L: Listing>(watch: &mut Watch, map: &HashMap<u64, L::Item>) -> bool {
+    let mut progress = false;
+    let ready: Vec<(u64, Outputs)> = watch
+        .ready
+        .keys()
+        .filter_map(|id| Some((*id, L::ready(map.get(id)?)?)))
+        .collect();
+    for (id, outputs) in ready {
+        progress = true;
+        watch.unseen.remove(&id);
+        for tx in watch.ready.remove(&id).unwrap_or_default() {
+            let _ = tx.send(Ok(outputs.clone()));
+        }
+    }
+    // Missing too long: the waiters' channels close, which they report.
+    let now = tokio::time::Instant::now();
+    let waited: Vec<u64> = watch.ready.keys().copied().collect();
+    for id in waited {
+        if map.contains_key(&id) {
+            watch.unseen.remove(&id);
+            continue;
+        }
+        let since = *watch.unseen.entry(id).or_insert(now);
+        if now.duration_since(since) > UNSEEN_GRACE {
+            watch.unseen.remove(&id);
+            watch.ready.remove(&id);
+        }
+    }
+    let gone: Vec<u64> = watch
+        .gone
+        .keys()
+        .filter(|id| !map.contains_key(id))
+        .copied()
+        .collect();
+    for id in gone {
+        progress = true;
+        for tx in watch.gone.remove(&id).unwrap_or_default() {
+            let _ = tx.send(Ok(()));
+        }
+    }
+    progress
+}
