@@ -47,6 +47,10 @@ pub struct Component {
     /// Files rendered from the component's Tera templates.
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// Whether the component's members form a quorum (ZooKeeper): clouds that can put
+    /// machines on different hosts do so for its nodes (Hetzner's spread placement group).
+    #[serde(default)]
+    pub quorum: bool,
 }
 
 fn yes() -> bool {

@@ -94,6 +94,8 @@ pub struct DesiredNode {
     pub firewall: Option<String>,
     /// The plan's tags (the deployment's), before role and firewall tags are added.
     pub tags: Vec<String>,
+    /// A role of the node forms a quorum (its component says `quorum: true`).
+    pub spread: bool,
 }
 
 /// Why an edge exists; shown by `fitter graph`.
@@ -305,7 +307,7 @@ pub fn build(fittings: &Fittings, catalog: &Catalog) -> Result<ResourceGraph, Gr
     add_account_resources(&mut b, fittings, &tag);
     add_networks(&mut b, fittings);
     let firewall_of = add_firewalls(&mut b, fittings);
-    add_nodes(&mut b, fittings, &tag, &firewall_of);
+    add_nodes(&mut b, fittings, catalog, &tag, &firewall_of);
     add_bootstrap(&mut b, fittings, catalog);
     add_references(&mut b, fittings);
     add_depends_on(&mut b, fittings);
@@ -478,9 +480,19 @@ fn add_firewalls(b: &mut Builder, fittings: &Fittings) -> Vec<Option<String>> {
     firewall_of
 }
 
-fn add_nodes(b: &mut Builder, fittings: &Fittings, tag: &str, firewall_of: &[Option<String>]) {
+fn add_nodes(
+    b: &mut Builder,
+    fittings: &Fittings,
+    catalog: &Catalog,
+    tag: &str,
+    firewall_of: &[Option<String>],
+) {
     for (i, node) in fittings.nodes.iter().enumerate() {
-        let step = node_step(fittings, node, tag, firewall_of[i].as_deref());
+        let spread = fittings
+            .components_of(node, catalog)
+            .iter()
+            .any(|c| c.quorum);
+        let step = node_step(fittings, node, tag, firewall_of[i].as_deref(), spread);
         let n = b.add(step);
         if node.provider.cloud().has_account_resources() {
             for account in ["ssh_key.operator", "tag.deployment"] {
@@ -502,7 +514,13 @@ fn add_nodes(b: &mut Builder, fittings: &Fittings, tag: &str, firewall_of: &[Opt
     }
 }
 
-fn node_step(fittings: &Fittings, node: &NodeSpec, tag: &str, firewall: Option<&str>) -> Step {
+fn node_step(
+    fittings: &Fittings,
+    node: &NodeSpec,
+    tag: &str,
+    firewall: Option<&str>,
+    spread: bool,
+) -> Step {
     let mut step = resource(
         ResourceKind::Node,
         &node.name.value,
@@ -551,6 +569,7 @@ fn node_step(fittings: &Fittings, node: &NodeSpec, tag: &str, firewall: Option<&
         roles: node.roles.iter().map(|r| r.value.clone()).collect(),
         firewall: firewall.map(str::to_string),
         tags: vec![tag.to_string()],
+        spread,
     }));
     step
 }

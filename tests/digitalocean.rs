@@ -252,6 +252,75 @@ fn deploy_redeploy_information_dispose_through_prism() {
     assert_eq!(list.as_array().unwrap().len(), 12);
 
     // That no command prints the token or a secret: tests/no_secret_printed.rs.
+    let before = cloud.sim.requests().len();
+    dispose_leaves_nothing(&cloud.sim, &ws, &cloud.api_url);
+    // The twelve droplets go in one call, by the deployment's tag.
+    let deletes: Vec<String> = cloud.sim.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.starts_with("/v2/droplets"))
+        .map(|r| format!("{}?{}", r.path, r.query))
+        .collect();
+    assert_eq!(deletes, [format!("/v2/droplets?tag_name={TAG}")]);
+}
+
+/// Removing part of the deployment deletes it in a few calls too: the droplets that go are
+/// tagged with a tag made for the deletion (one call), deleted by it (one call), and the
+/// tag is removed; the others stay untouched.
+#[test]
+fn nodes_removed_from_the_plan_go_by_a_tag_made_for_the_deletion() {
+    let (cloud, ws) = deployed();
+    // The same file name: the deployment is named after it.
+    std::fs::create_dir(ws.dir.path().join("fewer")).unwrap();
+    let fewer = ws.dir.path().join("fewer/mesos-digitalocean.yaml");
+    let text_of_plan = std::fs::read_to_string(root().join(PLAN)).unwrap();
+    assert!(text_of_plan.contains("agent[1..9]"));
+    std::fs::write(&fewer, text_of_plan.replace("agent[1..9]", "agent[1..4]")).unwrap();
+    let before = cloud.sim.requests().len();
+    let out = ws
+        .command_for(
+            &cloud.api_url,
+            &fewer,
+            &["deploy", "--yes", "--skip-bootstrap"],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy with fewer agents: {}",
+        text(&out)
+    );
+    let snap = cloud.sim.snapshot();
+    let mut left = names(&droplets_of(&snap));
+    left.sort();
+    let mut wanted: Vec<String> = (1..=3)
+        .map(|i| format!("master{i}"))
+        .chain((1..=4).map(|i| format!("agent{i}")))
+        .collect();
+    wanted.sort();
+    assert_eq!(left, wanted);
+    let calls: Vec<(String, String)> = cloud.sim.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| (r.method.clone(), format!("{}?{}", r.path, r.query)))
+        .collect();
+    let deletion_tag = calls
+        .iter()
+        .find_map(|(m, p)| (m == "DELETE").then(|| p.strip_prefix("/v2/droplets?tag_name="))?)
+        .unwrap_or_else(|| panic!("no delete by tag: {calls:?}"))
+        .replace("%3A", ":");
+    assert!(
+        deletion_tag.starts_with(&format!("{TAG}:delete-")),
+        "{deletion_tag}"
+    );
+    let droplet_deletes = calls
+        .iter()
+        .filter(|(m, p)| m == "DELETE" && p.starts_with("/v2/droplets"))
+        .count();
+    assert_eq!(droplet_deletes, 1, "{calls:?}");
+    assert!(
+        !snap.tags.iter().any(|t| t["name"] == deletion_tag.as_str()),
+        "the deletion's tag is removed"
+    );
     dispose_leaves_nothing(&cloud.sim, &ws, &cloud.api_url);
 }
 

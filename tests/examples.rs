@@ -247,15 +247,38 @@ fn provider_on_the_command_line_overrides_the_plan() {
         ]),
         ["lxd".to_string()].into()
     );
+    // A plan moved to a cloud with regions whose own location is no region there (`local`,
+    // another cloud's `nyc3`) goes to that cloud's default region, said as a warning.
     let (code, _, stderr) = fitter(&[
         "validate",
         "--provider",
         "digitalocean",
         "fittings/mesos-local.yaml",
     ]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("fittings/mesos-local.yaml:49:13: error: unknown region `local`"),
+        stderr.contains("fittings/mesos-local.yaml:49:13: warning: `local` is not a region of digitalocean; --provider puts it in `nyc3`"),
         "{stderr}"
     );
+    // Every example plan plans on Hetzner too (issue 14), DigitalOcean's sizes and images
+    // translated by the provider.
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fittings")).unwrap() {
+        let path = entry.unwrap().path();
+        let plan = format!("fittings/{}", path.file_name().unwrap().to_str().unwrap());
+        let (code, _, stderr) = fitter(&["validate", "--provider", "hetzner", &plan]);
+        assert_eq!(code, 0, "{plan}: {stderr}");
+        assert_eq!(
+            providers(&[
+                "plan",
+                "--json",
+                "--provider",
+                "hetzner",
+                &plan,
+                "--state",
+                &state
+            ]),
+            ["hetzner".to_string()].into(),
+            "{plan}"
+        );
+    }
 }

@@ -67,6 +67,9 @@ fn request(deployment: &str, node: &str) -> (Request, String) {
         host_key_public: key.public_openssh.clone(),
         authorized_keys: vec![],
         tags: vec![],
+        roles: vec![],
+        firewall: None,
+        spread: false,
     };
     (Request::Node(request), key.public_openssh)
 }

@@ -297,9 +297,10 @@ const PLUMBERY_PLANS: &[&str] = &[
 
 #[test]
 fn every_plumbery_plan_validates_with_warnings_only_on_each_provider() {
+    // Hetzner since issue 14: validate is what `plan --no-refresh` checks first.
     for case in PLUMBERY_PLANS {
         let plan = root().join(format!("tests/cases/{case}/fittings.yaml"));
-        for provider in ["digitalocean", "lxd"] {
+        for provider in ["digitalocean", "hetzner", "lxd"] {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_fitter"))
                 .args(["validate", "--provider", provider])
                 .arg(&plan)

@@ -137,8 +137,10 @@ pub struct Member {
 pub struct FirewallRequest {
     pub deployment: String,
     pub name: String,
-    /// The network the firewall's nodes are on.
+    /// The network the firewall's nodes are on, and its range: clouds whose rules name
+    /// addresses (Hetzner) allow traffic among the deployment's nodes by it.
     pub network: Option<String>,
+    pub network_range: Option<Ipv4Net>,
     pub rules: Vec<FirewallRule>,
     /// The nodes it protects, and the tag they carry for it.
     pub members: Vec<Member>,
@@ -165,6 +167,12 @@ pub struct NodeRequest {
     /// Public keys allowed to log in as root.
     pub authorized_keys: Vec<String>,
     pub tags: Vec<String>,
+    /// The node's roles and its firewall, for clouds that mark them with labels (Hetzner).
+    pub roles: Vec<String>,
+    pub firewall: Option<String>,
+    /// Whether the node has a role whose component forms a quorum (ZooKeeper): such nodes
+    /// go on different hosts where the cloud can say so (a spread placement group).
+    pub spread: bool,
 }
 
 impl NodeRequest {
@@ -351,6 +359,27 @@ pub trait Provider: Send + Sync {
 
     /// Deletes and waits until it is gone; a resource already gone is not an error.
     async fn delete(&self, kind: ResourceKind, id: &str) -> Result<(), ProviderError>;
+
+    /// Whether deletes of `kind` that become ready together go to
+    /// [`Provider::delete_batch`] as one hand-over (DigitalOcean deletes droplets by tag in
+    /// one call). `false` (the default): one [`Provider::delete`] each.
+    fn deletes_together(&self, _kind: ResourceKind) -> bool {
+        false
+    }
+
+    /// Deletes resources of one kind and waits until they are gone; answers each, in order.
+    /// The default deletes them one after the other.
+    async fn delete_batch(
+        &self,
+        kind: ResourceKind,
+        ids: &[String],
+    ) -> Vec<Result<(), ProviderError>> {
+        let mut answers = Vec::with_capacity(ids.len());
+        for id in ids {
+            answers.push(self.delete(kind, id).await);
+        }
+        answers
+    }
 
     /// Everything in the cloud marked as belonging to `deployment`, whatever the state says.
     async fn owned(&self, deployment: &str) -> Result<Vec<Owned>, ProviderError>;

@@ -97,7 +97,11 @@ impl Catalogue {
         appliance: &str,
     ) -> Result<Appliance, String> {
         let wanted = appliance_slug(appliance);
-        if let Some(image) = self.images.iter().find(|i| i.starts_with(&wanted)) {
+        if let Some(image) = self
+            .images
+            .iter()
+            .find(|i| appliance_slug(i).starts_with(&wanted))
+        {
             return Ok(Appliance::exact(image));
         }
         let first_word = wanted.split('-').next().unwrap_or("");

@@ -45,6 +45,13 @@ pub trait Cloud: Send + Sync {
     /// `cpu:`/`memory:` ask for; past the largest, an error that names it.
     fn size_for(&self, cpu: u32, memory_gb: u32) -> Result<&'static str, String>;
 
+    /// When no size is as large as `cpu:`/`memory:` ask, the size that stands in for it and
+    /// why (shown as a warning); `None` (the default): the plan is refused. Hetzner's largest
+    /// type has 192 GB where plumbery's plans may ask 256: its largest stands in, said.
+    fn size_stand_in(&self, _cpu: u32, _memory_gb: u32) -> Option<(&'static str, String)> {
+        None
+    }
+
     /// The image for a plumbery `appliance:` name such as `Ubuntu 24.04` or `Debian 12`;
     /// for a name of plumbery's time no cloud sells any more (`Ubuntu 14`), the image that
     /// stands in for it, with a note the loader shows as a warning.
@@ -67,6 +74,12 @@ pub trait Cloud: Send + Sync {
     /// city it was in and this cloud's region nearest it; asked only when
     /// [`Cloud::has_regions`].
     fn region_for_location(&self, _location: &str) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
+    /// The region a location gets when `--provider` moved the plan to this cloud and its
+    /// own `locationId` is no region here (`local`, another cloud's `nyc3`).
+    fn default_region(&self) -> Option<&'static str> {
         None
     }
 

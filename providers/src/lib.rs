@@ -25,8 +25,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod api;
 pub mod catalogue;
+pub(crate) mod checked;
 pub mod cloud;
 pub mod digitalocean;
+pub mod hetzner;
 pub mod http;
 pub mod lxd;
 pub mod poller;

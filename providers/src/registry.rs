@@ -7,10 +7,10 @@
 
 use std::fmt;
 
-use crate::{ProviderKind, digitalocean, lxd};
+use crate::{ProviderKind, digitalocean, hetzner, lxd};
 
 /// Every cloud, in the order messages list them.
-const KNOWN: &[ProviderKind] = &[digitalocean::KIND, lxd::KIND];
+const KNOWN: &[ProviderKind] = &[digitalocean::KIND, hetzner::KIND, lxd::KIND];
 
 /// Every cloud fitter knows.
 pub fn all() -> &'static [ProviderKind] {
@@ -79,7 +79,7 @@ mod tests {
     fn unknown_names_list_the_known_ones() {
         assert_eq!(
             lookup("aws").unwrap_err().to_string(),
-            "unknown provider `aws`; expected one of: digitalocean, lxd"
+            "unknown provider `aws`; expected one of: digitalocean, hetzner, lxd"
         );
     }
 
@@ -94,7 +94,7 @@ mod tests {
         let err = serde_json::from_str::<ProviderKind>("\"aws\"").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("unknown provider `aws`; expected one of: digitalocean, lxd"),
+                .starts_with("unknown provider `aws`; expected one of: digitalocean, hetzner, lxd"),
             "{err}"
         );
     }

@@ -8,17 +8,34 @@
 //! `batch_limit` a call, each call holding one of `--parallelism`'s slots. What shares a call
 //! is decided by the graph alone, never by how fast the members were: the same plan makes the
 //! same calls on a fast machine and a slow one.
+//!
+//! Deletes gather the same way: the deletes of one round whose provider takes them together
+//! ([`Provider::deletes_together`], DigitalOcean's droplets by tag) are handed over in one
+//! [`Provider::delete_batch`] per provider and kind, so that disposing of a thousand droplets
+//! is a few calls, not a thousand.
 
 use std::sync::Arc;
 
-use fitter_providers::ProviderKind;
 use fitter_providers::api::{Provider, Request};
+use fitter_providers::{ProviderKind, ResourceKind};
 
 use super::{ApplyError, Context, Op, OpError, slot};
 use crate::plan::Action;
 
-/// Whether an operation is a create its provider can batch with others.
+/// Whether an operation is a create its provider can batch with others, or a delete it
+/// takes together with others.
 pub(super) fn joins_batch(ctx: &Context<'_>, op: &Op) -> bool {
+    if let Op::Delete {
+        address,
+        kind,
+        provider,
+    } = op
+    {
+        return ctx
+            .providers
+            .get(*provider, address)
+            .is_ok_and(|p| p.deletes_together(*kind));
+    }
     let Op::Apply(i) = op else { return false };
     let change = &ctx.plan.changes[*i];
     matches!(change.action, Action::Create | Action::Replace)
@@ -42,6 +59,21 @@ pub(super) struct Cohort {
 pub(super) struct CohortMembers {
     settled: usize,
     submitted: Vec<Submitted>,
+    doomed: Vec<Doomed>,
+}
+
+/// A delete handed to the cohort.
+struct Doomed {
+    provider: Arc<dyn Provider>,
+    kind: ResourceKind,
+    id: String,
+    reply: tokio::sync::oneshot::Sender<Result<(), OpError>>,
+}
+
+/// What a settled cohort sends.
+struct Settled {
+    creates: Vec<Submitted>,
+    deletes: Vec<Doomed>,
 }
 
 struct Submitted {
@@ -61,11 +93,40 @@ impl Cohort {
 
     /// Records that one member settled (with a request or without); the whole cohort once
     /// the last one has.
-    fn settle(&self, submitted: Option<Submitted>) -> Option<Vec<Submitted>> {
+    fn settle(&self, submitted: Option<Submitted>, doomed: Option<Doomed>) -> Option<Settled> {
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members.settled += 1;
         members.submitted.extend(submitted);
-        (members.settled == self.expected).then(|| std::mem::take(&mut members.submitted))
+        members.doomed.extend(doomed);
+        (members.settled == self.expected).then(|| Settled {
+            creates: std::mem::take(&mut members.submitted),
+            deletes: std::mem::take(&mut members.doomed),
+        })
+    }
+
+    /// Hands over a delete; returns once the cohort's call for it has answered.
+    pub(super) async fn submit_delete(
+        &self,
+        ctx: &Context<'_>,
+        provider: &Arc<dyn Provider>,
+        kind: ResourceKind,
+        id: String,
+    ) -> Result<(), OpError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let member = Doomed {
+            provider: Arc::clone(provider),
+            kind,
+            id: id.clone(),
+            reply,
+        };
+        if let Some(all) = self.settle(None, Some(member)) {
+            send_cohort(ctx, all).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(OpError::Failed(ApplyError::NoAnswer {
+                resource: format!("{kind} {id}"),
+            }))
+        })
     }
 
     pub(super) async fn submit(
@@ -82,7 +143,7 @@ impl Cohort {
             request,
             reply,
         };
-        if let Some(all) = self.settle(Some(member)) {
+        if let Some(all) = self.settle(Some(member), None) {
             send_cohort(ctx, all).await;
         }
         answer
@@ -91,14 +152,60 @@ impl Cohort {
     }
 
     pub(super) async fn withdraw(&self, ctx: &Context<'_>) {
-        if let Some(all) = self.settle(None) {
+        if let Some(all) = self.settle(None, None) {
             send_cohort(ctx, all).await;
         }
     }
 }
 
+/// Sends a cohort's creates and deletes.
+async fn send_cohort(ctx: &Context<'_>, settled: Settled) {
+    futures::future::join(
+        send_creates(ctx, settled.creates),
+        send_deletes(ctx, settled.deletes),
+    )
+    .await;
+}
+
+/// One [`Provider::delete_batch`] per provider and kind, holding one call slot.
+async fn send_deletes(ctx: &Context<'_>, doomed: Vec<Doomed>) {
+    let mut groups: Vec<Vec<Doomed>> = Vec::new();
+    for d in doomed {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].provider.kind() == d.provider.kind() && g[0].kind == d.kind)
+        {
+            Some(g) => g.push(d),
+            None => groups.push(vec![d]),
+        }
+    }
+    futures::future::join_all(groups.into_iter().map(|mut group| async move {
+        group.sort_by(|a, b| a.id.cmp(&b.id));
+        let slot = slot(ctx).await;
+        if slot.is_err() {
+            for d in group {
+                let _ = d.reply.send(Err(OpError::Interrupted));
+            }
+            return;
+        }
+        let provider = Arc::clone(&group[0].provider);
+        let ids: Vec<String> = group.iter().map(|d| d.id.clone()).collect();
+        let mut answers = provider.delete_batch(group[0].kind, &ids).await.into_iter();
+        for d in group {
+            let answer = match answers.next() {
+                Some(a) => a.map_err(|e| OpError::Failed(e.into())),
+                None => Err(OpError::Failed(ApplyError::NoAnswer {
+                    resource: format!("{} {}", d.kind, d.id),
+                })),
+            };
+            let _ = d.reply.send(answer);
+        }
+    }))
+    .await;
+}
+
 /// Sends a cohort's creates: one provider call per batch, each holding one call slot.
-async fn send_cohort(ctx: &Context<'_>, mut all: Vec<Submitted>) {
+async fn send_creates(ctx: &Context<'_>, mut all: Vec<Submitted>) {
     all.sort_by(|a, b| a.address.cmp(&b.address));
     let mut batches: Vec<Vec<Submitted>> = Vec::new();
     let mut keys: Vec<(ProviderKind, Option<String>)> = Vec::new();

@@ -518,10 +518,25 @@ async fn run_op(ctx: &Context<'_>, op: &Op, cohort: Option<&Cohort>) -> Result<(
             kind,
             provider,
         } => {
-            if let Some(id) = recorded_id(ctx, address).await {
-                let p = ctx.providers.get(*provider, address)?;
-                let _slot = slot(ctx).await?;
-                p.delete(*kind, &id).await?;
+            let id = recorded_id(ctx, address).await;
+            match (id, cohort) {
+                (Some(id), Some(c)) => {
+                    let p = match ctx.providers.get(*provider, address) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            c.withdraw(ctx).await;
+                            return Err(e.into());
+                        }
+                    };
+                    c.submit_delete(ctx, p, *kind, id).await?;
+                }
+                (Some(id), None) => {
+                    let p = ctx.providers.get(*provider, address)?;
+                    let _slot = slot(ctx).await?;
+                    p.delete(*kind, &id).await?;
+                }
+                (None, Some(c)) => c.withdraw(ctx).await,
+                (None, None) => {}
             }
             Ok(save(ctx, |s| {
                 s.resources.remove(address);

@@ -123,6 +123,7 @@ pub(super) fn build_request(
                 member_tag: firewall_tag(&deployment, &name),
                 deployment,
                 name,
+                network_range: network.as_deref().and_then(subnet_of),
                 network,
                 rules,
                 members,
@@ -158,6 +159,9 @@ pub(super) fn build_request(
                 host_key_public: outputs.host_key.clone().unwrap_or_default(),
                 authorized_keys: vec![ctx.options.operator.public_openssh.clone()],
                 tags,
+                roles: n.roles.clone(),
+                firewall: n.firewall.clone(),
+                spread: n.spread,
                 name,
             })
         }

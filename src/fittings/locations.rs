@@ -93,10 +93,28 @@ impl Loader<'_> {
                         );
                         Some(region.to_string())
                     }
-                    None => {
-                        self.report.error(r.span, why);
-                        Some(r.value)
-                    }
+                    // `--provider` moved the plan to this cloud: its own region means nothing
+                    // here, so the cloud's default stands in, said.
+                    None => match cloud
+                        .default_region()
+                        .filter(|_| self.cli_provider.is_some())
+                    {
+                        Some(region) => {
+                            self.report.warning(
+                                r.span,
+                                format!(
+                                    "`{}` is not a region of {}; --provider puts it in `{region}`, the default (set `regionId` or pass --region to choose another)",
+                                    r.value,
+                                    provider.name()
+                                ),
+                            );
+                            Some(region.to_string())
+                        }
+                        None => {
+                            self.report.error(r.span, why);
+                            Some(r.value)
+                        }
+                    },
                 },
             }
         } else {

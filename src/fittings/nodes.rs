@@ -361,16 +361,22 @@ impl Loader<'_> {
             return provider.cloud().default_size().to_string();
         }
         let (cpu, memory) = (cpu.unwrap_or(1), memory.unwrap_or(1));
+        let span = settings
+            .get("cpu")
+            .or(settings.get("memory"))
+            .map(|n| n.span);
         match provider.cloud().size_for(cpu, memory) {
             Ok(s) => s.to_string(),
-            Err(why) => {
-                let span = settings
-                    .get("cpu")
-                    .or(settings.get("memory"))
-                    .map(|n| n.span);
-                self.report.error(span, why);
-                String::new()
-            }
+            Err(why) => match provider.cloud().size_stand_in(cpu, memory) {
+                Some((size, note)) => {
+                    self.report.warning(span, note);
+                    size.to_string()
+                }
+                None => {
+                    self.report.error(span, why);
+                    String::new()
+                }
+            },
         }
     }
 

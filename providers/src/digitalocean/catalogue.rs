@@ -60,6 +60,10 @@ impl Cloud for DigitalOceanCloud {
             .map(|l| (l.city.as_str(), l.region.as_str()))
     }
 
+    fn default_region(&self) -> Option<&'static str> {
+        Some("nyc3")
+    }
+
     fn check_size(&self, size: &str) -> Result<(), String> {
         if catalogue().size(size).is_some() {
             Ok(())

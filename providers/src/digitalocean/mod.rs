@@ -40,8 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use md5::Digest as _;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -133,42 +131,12 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Whether an API URL keeps the token safe: https, or http to this machine (loopback).
-fn secure_enough(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return true;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The name of a VPC or firewall in the account: `fitter-<deployment>-<name>`.
 pub fn cloud_name(deployment: &str, name: &str) -> String {
     format!("fitter-{deployment}-{name}")
 }
 
-/// The MD5 fingerprint DigitalOcean gives an OpenSSH public key: colon-separated hex.
-pub fn md5_fingerprint(public_openssh: &str) -> Option<String> {
-    let blob = public_openssh.split_whitespace().nth(1)?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(blob)
-        .ok()?;
-    let digest = md5::Md5::digest(&raw);
-    Some(
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
-}
+pub use crate::http::{md5_fingerprint, secure_enough};
 
 pub struct DigitalOcean {
     inner: Arc<Inner>,
@@ -450,6 +418,25 @@ impl Provider for DigitalOcean {
             ResourceKind::Tag => inner.delete_tags(id).await,
             ResourceKind::SshKey => inner.delete_ssh_key(id).await,
         }
+    }
+
+    fn deletes_together(&self, kind: ResourceKind) -> bool {
+        kind == ResourceKind::Node
+    }
+
+    async fn delete_batch(
+        &self,
+        kind: ResourceKind,
+        ids: &[String],
+    ) -> Vec<Result<(), ProviderError>> {
+        if kind != ResourceKind::Node {
+            let mut answers = Vec::with_capacity(ids.len());
+            for id in ids {
+                answers.push(self.delete(kind, id).await);
+            }
+            return answers;
+        }
+        self.inner.delete_droplets(ids).await
     }
 
     async fn owned(&self, deployment: &str) -> Result<Vec<Owned>, ProviderError> {

@@ -125,6 +125,130 @@ impl Inner {
     }
 }
 
+/// Droplets tagged in one call when only part of the deployment goes.
+const TAG_CHUNK: usize = 100;
+
+impl Inner {
+    /// Deletes droplets in a few calls: the whole deployment by its tag in one, a part of it
+    /// by a tag made for the deletion (tagged a hundred at a time), then waits until every
+    /// one is gone from the listing. The deletion's tag is unique to the call, so a run
+    /// killed between tagging and deleting leaves a tag no later deletion reuses; the
+    /// deployment's teardown sweeps it (`fitter-<deployment>:*`).
+    pub(super) async fn delete_droplets(
+        self: &Arc<Self>,
+        ids: &[String],
+    ) -> Vec<Result<(), ProviderError>> {
+        let resource = format!("{} droplets of {}", ids.len(), self.tag);
+        let fail = |e: &ProviderError| {
+            ids.iter()
+                .map(|id| {
+                    Err(unsupported(
+                        &format!("droplet {id}"),
+                        format!("deleted with {resource}, which failed: {e}"),
+                    ))
+                })
+                .collect()
+        };
+        let mut numeric = Vec::with_capacity(ids.len());
+        for id in ids {
+            match id.parse::<u64>() {
+                Ok(n) => numeric.push(n),
+                Err(_) => {
+                    return fail(&unsupported(
+                        &resource,
+                        format!("`{id}` is not a droplet id"),
+                    ));
+                }
+            }
+        }
+        let listed = match self.listed_droplets().await {
+            Ok(map) => map,
+            Err(f) => return fail(&api_error(&resource, f)),
+        };
+        let present: Vec<u64> = numeric
+            .iter()
+            .copied()
+            .filter(|n| listed.contains_key(n))
+            .collect();
+        let everything = listed.keys().all(|k| numeric.contains(k));
+        let sent = if present.is_empty() {
+            Ok(())
+        } else if everything {
+            self.delete_by_tag(&resource, &self.tag.clone()).await
+        } else {
+            let tag = format!("{}:delete-{:08x}", self.tag, rand::random::<u32>());
+            self.tag_for_deletion(&resource, &tag, &present).await
+        };
+        if let Err(e) = sent {
+            return fail(&e);
+        }
+        let timeout = self.settings.ready_timeout;
+        let waits = numeric.iter().map(|&n| {
+            let inner = Arc::clone(self);
+            async move {
+                match poller::gone(&inner, n, timeout).await {
+                    Waited::Done(()) | Waited::Unseen => Ok(()),
+                    Waited::Failed(failure) => Err(api_error(&format!("droplet {n}"), failure)),
+                    Waited::TimedOut => Err(ProviderError::Timeout {
+                        resource: format!("droplet {n}"),
+                        seconds: timeout.as_secs(),
+                        what: "the droplet is still listed after its delete".into(),
+                    }),
+                }
+            }
+        });
+        let answers = futures::future::join_all(waits).await;
+        let mut claimed = self.claimed.lock().await;
+        let mut index = self.droplets.lock().await;
+        for n in &numeric {
+            claimed.remove(n);
+            if let Some(map) = index.as_mut() {
+                map.remove(n);
+            }
+        }
+        answers
+    }
+
+    async fn delete_by_tag(&self, resource: &str, tag: &str) -> Result<(), ProviderError> {
+        self.client
+            .send(
+                Method::DELETE,
+                &format!("/v2/droplets?tag_name={tag}"),
+                None,
+                Call::Idempotent,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|f| api_error(resource, f))
+    }
+
+    /// Tags the droplets with a tag of their own, deletes by it, then removes the tag.
+    async fn tag_for_deletion(
+        &self,
+        resource: &str,
+        tag: &str,
+        ids: &[u64],
+    ) -> Result<(), ProviderError> {
+        self.ensure_tags(resource, &[tag.to_string()]).await?;
+        for chunk in ids.chunks(TAG_CHUNK) {
+            self.client
+                .send(
+                    Method::POST,
+                    &format!("/v2/tags/{tag}/resources"),
+                    Some(&super::body::tag_resources(chunk)),
+                    Call::Idempotent,
+                )
+                .await
+                .map_err(|f| api_error(resource, f))?;
+        }
+        self.delete_by_tag(resource, tag).await?;
+        self.delete_simple(resource, &format!("/v2/tags/{tag}"))
+            .await?;
+        self.tags.lock().await.remove(tag);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

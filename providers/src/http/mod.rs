@@ -32,6 +32,8 @@ mod text;
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use md5::Digest as _;
 use rand::Rng as _;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -62,6 +64,38 @@ pub struct Dialect {
     pub budget: Budget,
     /// Items per page when listing: the API's maximum.
     pub per_page: usize,
+}
+
+/// Whether an API URL keeps the token safe: https, or http to this machine (loopback).
+pub fn secure_enough(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return true;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The MD5 fingerprint DigitalOcean and Hetzner give an OpenSSH public key: colon-separated hex.
+pub fn md5_fingerprint(public_openssh: &str) -> Option<String> {
+    let blob = public_openssh.split_whitespace().nth(1)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
+    let digest = md5::Md5::digest(&raw);
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }
 
 /// How a call may be retried.
