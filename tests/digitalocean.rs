@@ -8,9 +8,9 @@
 //! one at a time, each on its own deployment with the simulator reset.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use fitter_sim::{Config, Fault, Matcher, Simulator, Snapshot};
 use serde_json::{Value as Json, json};
 
 mod support;
+use support::prism::{free_port, start_prism};
+use support::spec::{check_keys, request_schema, template_of};
 use support::*;
 const TAG: &str = "fitter-mesos-digitalocean";
 
@@ -40,62 +42,6 @@ fn spec_path() -> PathBuf {
     root().join("../shared/digitalocean-openapi.yaml")
 }
 
-fn prism_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FITTER_PRISM") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new(root().join("scripts/prism.sh"))
-        .arg("path")
-        .output()
-        .expect("scripts/prism.sh runs");
-    assert!(
-        out.status.success(),
-        "Prism is not installed: run `scripts/prism.sh install` (scripts/test.sh does)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts Prism in front of the simulator, under a watchdog shell that stops it when this
-/// test process is gone (a static is never dropped).
-fn start_prism(upstream: SocketAddr) -> String {
-    let port = free_port();
-    let prism = prism_binary();
-    let script = format!(
-        "\"$0\" proxy -h 127.0.0.1 -p {port} --errors \"$1\" http://{upstream} >\"$2\" 2>&1 & p=$!; \
-         while kill -0 {me} 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 1; done; kill $p 2>/dev/null",
-        me = std::process::id()
-    );
-    let log = std::env::temp_dir().join(format!("fitter-prism-{port}.log"));
-    let mut watchdog: Child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(&prism)
-        .arg(spec_path())
-        .arg(&log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("prism starts");
-    std::thread::spawn(move || watchdog.wait());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "Prism did not listen on {port} within 90 s; its log: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    format!("http://127.0.0.1:{port}")
-}
-
 fn sim_config() -> Config {
     Config {
         active_delay: Duration::from_secs(2),
@@ -111,7 +57,7 @@ fn cloud() -> MutexGuard<'static, Cloud> {
     let cloud = CLOUD.get_or_init(|| {
         let sim = Simulator::start_background("127.0.0.1:0".parse().unwrap(), sim_config())
             .expect("the simulator starts");
-        let api_url = start_prism(sim.addr());
+        let api_url = start_prism(&spec_path(), &format!("http://{}", sim.addr()));
         Mutex::new(Cloud { sim, api_url })
     });
     let guard = cloud.lock().unwrap_or_else(|p| p.into_inner());
@@ -1320,97 +1266,4 @@ fn every_key_fitter_sends_is_in_the_spec() {
     ] {
         assert!(checked.contains(op), "{op} was not exercised: {checked:?}");
     }
-}
-
-fn template_of(spec: &Json, path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    spec["paths"]
-        .as_object()?
-        .keys()
-        .find(|t| {
-            let ts: Vec<&str> = t.trim_matches('/').split('/').collect();
-            ts.len() == segments.len()
-                && ts
-                    .iter()
-                    .zip(&segments)
-                    .all(|(t, s)| t.starts_with('{') || t == s)
-        })
-        .cloned()
-}
-
-fn request_schema<'a>(spec: &'a Json, method: &str, path: &str) -> Option<&'a Json> {
-    let template = template_of(spec, path)?;
-    let op = &spec["paths"][&template][method.to_lowercase()];
-    let body = resolve(spec, &op["requestBody"]);
-    let schema = body.pointer("/content/application~1json/schema")?;
-    Some(schema)
-}
-
-fn resolve<'a>(spec: &'a Json, mut schema: &'a Json) -> &'a Json {
-    while let Some(r) = schema.get("$ref").and_then(Json::as_str) {
-        schema = spec
-            .pointer(r.trim_start_matches('#'))
-            .unwrap_or(&Json::Null);
-    }
-    schema
-}
-
-/// The alternatives a schema is made of (allOf, oneOf, anyOf flattened), resolved.
-fn parts<'a>(spec: &'a Json, schema: &'a Json, out: &mut Vec<&'a Json>) {
-    let schema = resolve(spec, schema);
-    out.push(schema);
-    for key in ["allOf", "oneOf", "anyOf"] {
-        for s in schema[key].as_array().into_iter().flatten() {
-            parts(spec, s, out);
-        }
-    }
-}
-
-fn check_keys(spec: &Json, schema: &Json, value: &Json, at: &str, unknown: &mut Vec<String>) {
-    let mut all = Vec::new();
-    parts(spec, schema, &mut all);
-    match value {
-        Json::Object(map) => {
-            if all.iter().any(|s| {
-                s.get("additionalProperties")
-                    .is_some_and(|a| a != &Json::Bool(false))
-            }) {
-                return;
-            }
-            for (k, v) in map {
-                let subs: Vec<&Json> = all.iter().filter_map(|s| s["properties"].get(k)).collect();
-                if subs.is_empty() {
-                    unknown.push(format!("{at}{k}"));
-                    continue;
-                }
-                // A key is fine if one of the schemas that declare it accepts what is below.
-                unknown.extend(fewest_unknown(spec, &subs, v, &format!("{at}{k}.")));
-            }
-        }
-        Json::Array(items) => {
-            let item_schemas: Vec<&Json> = all.iter().filter_map(|s| s.get("items")).collect();
-            for (i, item) in items.iter().enumerate() {
-                unknown.extend(fewest_unknown(
-                    spec,
-                    &item_schemas,
-                    item,
-                    &format!("{at}{i}."),
-                ));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The unknown keys of `value` under the schema, among `schemas`, that knows it best.
-fn fewest_unknown(spec: &Json, schemas: &[&Json], value: &Json, at: &str) -> Vec<String> {
-    schemas
-        .iter()
-        .map(|s| {
-            let mut u = Vec::new();
-            check_keys(spec, s, value, at, &mut u);
-            u
-        })
-        .min_by_key(Vec::len)
-        .unwrap_or_default()
 }

@@ -1,17 +1,18 @@
 //! Answers a wrong or hostile endpoint gives, for fitter's tests of what it trusts: an answer
 //! sent instead of handling the request ([`crate::Fault::Answer`], [`crate::Fault::Huge`]),
 //! and changes to a real answer ([`crate::Fault::Field`], [`crate::Fault::EndlessPages`]).
-//! They are not DigitalOcean's behaviour, so Prism in front of the simulator would refuse
+//! They are not the cloud's behaviour, so Prism in front of the simulator would refuse
 //! them: tests of these faults talk to the simulator directly.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value as Json, json};
 
-/// The query with `page` taken out, so that every page of an endless listing is the first.
-pub(crate) fn first_page_query(query: &str) -> (String, u64, u64) {
+/// The query with `page` taken out, so that every page of an endless listing is the first;
+/// and the page and page size asked for (`default_per_page` when not given).
+pub(crate) fn first_page_query(query: &str, default_per_page: u64) -> (String, u64, u64) {
     let mut page = 1;
-    let mut per_page = 20;
+    let mut per_page = default_per_page;
     let kept: Vec<&str> = query
         .split('&')
         .filter(|kv| {
@@ -20,7 +21,7 @@ pub(crate) fn first_page_query(query: &str) -> (String, u64, u64) {
                 false
             } else {
                 if let Some(v) = kv.strip_prefix("per_page=") {
-                    per_page = v.parse().unwrap_or(20);
+                    per_page = v.parse().unwrap_or(default_per_page);
                 }
                 !kv.is_empty()
             }
@@ -39,6 +40,29 @@ pub(crate) fn endless(body: &str, base: &str, path: &str, page: u64, per_page: u
         let next = format!("{base}{path}?page={}&per_page={per_page}", page + 1);
         object.insert("links".into(), json!({"pages": {"next": next}}));
         object.insert("meta".into(), json!({"total": 1_000_000_000u64}));
+    }
+    json.to_string()
+}
+
+/// Hetzner's listing turned endless: `meta.pagination` says this is page `page` of a billion,
+/// with a next page always.
+pub(crate) fn endless_hetzner(body: &str, page: u64, per_page: u64) -> String {
+    let Ok(mut json) = serde_json::from_str::<Json>(body) else {
+        return body.to_owned();
+    };
+    if let Some(object) = json.as_object_mut() {
+        let last = 1_000_000_000u64;
+        object.insert(
+            "meta".into(),
+            json!({"pagination": {
+                "page": page,
+                "per_page": per_page,
+                "previous_page": if page > 1 { json!(page - 1) } else { Json::Null },
+                "next_page": page + 1,
+                "last_page": last,
+                "total_entries": last * per_page,
+            }}),
+        );
     }
     json.to_string()
 }
@@ -92,7 +116,7 @@ mod tests {
 
     #[test]
     fn every_page_is_the_first_and_the_next_one_always_exists() {
-        let (query, page, per_page) = first_page_query("tag_name=x&page=7&per_page=200");
+        let (query, page, per_page) = first_page_query("tag_name=x&page=7&per_page=200", 20);
         assert_eq!(
             (query.as_str(), page, per_page),
             ("tag_name=x&per_page=200", 7, 200)
@@ -110,6 +134,21 @@ mod tests {
             "http://h/v2/droplets?page=8&per_page=200"
         );
         assert_eq!(json["droplets"][0]["id"], 1);
+    }
+
+    #[test]
+    fn hetzner_pages_never_end() {
+        let (query, page, per_page) = first_page_query("page=3", 25);
+        assert_eq!((query.as_str(), page, per_page), ("", 3, 25));
+        let body = endless_hetzner(
+            r#"{"servers":[{"id":1}],"meta":{"pagination":{"page":1}}}"#,
+            3,
+            25,
+        );
+        let json: Json = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["meta"]["pagination"]["next_page"], 4);
+        assert_eq!(json["meta"]["pagination"]["previous_page"], 2);
+        assert_eq!(json["servers"][0]["id"], 1);
     }
 
     #[test]

@@ -1,21 +1,26 @@
-//! `fitter-sim`: a stateful fake of the DigitalOcean API v2, for fitter's tests.
+//! `fitter-sim`: a stateful fake of the DigitalOcean API v2 or of the Hetzner Cloud API v1,
+//! for fitter's tests.
 //!
-//! It serves the part of the API a provisioner needs (droplets, droplet actions, SSH keys, tags,
-//! VPCs, firewalls) over real HTTP on loopback, keeps what was created, and answers with the
-//! shapes the official OpenAPI spec declares, so `prism proxy --errors` in front of it finds
-//! nothing to object to. On top of the API it can misbehave on purpose ([`Fault`]) and lets a test look
-//! inside ([`Simulator::snapshot`], [`Simulator::requests`]), in process or through the control
-//! API under `/_sim` (see `sim/README.md`).
+//! It serves the part of an API a provisioner needs over real HTTP on loopback: under
+//! DigitalOcean ([`Api::DigitalOcean`], the default, under `/v2`) droplets, droplet actions,
+//! SSH keys, tags, VPCs and firewalls; under Hetzner ([`Api::Hetzner`], under `/v1`, see
+//! [`Simulator::hetzner_url`]) servers, actions, networks, firewalls, SSH keys, placement
+//! groups and the catalogue. It keeps what was created and answers with the shapes the
+//! official OpenAPI spec declares, so `prism proxy --errors` in front of it finds nothing to
+//! object to. On top of the API it can misbehave on purpose ([`Fault`]) and lets a test look
+//! inside ([`Simulator::snapshot`], [`Simulator::requests`]), in process or through the
+//! control API under `/_sim` (see `sim/README.md`).
 //!
-//! Time: delays (new to active, droplet actions, delete to gone, rate-limit windows) are
-//! measured with [`tokio::time::Instant`] and computed lazily from timestamps when a request
-//! looks, so there is no timer per droplet and a paused tokio clock drives them too.
-//! `created_at` strings are real UTC wall-clock times.
+//! Time: delays (new to active, droplet actions, delete to gone, rate-limit windows and
+//! buckets) are measured with [`tokio::time::Instant`] and computed lazily from timestamps
+//! when a request looks, so there is no timer per droplet or server and a paused tokio clock
+//! drives them too. `created_at` (Hetzner: `created`) strings are real UTC wall-clock times.
 //!
 //! Lifecycle: [`Simulator::start`] or [`Simulator::start_background`] binds, serves until the
 //! last [`Simulator`] handle is dropped, then closes its listener and connections.
 
 mod api;
+mod hetzner;
 mod hostile;
 mod ratelimit;
 mod server;
@@ -28,11 +33,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-pub use types::{Config, Counts, Fault, Matcher, RecordedRequest, Snapshot};
+pub use types::{Api, Config, Counts, Fault, HetznerSnapshot, Matcher, RecordedRequest, Snapshot};
 
 use state::State;
 
-/// A running fake DigitalOcean API. Cheap to clone; every clone is a handle on the same server.
+/// A running fake cloud API (DigitalOcean's or Hetzner's, as [`Config::api`] says). Cheap to clone; every clone is a handle on the same server.
 #[derive(Clone)]
 pub struct Simulator {
     inner: Arc<Inner>,
@@ -118,9 +123,15 @@ impl Simulator {
         self.inner.shared.addr
     }
 
-    /// `http://ADDR`, the base URL to give a client (paths start with `/v2`).
+    /// `http://ADDR`, the base URL to give a DigitalOcean client (paths start with `/v2`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+
+    /// `http://ADDR/v1`, the base URL to give a Hetzner client (paths such as `/servers`
+    /// follow it), as `https://api.hetzner.cloud/v1` is for the real API.
+    pub fn hetzner_url(&self) -> String {
+        format!("http://{}/v1", self.addr())
     }
 
     /// Every resource as the API would render it now, and the request counters.
@@ -157,7 +168,7 @@ impl Simulator {
         self.inner.shared.state().config.clone()
     }
 
-    /// Every `/v2` request so far, in arrival order. `status` is 0 while a request is still
+    /// Every API request (`/v2` or `/v1`) so far, in arrival order. `status` is 0 while a request is still
     /// being handled; for [`Fault::LostResponse`] it is the status that was never sent.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.inner.shared.state().requests.clone()

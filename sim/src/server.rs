@@ -1,7 +1,10 @@
 //! HTTP: the accept loop, one hyper HTTP/1 connection task per client, and the pipeline every
-//! `/v2` request goes through: record, authenticate, rate-limit, apply faults, handle, answer.
+//! API request goes through: record, authenticate, rate-limit, apply faults, handle, answer.
+//! The pipeline is the same for both personalities ([`Api`]); what differs is the prefix
+//! (`/v2` or `/v1`), the error bodies, the rate limiter (windows or a bucket) and the routing
+//! (`api` or `hetzner`).
 //!
-//! Each `/v2` request is handled in a task of its own, so a client that gives up (a timeout)
+//! Each API request is handled in a task of its own, so a client that gives up (a timeout)
 //! does not cancel a change half-way: like a real server, the simulator finishes what it
 //! accepted. [`crate::Fault::LostResponse`] works by telling the connection task to drop the
 //! connection instead of writing the response the handler produced.
@@ -24,8 +27,9 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::api::{self, ApiError, Call};
+use crate::hetzner::{self, HzError};
 use crate::ratelimit::{Budget, Verdict};
-use crate::types::{Config, Fault, RecordedRequest};
+use crate::types::{Api, Config, Fault, RecordedRequest};
 use crate::util::unix_seconds;
 use crate::{Shared, hostile};
 
@@ -94,12 +98,14 @@ async fn handle(
     if path.starts_with("/_sim/") {
         return Ok(control(&shared, parts.method.as_str(), &path, &body));
     }
-    if path != "/v2" && !path.starts_with("/v2/") {
-        return Ok(respond(
-            404,
-            Some(&ApiError::not_found().body("")),
-            Vec::new(),
-        ));
+    let api = shared.state().config.api;
+    let prefix = api.prefix();
+    if path != prefix
+        && !path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+    {
+        return Ok(respond(404, Some(&error_body(api, 404, "")), Vec::new()));
     }
     let header = |name| {
         parts
@@ -108,7 +114,7 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let request = V2Request {
+    let request = ApiRequest {
         method: parts.method.as_str().to_owned(),
         base: format!(
             "http://{}",
@@ -120,7 +126,7 @@ async fn handle(
         body,
     };
     // Its own task: see the module documentation.
-    match tokio::spawn(v2(shared, request)).await {
+    match tokio::spawn(serve_api(shared, request)).await {
         Ok(Outcome {
             response,
             lost: false,
@@ -131,16 +137,12 @@ async fn handle(
         }
         Err(error) => {
             tracing::error!(%error, "request handler failed");
-            Ok(respond(
-                500,
-                Some(&ApiError::for_status(500).body("")),
-                Vec::new(),
-            ))
+            Ok(respond(500, Some(&error_body(api, 500, "")), Vec::new()))
         }
     }
 }
 
-struct V2Request {
+struct ApiRequest {
     method: String,
     path: String,
     query: String,
@@ -177,9 +179,17 @@ fn seconds_ceil(duration: Duration) -> u64 {
     (duration.as_millis().div_ceil(1000) as u64).max(1)
 }
 
-async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
+/// The error body a personality sends for a bare status (401, 429, an injected fault, 500).
+fn error_body(api: Api, status: u16, request_id: &str) -> Json {
+    match api {
+        Api::DigitalOcean => ApiError::for_status(status).body(request_id),
+        Api::Hetzner => HzError::for_status(status).body(),
+    }
+}
+
+async fn serve_api(shared: Arc<Shared>, request: ApiRequest) -> Outcome {
     let started = Instant::now();
-    let V2Request {
+    let ApiRequest {
         method,
         path,
         query,
@@ -198,10 +208,11 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
     };
 
     // Under the lock: record, authenticate, rate-limit, faults.
-    let (slot, effects, budget, request_id) = {
+    let (api, slot, effects, budget, request_id) = {
         let mut guard = shared.state();
         let state = &mut *guard;
         let now = Instant::now();
+        let api = state.config.api;
         let slot = state.record(RecordedRequest {
             method: method.clone(),
             path: path.clone(),
@@ -227,12 +238,12 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
                 reset_in: Duration::ZERO,
             };
             drop(guard);
-            let error = ApiError::for_status(401);
-            let response = respond(401, Some(&error.body(&request_id)), rate_headers(budget));
+            let body = error_body(api, 401, &request_id);
+            let response = respond(401, Some(&body), rate_headers(budget));
             return finish(slot, 401, response, false);
         };
         let token = token.to_owned();
-        let key_list = method == "GET" && path == "/v2/account/keys";
+        let key_list = api == Api::DigitalOcean && method == "GET" && path == "/v2/account/keys";
         if let Verdict::Limited(budget, after) =
             state
                 .limits
@@ -241,9 +252,11 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
             state.counts.rate_limited += 1;
             drop(guard);
             let mut headers = rate_headers(budget);
-            headers.push(("retry-after", seconds_ceil(after).to_string()));
-            let error = ApiError::for_status(429);
-            let response = respond(429, Some(&error.body(&request_id)), headers);
+            if api == Api::DigitalOcean {
+                headers.push(("retry-after", seconds_ceil(after).to_string()));
+            }
+            let body = error_body(api, 429, &request_id);
+            let response = respond(429, Some(&body), headers);
             return finish(slot, 429, response, false);
         }
 
@@ -261,7 +274,7 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
         if effects.status == Some(429) {
             state.counts.rate_limited += 1;
         }
-        (slot, effects, budget, request_id)
+        (api, slot, effects, budget, request_id)
     };
 
     // Faults compose: a slow fault delays an injected status too, and a lost response loses
@@ -284,16 +297,20 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
         let response = respond_text(200, Some(hostile::huge(bytes)), headers);
         return finish(slot, 200, response, effects.lost);
     }
+    let default_per_page = match api {
+        Api::DigitalOcean => 20,
+        Api::Hetzner => 25,
+    };
     let (query, page, per_page) = if effects.endless {
-        hostile::first_page_query(&query)
+        hostile::first_page_query(&query, default_per_page)
     } else {
-        (query.clone(), 1, 20)
+        (query.clone(), 1, default_per_page)
     };
     let (status, response) = match effects.status {
         Some(status) => {
             // Nothing is handled: the state stays as it was.
-            let body = (status >= 400).then(|| ApiError::for_status(status).body(&request_id));
-            if status == 429 {
+            let body = (status >= 400).then(|| error_body(api, status, &request_id));
+            if status == 429 && api == Api::DigitalOcean {
                 headers.push(("retry-after", "1".to_owned()));
             }
             (status, respond(status, body.as_ref(), headers))
@@ -302,13 +319,23 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
             let result = {
                 let mut state = shared.state();
                 let call = Call::new(&method, &path, &query, &body, &base, Instant::now());
-                api::route(&mut state, &call)
+                match api {
+                    Api::DigitalOcean => api::route(&mut state, &call)
+                        .map_err(|error| (error.status, error.body(&request_id))),
+                    Api::Hetzner => hetzner::route(&mut state, &call)
+                        .map_err(|error| (error.status, error.body())),
+                }
             };
             match result {
                 Ok(mut reply) => {
                     if let Some(text) = reply.body.as_mut() {
                         if effects.endless {
-                            *text = hostile::endless(text, &base, &path, page, per_page);
+                            *text = match api {
+                                Api::DigitalOcean => {
+                                    hostile::endless(text, &base, &path, page, per_page)
+                                }
+                                Api::Hetzner => hostile::endless_hetzner(text, page, per_page),
+                            };
                         }
                         if !effects.fields.is_empty() {
                             *text = hostile::rewrite(text, &effects.fields);
@@ -319,17 +346,14 @@ async fn v2(shared: Arc<Shared>, request: V2Request) -> Outcome {
                         respond_text(reply.status, reply.body, headers),
                     )
                 }
-                Err(error) => (
-                    error.status,
-                    respond(error.status, Some(&error.body(&request_id)), headers),
-                ),
+                Err((status, body)) => (status, respond(status, Some(&body), headers)),
             }
         }
     };
     finish(slot, status, response, effects.lost)
 }
 
-/// The control API under `/_sim`: not DigitalOcean's, no auth, no rate limit.
+/// The control API under `/_sim`: not the cloud's, no auth, no rate limit.
 fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Reply {
     let bad = |error: serde_json::Error| {
         respond(

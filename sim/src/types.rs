@@ -9,35 +9,68 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+/// Which cloud's API the simulator speaks: DigitalOcean's v2 under `/v2` (the default) or
+/// Hetzner Cloud's under `/v1`. The other prefix answers 404.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Api {
+    #[default]
+    #[serde(rename = "digitalocean")]
+    DigitalOcean,
+    #[serde(rename = "hetzner")]
+    Hetzner,
+}
+
+impl Api {
+    /// The path every request of this API starts with: `/v2` or `/v1`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Api::DigitalOcean => "/v2",
+            Api::Hetzner => "/v1",
+        }
+    }
+}
+
 /// How the fake behaves. Every field has a default, so a partial JSON object is a valid config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// How long a droplet stays `new` after its creation before it is `active`.
+    /// The API served (`"digitalocean"` or `"hetzner"`).
+    pub api: Api,
+    /// How long a droplet stays `new` after its creation before it is `active`. Under Hetzner:
+    /// a server is `initializing` for the first half of it, `starting` for the second half,
+    /// then `running` (or `off` when created with `start_after_create: false`).
     #[serde(rename = "active_delay_ms", with = "millis")]
     pub active_delay: Duration,
-    /// How long a deleted droplet stays visible (listed, in its VPC) after the 204.
+    /// How long a deleted droplet stays visible (listed, in its VPC) after the 204. Under
+    /// Hetzner: how long a deleted server shows as `deleting` (and its `delete_server` action
+    /// runs) before it is gone.
     #[serde(rename = "delete_delay_ms", with = "millis")]
     pub delete_delay: Duration,
     /// How long a droplet action (`power_off`, `resize`, …) takes: the droplet is locked and
     /// the action `in-progress` until then, and its effect shows after.
     #[serde(rename = "action_delay_ms", with = "millis")]
     pub action_delay: Duration,
-    /// Requests per token in any rolling 60 s window.
+    /// Requests per token in any rolling 60 s window (DigitalOcean only).
     pub rate_limit_per_minute: u32,
-    /// Requests per token in any rolling hour; also the `ratelimit-limit` header.
+    /// Requests per token in any rolling hour; also the `ratelimit-limit` header. Under
+    /// Hetzner: the size of each token's bucket, refilled at this many per 3,600 s (Hetzner's
+    /// own is 3,600: see [`Config::hetzner`]).
     pub rate_limit_per_hour: u32,
-    /// `GET /v2/account/keys` (the list) per token in any rolling 60 s window.
+    /// `GET /v2/account/keys` (the list) per token in any rolling 60 s window (DigitalOcean
+    /// only).
     pub key_list_per_minute: u32,
     /// `Some(t)`: only `Bearer t` is accepted. `None`: any non-empty bearer token.
     pub token: Option<String>,
-    /// `Some(n)`: a create that would make more than `n` droplets gets a 422.
+    /// `Some(n)`: a create that would make more than `n` droplets gets a 422. Under Hetzner it
+    /// is the server limit: a create past it (servers not deleted) gets 403
+    /// `resource_limit_exceeded`.
     pub droplet_limit: Option<usize>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            api: Api::DigitalOcean,
             active_delay: Duration::from_secs(2),
             delete_delay: Duration::from_secs(1),
             action_delay: Duration::from_secs(1),
@@ -50,6 +83,18 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The defaults with the Hetzner personality and Hetzner's budget: 3,600 requests an hour
+    /// per token, refilled at one a second.
+    pub fn hetzner() -> Config {
+        Config {
+            api: Api::Hetzner,
+            rate_limit_per_hour: 3600,
+            ..Config::default()
+        }
+    }
+}
+
 /// Something to go wrong on purpose. Faults apply to requests that passed authentication and
 /// the rate limit; several can match one request, and they combine (the first matching
 /// `Status` wins, `Slow` delays add up, `LostResponse` drops whatever the answer was).
@@ -58,8 +103,9 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
-    /// Answer with `status` and a DigitalOcean-style error body; nothing changes. A 429 also
-    /// carries `retry-after: 1`.
+    /// Answer with `status` and the personality's error body (DigitalOcean's `{id, message,
+    /// request_id}`, Hetzner's `{error: {code, message, details}}`); nothing changes. Under
+    /// DigitalOcean a 429 also carries `retry-after: 1`.
     Status { matcher: Matcher, status: u16 },
     /// Sleep `delay` before handling; the state changes after the sleep.
     Slow {
@@ -70,7 +116,8 @@ pub enum Fault {
     /// Handle the request completely (a create does happen), then close the connection
     /// without sending a byte of the response: the client sees a network error.
     LostResponse { matcher: Matcher },
-    /// Droplets named `name` stay `new` for as long as this fault is in place.
+    /// Droplets named `name` stay `new` for as long as this fault is in place. Under Hetzner:
+    /// servers named `name` stay `starting` (after `initializing`).
     StuckNew { name: String },
     /// Droplets named `name` are missing from listings, and `GET` of their id answers 404,
     /// until `delay` after their creation: the API's "couldn't find resource" right after
@@ -104,7 +151,8 @@ pub enum Fault {
     EndlessPages { matcher: Matcher },
     /// A 200 `application/json` answer `bytes` long (a `{` and spaces), nothing handled.
     Huge { matcher: Matcher, bytes: u64 },
-    /// Droplet actions (not creates) stay `in-progress` while this fault is in place.
+    /// Droplet actions (not creates) stay `in-progress` while this fault is in place. Under
+    /// Hetzner: every action but `create_server` and `start_server` stays `running`.
     StuckActions,
 }
 
@@ -163,9 +211,24 @@ pub struct Snapshot {
     pub tags: Vec<Json>,
     pub ssh_keys: Vec<Json>,
     pub counts: Counts,
+    /// The Hetzner personality's resources (empty under DigitalOcean).
+    #[serde(default)]
+    pub hetzner: HetznerSnapshot,
 }
 
-/// Counters over `/v2` requests since the start or the last reset.
+/// Hetzner's resources, each as `GET /v1/<kind>/{id}` renders it (servers deleted but not
+/// yet gone included, with status `deleting`), in id order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HetznerSnapshot {
+    pub servers: Vec<Json>,
+    pub networks: Vec<Json>,
+    pub firewalls: Vec<Json>,
+    pub ssh_keys: Vec<Json>,
+    pub placement_groups: Vec<Json>,
+}
+
+/// Counters over API requests (`/v2` or `/v1`) since the start or the last reset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub total: u64,
@@ -178,7 +241,7 @@ pub struct Counts {
     pub rate_limited: u64,
 }
 
-/// One `/v2` request as the simulator saw it.
+/// One API request (`/v2` or `/v1`) as the simulator saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordedRequest {
     pub method: String,

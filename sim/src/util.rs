@@ -206,6 +206,23 @@ pub(crate) fn valid_droplet_name(name: &str) -> bool {
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
 
+/// Host names as RFC 1123 has them (Hetzner's server names): dot-separated labels of 1 to 63
+/// letters, digits and dashes, no label starting or ending with a dash, at most 253 in all.
+pub(crate) fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        })
+}
+
 /// Tag names: `^[a-zA-Z0-9_\-:]+$`, at most 255.
 pub(crate) fn valid_tag_name(name: &str) -> bool {
     !name.is_empty()
@@ -314,6 +331,10 @@ mod tests {
         assert!(valid_tag_name("fitter:plan-1_a"));
         assert!(!valid_tag_name("a b"));
         assert!(valid_firewall_name("fw-1"));
+        assert!(valid_hostname("web-1.example.com") && valid_hostname("Master1"));
+        for bad in ["web_1", "-web", "web-", "a..b", "", ".a", &"a".repeat(64)] {
+            assert!(!valid_hostname(bad), "{bad}");
+        }
         assert!(!valid_firewall_name("-fw"));
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use fitter_providers::api::{Provider, Request};
 use fitter_providers::{ProviderKind, ResourceKind};
 
-use super::{ApplyError, Context, Op, OpError, slot};
+use super::{ApplyError, Context, Op, OpError, recorded_id, save, slot};
 use crate::plan::Action;
 
 /// Whether an operation is a create its provider can batch with others, or a delete it
@@ -247,4 +247,39 @@ async fn send_creates(ctx: &Context<'_>, mut all: Vec<Submitted>) {
         }
     }))
     .await;
+}
+
+/// Deletes a resource, with the others of its round when its provider takes them together,
+/// and forgets it in the state once it is gone.
+pub(super) async fn delete(
+    ctx: &Context<'_>,
+    address: &str,
+    kind: ResourceKind,
+    provider: ProviderKind,
+    cohort: Option<&Cohort>,
+) -> Result<(), OpError> {
+    let id = recorded_id(ctx, address).await;
+    match (id, cohort) {
+        (Some(id), Some(c)) => {
+            let p = match ctx.providers.get(provider, address) {
+                Ok(p) => p,
+                Err(e) => {
+                    c.withdraw(ctx).await;
+                    return Err(e.into());
+                }
+            };
+            c.submit_delete(ctx, p, kind, id).await?;
+        }
+        (Some(id), None) => {
+            let p = ctx.providers.get(provider, address)?;
+            let _slot = slot(ctx).await?;
+            p.delete(kind, &id).await?;
+        }
+        (None, Some(c)) => c.withdraw(ctx).await,
+        (None, None) => {}
+    }
+    Ok(save(ctx, |s| {
+        s.resources.remove(address);
+    })
+    .await?)
 }

@@ -517,32 +517,7 @@ async fn run_op(ctx: &Context<'_>, op: &Op, cohort: Option<&Cohort>) -> Result<(
             address,
             kind,
             provider,
-        } => {
-            let id = recorded_id(ctx, address).await;
-            match (id, cohort) {
-                (Some(id), Some(c)) => {
-                    let p = match ctx.providers.get(*provider, address) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            c.withdraw(ctx).await;
-                            return Err(e.into());
-                        }
-                    };
-                    c.submit_delete(ctx, p, *kind, id).await?;
-                }
-                (Some(id), None) => {
-                    let p = ctx.providers.get(*provider, address)?;
-                    let _slot = slot(ctx).await?;
-                    p.delete(*kind, &id).await?;
-                }
-                (None, Some(c)) => c.withdraw(ctx).await,
-                (None, None) => {}
-            }
-            Ok(save(ctx, |s| {
-                s.resources.remove(address);
-            })
-            .await?)
-        }
+        } => cohort::delete(ctx, address, *kind, *provider, cohort).await,
         Op::Apply(i) => {
             let change = &ctx.plan.changes[*i];
             match change.action {

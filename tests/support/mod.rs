@@ -71,6 +71,9 @@ impl Workspace {
 }
 
 /// The LXD tests' workspace is theirs; the rendering of a command's output is shared.
+pub mod prism;
+pub mod spec;
+
 #[path = "../common/mod.rs"]
 mod common;
 pub use common::text;

@@ -188,7 +188,8 @@ impl Inner {
             "start_after_create": true,
         });
         if let Some(key) = key {
-            body["ssh_keys"] = json!([key]);
+            // The spec takes keys by id or name, as strings.
+            body["ssh_keys"] = json!([key.to_string()]);
         }
         if let Some(network) = r.network_id.as_deref().and_then(|n| n.parse::<u64>().ok()) {
             body["networks"] = json!([network]);

@@ -39,7 +39,7 @@ use keys::{create_ssh_key, delete_ssh_key, get_ssh_key, list_ssh_keys, update_ss
 use tags::{create_tag, delete_tag, get_tag, list_tags, tag_resources};
 use vpcs::{create_vpc, delete_vpc, get_vpc, list_vpc_members, list_vpcs, update_vpc};
 
-/// One `/v2` request, as the handlers see it.
+/// One API request (`/v2` or `/v1`), as the handlers see it.
 pub(crate) struct Call<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
@@ -71,10 +71,19 @@ impl<'a> Call<'a> {
         }
     }
 
-    fn param(&self, key: &str) -> Option<&str> {
+    /// The first value of the query parameter `key`, decoded.
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of the query parameter `key` (`id=1&id=2`), decoded, in order.
+    pub(crate) fn params<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.query
+            .iter()
+            .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
 

@@ -12,7 +12,8 @@
 //!
 //! This module owns [`State`] itself: identifier sequences, droplet timing and settling, and
 //! VPC address ranges. The resource records are in `resources`, injected faults in `faults`,
-//! and the JSON the API shows for each resource in `render`.
+//! and the JSON the API shows for each resource in `render`. The Hetzner personality's
+//! resources are in [`State::hetzner`] (`crate::hetzner::Store`).
 
 mod faults;
 mod render;
@@ -48,6 +49,8 @@ pub(crate) struct State {
     pub(crate) tags: BTreeSet<String>,
     pub(crate) vpcs: Vec<Vpc>,
     pub(crate) firewalls: Vec<Firewall>,
+    /// The Hetzner personality's resources.
+    pub(crate) hetzner: crate::hetzner::Store,
     /// Public addresses handed out so far (they come from 127.1.0.0 upwards).
     public_issued: u32,
     ids: Ids,
@@ -79,6 +82,7 @@ impl State {
             tags: BTreeSet::new(),
             vpcs: Vec::new(),
             firewalls: Vec::new(),
+            hetzner: crate::hetzner::Store::new(),
             public_issued: 0,
             ids: Ids {
                 droplet: FIRST_DROPLET_ID,
@@ -94,10 +98,12 @@ impl State {
     pub(crate) fn reset(&mut self) {
         let mut ids = self.ids.clone();
         ids.resets += 1;
+        let hetzner_ids = self.hetzner.ids.clone();
         *self = State {
             ids,
             ..State::new(self.config.clone())
         };
+        self.hetzner.ids = hetzner_ids;
     }
 
     /// Records a request that has arrived; returns where its status goes.

@@ -209,6 +209,8 @@ impl State {
     pub(crate) fn snapshot(&mut self, base: &str) -> Snapshot {
         let now = Instant::now();
         self.purge(now);
+        let delay = self.config.delete_delay;
+        self.hetzner.purge(delay, now);
         Snapshot {
             droplets: self
                 .droplets
@@ -224,6 +226,7 @@ impl State {
             tags: self.tags.iter().map(|t| self.tag_json(t, base)).collect(),
             ssh_keys: self.ssh_keys.iter().map(|k| self.ssh_key_json(k)).collect(),
             counts: self.counts,
+            hetzner: crate::hetzner::snapshot(self, now),
         }
     }
 }
