@@ -35,43 +35,9 @@ source bench/lib.sh
 doc=docs/benchmarks.md
 section="## DigitalOcean: deploy against fitter-sim"
 
-if [[ ! -x /usr/bin/time ]]; then
-    sudo=()
-    if ((EUID != 0)); then sudo=(sudo); fi
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq time >&2
-fi
-
-echo "building: cargo build --release -p fitter -p fitter-sim" >&2
-cargo build --release --quiet -p fitter -p fitter-sim
-fitter="$root/target/release/fitter"
-sim="$root/target/release/fitter-sim"
-
-tmp=$(mktemp -d)
-sim_pid=""
-cleanup() {
-    [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+setup_sim_bench
 
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-start_sim() {
-    local port=$1 delay_ms=$2
-    "$sim" --listen "127.0.0.1:$port" --active-delay-ms "$delay_ms" \
-        --rate-limit-per-minute 250 --rate-limit-per-hour 5000 >"$tmp/sim.out" 2>&1 &
-    sim_pid=$!
-    for _ in $(seq 100); do
-        grep -q listening "$tmp/sim.out" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "fitter-sim did not start: $(cat "$tmp/sim.out")" >&2
-    exit 1
-}
 
 rows=()
 verdicts=()
@@ -83,13 +49,11 @@ for case in $CASES; do
     creates=$(((n + 9) / 10))
     bound=$(awk -v c="$creates" -v d="$delay_ms" 'BEGIN { printf "%.1f", 60 * int((c + 1) / 250) + d / 1000 }')
     limited_by=$(awk -v c="$creates" 'BEGIN { print (int((c + 1) / 250) > 0) ? "rate limit" : "boot delay" }')
-    : >"$tmp/times"
-    : >"$tmp/rss"
-    : >"$tmp/requests"
-    : >"$tmp/limited"
+    new_case
     for ((run = 1; run <= RUNS; run++)); do
         port=$(free_port)
-        start_sim "$port" "$delay_ms"
+        start_sim "$sim" "$tmp/sim.out" "$port" --active-delay-ms "$delay_ms" \
+            --rate-limit-per-minute 250 --rate-limit-per-hour 5000
         state="$tmp/bench-$n.state.json"
         rm -f "$state"*
         t0=$EPOCHREALTIME
@@ -111,23 +75,11 @@ print(s["counts"]["total"], s["counts"]["rate_limited"], active)')
             echo "expected $n active droplets, the simulator has $active" >&2
             exit 1
         fi
-        kill "$sim_pid"
-        wait "$sim_pid" 2>/dev/null || true
-        sim_pid=""
+        stop_sim
         echo "N=$n delay ${delay_ms} ms run $run: ${seconds} s, $total requests ($limited answered 429), $(cat "$tmp/time.out") KB peak" >&2
-        echo "$seconds" >>"$tmp/times"
-        cat "$tmp/time.out" >>"$tmp/rss"
-        echo "$total" >>"$tmp/requests"
-        echo "$limited" >>"$tmp/limited"
+        record_run "$seconds" "$total" "$limited"
     done
-    t=$(median <"$tmp/times")
-    worst=$(sort -g "$tmp/times" | tail -1)
-    req=$(median <"$tmp/requests")
-    lim=$(sort -g "$tmp/limited" | tail -1)
-    rss_mb=$(sort -n "$tmp/rss" | tail -1 | awk '{ printf "%.1f", $1 / 1024 }')
-    over=$(awk -v t="$t" -v b="$bound" 'BEGIN { printf "%.1f", (t / b - 1) * 100 }')
-    per=$(awk -v r="$req" -v n="$n" 'BEGIN { printf "%.3f", r / n }')
-    ratio=$(awk -v t="$t" -v b="$bound" 'BEGIN { printf "%.3f", t / b }')
+    summarise "$n" "$bound"
     rows+=("$(printf '| %s | %s | %s | %.1f | %.2f | %.2f | %s | %s | %s | %s | %s |' \
         "$n" "$((delay_ms / 1000))" "$limited_by" "$bound" "$t" "$worst" "$ratio" "$req" "$per" "$lim" "$rss_mb")")
     met=$(awk -v t="$t" -v b="$bound" -v p="$per" -v m="$rss_mb" \
@@ -135,10 +87,7 @@ print(s["counts"]["total"], s["counts"]["rate_limited"], active)')
     verdicts+=("- $n droplets, ${delay_ms} ms boot: **$met** (median ${t} s against a bound of ${bound} s, +${over}%; $per requests per droplet; ${rss_mb} MB).")
 done
 
-rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git status --porcelain -- src providers sim Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-    rev="$rev (with uncommitted changes)"
-fi
+rev=$(revision)
 body="$tmp/section.md"
 {
     echo "$section"

@@ -979,25 +979,11 @@ fn a_droplet_the_api_lists_late_is_waited_for_not_created_twice() {
 
 /// Runs a deploy and kills it (SIGKILL) as soon as `when` holds.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn() -> bool) {
-    let mut child = ws
-        .command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if when() {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the deploy ended ({status}) before the kill point `{what}`");
-        }
-        assert!(Instant::now() < deadline, "kill point `{what}` never came");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    killed_when(
+        ws.command(&cloud.api_url, &["deploy", "--yes", "--skip-bootstrap"]),
+        what,
+        when,
+    );
 }
 
 #[test]

@@ -6,9 +6,9 @@
 //! each with the simulator reset.
 
 use std::collections::BTreeSet;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fitter_sim::{Config, Fault, Matcher, Simulator, Snapshot};
 use serde_json::Value as Json;
@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 mod support;
 use support::prism::{free_port, start_prism};
 use support::spec::{check_keys, request_schema, template_of};
-use support::{Workspace, root, text};
+use support::{Workspace, killed_when, root, text};
 
 const PLAN: &str = "fittings/mesos-hetzner.yaml";
 const DEPLOYMENT: &str = "mesos-hetzner";
@@ -337,28 +337,15 @@ fn faults_429_5xx_lost_creates_and_late_listings_still_give_exactly_the_plan() {
 
 /// Runs a deploy and kills it (SIGKILL) once `when` holds.
 fn deploy_killed_when(cloud: &Cloud, ws: &Workspace, what: &str, when: impl Fn() -> bool) {
-    let mut child = hetzner(
-        ws,
-        &cloud.endpoint,
-        &["deploy", "--yes", "--skip-bootstrap"],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if when() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the deploy ended ({status}) before the kill point `{what}`");
-        }
-        assert!(Instant::now() < deadline, "kill point `{what}` never came");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    killed_when(
+        hetzner(
+            ws,
+            &cloud.endpoint,
+            &["deploy", "--yes", "--skip-bootstrap"],
+        ),
+        what,
+        when,
+    );
 }
 
 #[test]

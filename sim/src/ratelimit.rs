@@ -88,9 +88,47 @@ impl RateLimits {
         commit: bool,
         now: Instant,
     ) -> Verdict {
-        match config.api {
-            Api::DigitalOcean => self.windows(config, token, key_list, commit, now),
-            Api::Hetzner => self.bucket(config.rate_limit_per_hour, token, commit, now),
+        if config.api == Api::Hetzner {
+            return self.bucket(config.rate_limit_per_hour, token, commit, now);
+        }
+        // DigitalOcean: rolling windows of a minute and an hour.
+        let windows = self.tokens.entry(token.to_owned()).or_default();
+        prune(&mut windows.minute, now, MINUTE);
+        prune(&mut windows.hour, now, HOUR);
+        prune(&mut windows.key_list, now, MINUTE);
+        let mut retry = [
+            wait(&windows.minute, config.rate_limit_per_minute, now, MINUTE),
+            wait(&windows.hour, config.rate_limit_per_hour, now, HOUR),
+            if key_list {
+                wait(&windows.key_list, config.key_list_per_minute, now, MINUTE)
+            } else {
+                None
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if retry.is_none() && commit {
+            windows.minute.push_back(now);
+            windows.hour.push_back(now);
+            if key_list {
+                windows.key_list.push_back(now);
+            }
+        }
+        let budget = Budget {
+            limit: config.rate_limit_per_hour,
+            remaining: config
+                .rate_limit_per_hour
+                .saturating_sub(u32::try_from(windows.hour.len()).unwrap_or(u32::MAX)),
+            reset_in: windows
+                .hour
+                .front()
+                .map(|t| (*t + HOUR).saturating_duration_since(now))
+                .unwrap_or_default(),
+        };
+        match retry.take() {
+            None => Verdict::Allowed(budget),
+            Some(after) => Verdict::Limited(budget, after),
         }
     }
 
@@ -141,54 +179,6 @@ impl RateLimits {
         }
     }
 
-    fn windows(
-        &mut self,
-        config: &Config,
-        token: &str,
-        key_list: bool,
-        commit: bool,
-        now: Instant,
-    ) -> Verdict {
-        let windows = self.tokens.entry(token.to_owned()).or_default();
-        prune(&mut windows.minute, now, MINUTE);
-        prune(&mut windows.hour, now, HOUR);
-        prune(&mut windows.key_list, now, MINUTE);
-        let mut retry = [
-            wait(&windows.minute, config.rate_limit_per_minute, now, MINUTE),
-            wait(&windows.hour, config.rate_limit_per_hour, now, HOUR),
-            if key_list {
-                wait(&windows.key_list, config.key_list_per_minute, now, MINUTE)
-            } else {
-                None
-            },
-        ]
-        .into_iter()
-        .flatten()
-        .max();
-        if retry.is_none() && commit {
-            windows.minute.push_back(now);
-            windows.hour.push_back(now);
-            if key_list {
-                windows.key_list.push_back(now);
-            }
-        }
-        let budget = Budget {
-            limit: config.rate_limit_per_hour,
-            remaining: config
-                .rate_limit_per_hour
-                .saturating_sub(u32::try_from(windows.hour.len()).unwrap_or(u32::MAX)),
-            reset_in: windows
-                .hour
-                .front()
-                .map(|t| (*t + HOUR).saturating_duration_since(now))
-                .unwrap_or_default(),
-        };
-        match retry.take() {
-            None => Verdict::Allowed(budget),
-            Some(after) => Verdict::Limited(budget, after),
-        }
-    }
-
     /// The header values for `token` without counting anything.
     pub(crate) fn peek(&mut self, config: &Config, token: &str, now: Instant) -> Budget {
         match self.check(config, token, false, false, now) {
@@ -206,6 +196,13 @@ mod tests {
             rate_limit_per_minute: per_minute,
             rate_limit_per_hour: per_hour,
             ..Config::default()
+        }
+    }
+
+    fn hetzner(per_hour: u32) -> Config {
+        Config {
+            rate_limit_per_hour: per_hour,
+            ..Config::hetzner()
         }
     }
 
@@ -245,10 +242,7 @@ mod tests {
 
     #[test]
     fn a_hetzner_bucket_empties_and_refills() {
-        let config = Config {
-            rate_limit_per_hour: 3600,
-            ..Config::hetzner()
-        };
+        let config = hetzner(3600);
         let mut limits = RateLimits::default();
         let t0 = Instant::now();
         for n in 0..3600u32 {
@@ -286,10 +280,7 @@ mod tests {
 
     #[test]
     fn a_small_hetzner_bucket_refills_slowly() {
-        let config = Config {
-            rate_limit_per_hour: 5,
-            ..Config::hetzner()
-        };
+        let config = hetzner(5);
         let mut limits = RateLimits::default();
         let t0 = Instant::now();
         for _ in 0..5 {

@@ -1,21 +1,12 @@
 //! The simulator over real HTTP, as a client sees it.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
 use std::time::Duration;
 
+use common::{Answer, Client, ED25519, ED25519_MD5, any_port, give_up_on_slow_post, raw_http};
 use fitter_sim::{Config, Fault, Matcher, Simulator};
-use reqwest::header::HeaderMap;
 use serde_json::{Value as Json, json};
-
-const TOKEN: &str = "dop_v1_test";
-const ED25519: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILw76nu6NpiHy3pAOArdGgiX5+TE2cO9yzJD313hGwgu test";
-const ED25519_MD5: &str = "9f:31:63:42:07:bb:71:e3:ca:ed:45:a4:e9:2e:54:1b";
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// How long droplets take to become active and to go away in these tests: short, yet long
 /// enough that a loaded machine still sees them `new` right after the create.
@@ -28,101 +19,6 @@ fn fast() -> Config {
         delete_delay: DELAY,
         rate_limit_per_minute: 10_000,
         ..Config::default()
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Json,
-}
-
-impl Client {
-    fn new(sim: &Simulator) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: sim.url(),
-            token: TOKEN.to_owned(),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> Answer {
-        self.try_send(method, path, body)
-            .await
-            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"))
-    }
-
-    async fn try_send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Json>,
-    ) -> reqwest::Result<Answer> {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        let mut request = self
-            .http
-            .request(method, url)
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(10));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await?;
-        let body = if text.is_empty() {
-            Json::Null
-        } else {
-            serde_json::from_str(&text).expect("a JSON body")
-        };
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    /// `GET path` again until `done` holds of the answer (every 50 ms, at most 30 s): the
-    /// simulator's delayed work is waited for by its effect, never by a sleep of the
-    /// delay's length, which a loaded machine can outrun.
-    async fn until(&self, path: &str, what: &str, done: impl Fn(&Answer) -> bool) -> Answer {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let answer = self.get(path).await;
-            if done(&answer) {
-                return answer;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: not after 30 s; last answer {} {}",
-                answer.status,
-                answer.body
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn post(&self, path: &str, body: Json) -> Answer {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::DELETE, path, None).await
     }
 }
 
@@ -454,20 +350,8 @@ async fn a_lost_response_still_creates_the_droplet() {
 #[tokio::test]
 async fn a_slow_create_happens_even_when_the_client_gives_up() {
     let sim = Simulator::start(any_port(), fast()).await.unwrap();
-    sim.inject(Fault::Slow {
-        matcher: Matcher::new(Some("POST"), "/v2/droplets"),
-        delay: DELAY,
-    });
     let client = Client::new(&sim);
-    let gave_up = client
-        .http
-        .post(format!("{}/v2/droplets", sim.url()))
-        .bearer_auth(TOKEN)
-        .json(&droplet("slow"))
-        .timeout(Duration::from_millis(50))
-        .send()
-        .await;
-    assert!(gave_up.is_err());
+    give_up_on_slow_post(&sim, "/v2/droplets", droplet("slow"), DELAY).await;
     assert!(sim.snapshot().droplets.is_empty());
     client
         .until("/v2/droplets", "the slow create done", |a| {
@@ -772,26 +656,6 @@ async fn status_faults_skip_then_fail_a_number_of_times() {
     assert_eq!(limited.headers["retry-after"], "1");
     assert!(limited.headers.contains_key("ratelimit-remaining"));
     assert_eq!(sim.snapshot().counts.rate_limited, 1);
-}
-
-/// Plain HTTP/1.1 over a std socket, for the synchronous test.
-fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -1,23 +1,15 @@
 //! The Hetzner personality over real HTTP, as a client sees it: base URL
 //! `Simulator::hetzner_url()` (`http://ADDR/v1`).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
 use std::time::Duration;
 
+use common::{Client, ED25519, ED25519_MD5, any_port, give_up_on_slow_post, raw_http};
 use fitter_sim::{Api, Config, Fault, Matcher, Simulator};
-use reqwest::header::HeaderMap;
 use serde_json::{Value as Json, json};
 
-const TOKEN: &str = "hcloud_test_token";
-const ED25519: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILw76nu6NpiHy3pAOArdGgiX5+TE2cO9yzJD313hGwgu test";
-const ED25519_MD5: &str = "9f:31:63:42:07:bb:71:e3:ca:ed:45:a4:e9:2e:54:1b";
 const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDYptsvw5dl8gWdZSxhImPgryrOWNqvQnE0cVQzwPogOAPjGJsELmhwznU21KnNAJ47ntENv2xHj/1R3tgSneA7gzqI2jvDx7zq74X7KL8QxknUem/gN+27YxFrWspyStD6OJsoicw0GqqC2XqWD2dPiAja2KpAfH3+3l/IBLcRDrb9tyWy+gV0KkIEFWju+YYxar3afWqJniit5AuOObHMc2O29gG1eVr9PnkEFkt4U9nsGFe6JFsJRSadX1GzZqSLIRnvL8I5J8ObAZAGN80xgfyTMF4PL6+3H/28TUzHKIbojcP8q33REMpQNioN7f0bMBxIJjtUUCx/3eg7tPxj rsa";
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// How long servers take to boot and to go away here: short, yet long enough that what a
 /// test looks at right after a create is still true on a loaded machine.
@@ -45,117 +37,6 @@ async fn skip(by: Duration) {
 /// A delay no test waits out: it is skipped with [`skip`].
 const LONG: Duration = Duration::from_secs(3600);
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Json,
-}
-
-impl Answer {
-    /// The error code of an error answer.
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-
-    fn header(&self, name: &str) -> u64 {
-        self.headers[name].to_str().unwrap().parse().unwrap()
-    }
-}
-
-impl Client {
-    fn new(sim: &Simulator) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: sim.hetzner_url(),
-            token: TOKEN.to_owned(),
-        }
-    }
-
-    async fn try_send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Json>,
-    ) -> reqwest::Result<Answer> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(10));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await?;
-        let body = if text.is_empty() {
-            Json::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Json::String(text))
-        };
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> Answer {
-        self.try_send(method, path, body)
-            .await
-            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"))
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Json) -> Answer {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Json) -> Answer {
-        self.send(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::DELETE, path, None).await
-    }
-
-    /// `GET path` again until `done` holds of the answer (every 50 ms, at most 30 s): delayed
-    /// work is waited for by its effect, never by a sleep of the delay's length.
-    async fn until(&self, path: &str, what: &str, done: impl Fn(&Answer) -> bool) -> Answer {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let answer = self.get(path).await;
-            if done(&answer) {
-                return answer;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: not after 30 s; last answer {} {}",
-                answer.status,
-                answer.body
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Creates a resource and returns its id (the answer must be 201).
-    async fn create(&self, path: &str, key: &str, body: Json) -> u64 {
-        let answer = self.post(path, body).await;
-        assert_eq!(answer.status, 201, "POST {path}: {}", answer.body);
-        answer.body[key]["id"].as_u64().unwrap()
-    }
-}
-
 fn server(name: &str) -> Json {
     json!({"name": name, "server_type": "cx22", "image": "debian-12", "location": "fsn1"})
 }
@@ -181,18 +62,10 @@ async fn a_server_boots_with_addresses_and_actions() {
     let sim = Simulator::start(any_port(), fast()).await.unwrap();
     let client = Client::new(&sim);
     let net = client
-        .create(
-            "/networks",
-            "network",
-            network("net", "10.0.0.0/16", "eu-central"),
-        )
+        .create("/networks", network("net", "10.0.0.0/16", "eu-central"))
         .await;
     let key = client
-        .create(
-            "/ssh_keys",
-            "ssh_key",
-            json!({"name": "op", "public_key": ED25519}),
-        )
+        .create("/ssh_keys", json!({"name": "op", "public_key": ED25519}))
         .await;
     let mut body = server("web-1");
     body["networks"] = json!([net]);
@@ -348,11 +221,7 @@ async fn names_are_unique_per_project() {
     );
     // Renaming onto a taken name is refused too.
     let key = client
-        .create(
-            "/ssh_keys",
-            "ssh_key",
-            json!({"name": "rsa", "public_key": RSA}),
-        )
+        .create("/ssh_keys", json!({"name": "rsa", "public_key": RSA}))
         .await;
     let renamed = client
         .put(&format!("/ssh_keys/{key}"), json!({"name": "dup"}))
@@ -534,18 +403,10 @@ async fn a_deleted_network_detaches_its_servers() {
     let sim = Simulator::start(any_port(), fast()).await.unwrap();
     let client = Client::new(&sim);
     let net = client
-        .create(
-            "/networks",
-            "network",
-            network("net", "10.0.0.0/16", "eu-central"),
-        )
+        .create("/networks", network("net", "10.0.0.0/16", "eu-central"))
         .await;
     let us = client
-        .create(
-            "/networks",
-            "network",
-            network("us", "10.1.0.0/16", "us-east"),
-        )
+        .create("/networks", network("us", "10.1.0.0/16", "us-east"))
         .await;
     // A network has to reach the server's location.
     let mut body = server("far");
@@ -559,7 +420,7 @@ async fn a_deleted_network_detaches_its_servers() {
     assert_eq!(placed.body["server"]["location"]["network_zone"], "us-east");
     let mut body = server("web");
     body["networks"] = json!([net]);
-    let id = client.create("/servers", "server", body).await;
+    let id = client.create("/servers", body).await;
     assert_eq!(
         client.get(&format!("/networks/{net}")).await.body["network"]["servers"],
         json!([id])
@@ -601,7 +462,6 @@ async fn firewalls_apply_and_refuse_deletion_while_in_use() {
     let direct = client
         .create(
             "/firewalls",
-            "firewall",
             json!({"name": "direct", "rules": [ssh_rule()]}),
         )
         .await;
@@ -614,7 +474,7 @@ async fn firewalls_apply_and_refuse_deletion_while_in_use() {
     let mut body = server("web-1");
     body["labels"] = json!({"role": "web"});
     body["firewalls"] = json!([{"firewall": direct}]);
-    let web = client.create("/servers", "server", body).await;
+    let web = client.create("/servers", body).await;
     let created = client
         .post(
             "/firewalls",
@@ -643,36 +503,37 @@ async fn firewalls_apply_and_refuse_deletion_while_in_use() {
     }
     let path = |id: u64, action: &str| format!("/firewalls/{id}/actions/{action}");
     let server_entry = json!([{"type": "server", "server": {"id": web}}]);
-    let managed = client
-        .post(
-            &path(by_label, "remove_from_resources"),
+    let refusals = [
+        (
+            by_label,
+            "remove_from_resources",
             json!({"remove_from": server_entry}),
-        )
-        .await;
-    assert_eq!(
-        (managed.status, managed.code()),
-        (422, "firewall_managed_by_label_selector")
-    );
-    let twice = client
-        .post(
-            &path(direct, "apply_to_resources"),
+            422,
+            "firewall_managed_by_label_selector",
+        ),
+        (
+            direct,
+            "apply_to_resources",
             json!({"apply_to": server_entry}),
-        )
-        .await;
-    assert_eq!(
-        (twice.status, twice.code()),
-        (422, "firewall_already_applied")
-    );
-    let missing = client
-        .post(
-            &path(direct, "apply_to_resources"),
+            422,
+            "firewall_already_applied",
+        ),
+        (
+            direct,
+            "apply_to_resources",
             json!({"apply_to": [{"type": "server", "server": {"id": 1}}]}),
-        )
-        .await;
-    assert_eq!(
-        (missing.status, missing.code()),
-        (404, "firewall_resource_not_found")
-    );
+            404,
+            "firewall_resource_not_found",
+        ),
+    ];
+    for (id, action, body, status, code) in refusals {
+        let refused = client.post(&path(id, action), body).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (status, code),
+            "{action} {id}"
+        );
+    }
 
     let removed = client
         .post(
@@ -752,7 +613,7 @@ async fn placement_groups_hold_ten_and_refuse_deletion_while_used() {
     for n in 0..10 {
         let mut body = server(&format!("node-{n}"));
         body["placement_group"] = json!(group);
-        ids.push(client.create("/servers", "server", body).await);
+        ids.push(client.create("/servers", body).await);
     }
     let mut body = server("node-10");
     body["placement_group"] = json!(group);
@@ -891,8 +752,8 @@ async fn the_server_limit_is_403() {
     };
     let sim = Simulator::start(any_port(), config).await.unwrap();
     let client = Client::new(&sim);
-    let first = client.create("/servers", "server", server("s-1")).await;
-    client.create("/servers", "server", server("s-2")).await;
+    let first = client.create("/servers", server("s-1")).await;
+    client.create("/servers", server("s-2")).await;
     let refused = client.post("/servers", server("s-3")).await;
     assert_eq!(
         (refused.status, refused.code()),
@@ -957,16 +818,9 @@ async fn the_bucket_empties_and_refills() {
 async fn the_personality_decides_the_prefix_and_the_errors() {
     let sim = Simulator::start(any_port(), fast()).await.unwrap();
     let client = Client::new(&sim);
-    let v2 = client
-        .http
-        .get(format!("{}/v2/droplets", sim.url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(v2.status(), 404);
-    let body: Json = v2.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_found");
+    let droplets = format!("{}/v2/droplets", sim.url());
+    let v2 = client.get(&droplets).await;
+    assert_eq!((v2.status, v2.code()), (404, "not_found"));
     let unknown = client.get("/volumes").await;
     assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
     let anonymous = Client {
@@ -994,14 +848,7 @@ async fn the_personality_decides_the_prefix_and_the_errors() {
     // Switching the personality at run time moves the API.
     sim.set_config(Config::default());
     assert_eq!(client.get("/servers").await.status, 404);
-    let v2 = client
-        .http
-        .get(format!("{}/v2/droplets", sim.url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(v2.status(), 200);
+    assert_eq!(client.get(&droplets).await.status, 200);
     assert_eq!(sim.config().api, Api::DigitalOcean);
 }
 
@@ -1055,20 +902,8 @@ async fn a_lost_response_still_creates_and_the_retry_meets_the_name() {
 #[tokio::test]
 async fn a_slow_create_happens_even_when_the_client_gives_up() {
     let sim = Simulator::start(any_port(), fast()).await.unwrap();
-    sim.inject(Fault::Slow {
-        matcher: Matcher::new(Some("POST"), "/v1/servers"),
-        delay: DELAY,
-    });
     let client = Client::new(&sim);
-    let gave_up = client
-        .http
-        .post(format!("{}/servers", sim.hetzner_url()))
-        .bearer_auth(TOKEN)
-        .json(&server("slow"))
-        .timeout(Duration::from_millis(50))
-        .send()
-        .await;
-    assert!(gave_up.is_err());
+    give_up_on_slow_post(&sim, "/servers", server("slow"), DELAY).await;
     client
         .until("/servers?name=slow", "the slow create done", |a| {
             a.body["servers"].as_array().is_some_and(|l| l.len() == 1)
@@ -1091,8 +926,8 @@ async fn stuck_servers_stay_starting_and_unlisted_ones_show_late() {
     let stuck = client.post("/servers", server("stuck")).await;
     let action = stuck.body["action"]["id"].clone();
     let stuck = stuck.body["server"]["id"].clone();
-    let late = client.create("/servers", "server", server("late")).await;
-    let fine = client.create("/servers", "server", server("fine")).await;
+    let late = client.create("/servers", server("late")).await;
+    let fine = client.create("/servers", server("fine")).await;
     // Hidden: missing from the list and 404, though it exists.
     assert_eq!(client.get(&format!("/servers/{late}")).await.status, 404);
     let listed = client.get("/servers").await;
@@ -1171,26 +1006,6 @@ async fn hostile_faults_apply_to_hetzner_answers() {
         client.get(&format!("/actions/{action}")).await.body["action"]["status"],
         "success"
     );
-}
-
-/// Plain HTTP/1.1 over a std socket, for the synchronous test.
-fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -10,17 +10,19 @@
 //! Prism comes from `scripts/prism.sh install` (or `FITTER_PRISM`). Without it the test says
 //! so and passes, unless `CI` is set: then a missing Prism is a failure.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Client, ED25519, one, poll};
 use fitter_sim::{Config, Fault, Matcher, Simulator};
 use serde_json::{Value as Json, json};
 
+/// The one token the simulator takes here.
 const TOKEN: &str = "hcloud_prism_token";
-const ED25519: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILw76nu6NpiHy3pAOArdGgiX5+TE2cO9yzJD313hGwgu test";
 
 /// The workspace root (`sim/..`).
 fn root() -> PathBuf {
@@ -86,9 +88,9 @@ fn start_prism(prism: &PathBuf, upstream: SocketAddr) -> (String, PathBuf) {
     (format!("http://127.0.0.1:{port}"), log)
 }
 
+/// A client that talks to Prism.
 struct Through {
-    http: reqwest::Client,
-    base: String,
+    client: Client,
     log: PathBuf,
 }
 
@@ -96,42 +98,29 @@ impl Through {
     /// Sends a request through Prism; the answer must be a success of the simulator's that
     /// Prism let through (no `sl-violations`, no problem+json).
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> Json {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .timeout(Duration::from_secs(30));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
+        let answer = self
+            .client
+            .try_send(method.clone(), path, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let violations = response
-            .headers()
+        let violations = answer
+            .headers
             .get("sl-violations")
             .map(|v| v.to_str().unwrap_or("?").to_owned());
-        let problem = response
-            .headers()
+        let problem = answer
+            .headers
             .get("content-type")
             .is_some_and(|v| v.to_str().unwrap_or("").contains("problem"));
-        let text = response.text().await.unwrap_or_default();
-        if !(200..300).contains(&status) || violations.is_some() || problem {
+        if !(200..300).contains(&answer.status) || violations.is_some() || problem {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             panic!(
-                "{method} {path} through Prism: {status}, violations {violations:?}: {text}\n\
+                "{method} {path} through Prism: {answer}, violations {violations:?}\n\
                  Prism's log, newest first:\n{}",
                 tail.join("\n")
             );
         }
-        if text.is_empty() {
-            Json::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        }
+        answer.body
     }
 
     async fn get(&self, path: &str) -> Json {
@@ -146,20 +135,24 @@ impl Through {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
+    /// Creates a resource and returns its id.
+    async fn create(&self, path: &str, body: Json) -> u64 {
+        self.post(path, body).await[one(path)]["id"]
+            .as_u64()
+            .unwrap()
+    }
+
     /// `GET path` until `done` holds (every 200 ms, at most 60 s).
     async fn until(&self, path: &str, what: &str, done: impl Fn(&Json) -> bool) -> Json {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let answer = self.get(path).await;
-            if done(&answer) {
-                return answer;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not after 60 s: {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let every = Duration::from_millis(200);
+        poll(
+            what,
+            every,
+            Duration::from_secs(60),
+            || self.get(path),
+            done,
+        )
+        .await
     }
 }
 
@@ -196,8 +189,12 @@ async fn a_full_lifecycle_passes_prism() {
         .unwrap();
     let (base, log) = start_prism(&prism, sim.addr());
     let api = Through {
-        http: reqwest::Client::new(),
-        base,
+        client: Client {
+            base,
+            token: TOKEN.to_owned(),
+            timeout: Duration::from_secs(30),
+            ..Client::new(&sim)
+        },
         log,
     };
 
@@ -207,15 +204,13 @@ async fn a_full_lifecycle_passes_prism() {
     api.get("/images?name=debian-12&architecture=x86").await;
 
     let key = api
-        .post(
+        .create(
             "/ssh_keys",
             json!({"name": "op", "public_key": ED25519, "labels": {"plan": "p1"}}),
         )
-        .await["ssh_key"]["id"]
-        .as_u64()
-        .unwrap();
+        .await;
     let network = api
-        .post(
+        .create(
             "/networks",
             json!({
                 "name": "p1-net",
@@ -224,19 +219,15 @@ async fn a_full_lifecycle_passes_prism() {
                 "labels": {"plan": "p1"},
             }),
         )
-        .await["network"]["id"]
-        .as_u64()
-        .unwrap();
+        .await;
     let group = api
-        .post(
+        .create(
             "/placement_groups",
             json!({"name": "p1-masters", "type": "spread", "labels": {"plan": "p1"}}),
         )
-        .await["placement_group"]["id"]
-        .as_u64()
-        .unwrap();
+        .await;
     let firewall = api
-        .post(
+        .create(
             "/firewalls",
             json!({
                 "name": "p1-fw",
@@ -250,9 +241,7 @@ async fn a_full_lifecycle_passes_prism() {
                 "apply_to": [{"type": "label_selector", "label_selector": {"selector": "plan=p1,role=master"}}],
             }),
         )
-        .await["firewall"]["id"]
-        .as_u64()
-        .unwrap();
+        .await;
 
     let mut create_actions = Vec::new();
     for n in 1..=3 {
@@ -365,15 +354,9 @@ async fn a_full_lifecycle_passes_prism() {
         field: "id".into(),
         value: json!("one"),
     });
-    let refused = api
-        .http
-        .get(format!("{}/locations", api.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 500);
-    let violations = refused.headers()["sl-violations"]
+    let refused = api.client.get("/locations").await;
+    assert_eq!(refused.status, 500);
+    let violations = refused.headers["sl-violations"]
         .to_str()
         .unwrap()
         .to_owned();

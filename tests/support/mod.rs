@@ -209,3 +209,29 @@ pub fn fast_simulator() -> Simulator {
     };
     Simulator::start_background("127.0.0.1:0".parse().unwrap(), config).unwrap()
 }
+
+/// Runs `command` and kills it (SIGKILL) once `when` holds: a deploy cut off at a chosen
+/// point, as a crash or an operator's `kill -9` would.
+pub fn killed_when(mut command: Command, what: &str, when: impl Fn() -> bool) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if when() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the deploy ended ({status}) before the kill point `{what}`");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kill point `{what}` never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -18,7 +18,7 @@ mod droplets;
 mod fields;
 mod firewalls;
 mod keys;
-mod page;
+pub(crate) mod page;
 mod tags;
 mod vpcs;
 

@@ -36,7 +36,11 @@ pub(super) fn list(state: &mut State, call: &Call) -> Result<Reply, HzError> {
 }
 
 pub(super) fn get(state: &mut State, call: &Call, id: &str) -> Result<Reply, HzError> {
-    let id = path_id(id)?;
+    answer(state, call, path_id(id)?)
+}
+
+/// 200 `{action}`, or 404 when there is no action `id`.
+pub(super) fn answer(state: &State, call: &Call, id: u64) -> Result<Reply, HzError> {
     let action = state
         .hetzner
         .actions

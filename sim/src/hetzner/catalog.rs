@@ -255,70 +255,79 @@ pub(crate) fn image_json(i: &Image, id: u64) -> Json {
     })
 }
 
-/// `GET /locations`, `GET /locations/{id}`.
-pub(super) fn locations(call: &Call, id: Option<&str>) -> Result<Reply, HzError> {
+/// `GET /<kind>/{id}`: `{one: …}` of the entry with that id; `GET /<kind>`: a page of `many`,
+/// the entries of the `name` asked for (if any). `id_name` gives an entry's id and name,
+/// `render` its JSON.
+fn lookup<T>(
+    call: &Call,
+    id: Option<&str>,
+    (one, many): (&str, &str),
+    entries: &[T],
+    id_name: impl Fn(&T) -> (u64, &'static str),
+    render: impl Fn(&T) -> Json,
+) -> Result<Reply, HzError> {
     if let Some(id) = id {
         let id = path_id(id)?;
-        let l = LOCATIONS
+        let entry = entries
             .iter()
-            .find(|l| l.id == id)
+            .find(|e| id_name(e).0 == id)
             .ok_or_else(HzError::not_found)?;
-        return super::reply(200, json!({"location": location_json(l)}));
+        return super::reply(200, json!({one: render(entry)}));
     }
     let name = call.param("name");
-    let found: Vec<&Location> = LOCATIONS
+    let found: Vec<&T> = entries
         .iter()
-        .filter(|l| name.is_none_or(|n| n == l.name))
+        .filter(|e| name.is_none_or(|n| n == id_name(e).1))
         .collect();
-    paginate(call, "locations", &found, |l| location_json(l))
+    paginate(call, many, &found, |e| render(e))
+}
+
+/// `GET /locations`, `GET /locations/{id}`.
+pub(super) fn locations(call: &Call, id: Option<&str>) -> Result<Reply, HzError> {
+    let keys = ("location", "locations");
+    lookup(call, id, keys, LOCATIONS, |l| (l.id, l.name), location_json)
 }
 
 /// `GET /server_types`, `GET /server_types/{id}`.
 pub(super) fn server_types(call: &Call, id: Option<&str>) -> Result<Reply, HzError> {
-    if let Some(id) = id {
-        let id = path_id(id)?;
-        let t = SERVER_TYPES
-            .iter()
-            .find(|t| t.id == id)
-            .ok_or_else(HzError::not_found)?;
-        return super::reply(200, json!({"server_type": server_type_json(t)}));
-    }
-    let name = call.param("name");
-    let found: Vec<&ServerType> = SERVER_TYPES
-        .iter()
-        .filter(|t| name.is_none_or(|n| n == t.name))
-        .collect();
-    paginate(call, "server_types", &found, |t| server_type_json(t))
+    let keys = ("server_type", "server_types");
+    lookup(
+        call,
+        id,
+        keys,
+        SERVER_TYPES,
+        |t| (t.id, t.name),
+        server_type_json,
+    )
 }
 
 /// `GET /images` (`name`, `architecture`, `type`, `status`; every image is a system image,
 /// available), `GET /images/{id}`.
 pub(super) fn images(call: &Call, id: Option<&str>) -> Result<Reply, HzError> {
-    let all: Vec<(&Image, u64)> = IMAGES
+    let mut all: Vec<(&Image, u64)> = IMAGES
         .iter()
         .flat_map(|i| [(i, i.ids.0), (i, i.ids.1)])
         .collect();
-    if let Some(id) = id {
-        let id = path_id(id)?;
-        let (i, id) = all
-            .iter()
-            .find(|(_, i)| *i == id)
-            .ok_or_else(HzError::not_found)?;
-        return super::reply(200, json!({"image": image_json(i, *id)}));
+    all.sort_by_key(|(_, id)| *id);
+    if id.is_none() {
+        let architecture = call.param("architecture");
+        let types: Vec<&str> = call.params("type").collect();
+        let statuses: Vec<&str> = call.params("status").collect();
+        all.retain(|(i, id)| {
+            architecture.is_none_or(|a| (a == "arm") == (*id == i.ids.1))
+                && (types.is_empty() || types.contains(&"system"))
+                && (statuses.is_empty() || statuses.contains(&"available"))
+        });
     }
-    let name = call.param("name");
-    let architecture = call.param("architecture");
-    let types: Vec<&str> = call.params("type").collect();
-    let statuses: Vec<&str> = call.params("status").collect();
-    let mut found: Vec<(&Image, u64)> = all
-        .into_iter()
-        .filter(|(i, _)| name.is_none_or(|n| n == i.name))
-        .filter(|(i, id)| architecture.is_none_or(|a| (a == "arm") == (*id == i.ids.1)))
-        .filter(|_| types.is_empty() || types.contains(&"system"))
-        .filter(|_| statuses.is_empty() || statuses.contains(&"available"))
-        .collect();
-    found.sort_by_key(|(_, id)| *id);
-    paginate(call, "images", &found, |(i, id)| image_json(i, *id))
+    let keys = ("image", "images");
+    lookup(
+        call,
+        id,
+        keys,
+        &all,
+        |(i, id)| (*id, i.name),
+        |(i, id)| image_json(i, *id),
+    )
 }
 
 #[cfg(test)]

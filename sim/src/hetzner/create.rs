@@ -269,7 +269,7 @@ pub(super) fn create_server(state: &mut State, call: &Call) -> Result<Reply, HzE
 
     // Everything checked; from here on the create happens.
     let store = &mut state.hetzner;
-    let id = store.next_server_id();
+    let id = store.next_id::<Server>();
     let mut private_net = Vec::new();
     for (n, (network_id, index)) in subnets.into_iter().enumerate() {
         let Some(network) = store.networks.get_mut(&network_id) else {

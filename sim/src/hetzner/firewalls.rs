@@ -15,8 +15,8 @@ use std::time::SystemTime;
 
 use serde_json::{Value as Json, json};
 
-use super::body::{Filter, labels, object, opt_array, path_id, sort};
-use super::page::paginate;
+use super::body::{labels, object, opt_array};
+use super::family::{self, check_name, find, in_use, insert, new_name};
 use super::render::action_json;
 use super::rules::{Resource, parse_resources, parse_rules};
 use super::store::{ActionKind, Firewall, Store, Target};
@@ -24,8 +24,6 @@ use super::{HzError, reply};
 use crate::api::{Call, Reply};
 use crate::state::State;
 use crate::util::rfc3339;
-
-const NAME_MAX: usize = 128;
 
 pub(crate) fn firewall_json(store: &Store, f: &Firewall) -> Json {
     let applied_to: Vec<Json> = f
@@ -59,46 +57,6 @@ pub(crate) fn firewall_json(store: &Store, f: &Firewall) -> Json {
         "applied_to": applied_to,
         "created": rfc3339(f.created_wall),
     })
-}
-
-pub(super) fn list(state: &mut State, call: &Call) -> Result<Reply, HzError> {
-    let filter = Filter::new(call)?;
-    let mut firewalls: Vec<&Firewall> = state
-        .hetzner
-        .firewalls
-        .values()
-        .filter(|f| filter.keeps(&f.name, &f.labels))
-        .collect();
-    sort(call, &mut firewalls, |f| (f.id, f.name.as_str()));
-    paginate(call, "firewalls", &firewalls, |f| {
-        firewall_json(&state.hetzner, f)
-    })
-}
-
-fn find(state: &State, id: &str) -> Result<u64, HzError> {
-    let id = path_id(id)?;
-    match state.hetzner.firewalls.contains_key(&id) {
-        true => Ok(id),
-        false => Err(HzError::not_found()),
-    }
-}
-
-pub(super) fn get(state: &mut State, id: &str) -> Result<Reply, HzError> {
-    let id = find(state, id)?;
-    let f = &state.hetzner.firewalls[&id];
-    reply(200, json!({"firewall": firewall_json(&state.hetzner, f)}))
-}
-
-fn check_name(state: &State, name: &str, except: Option<u64>) -> Result<(), HzError> {
-    if state
-        .hetzner
-        .firewalls
-        .values()
-        .any(|f| f.name == name && Some(f.id) != except)
-    {
-        return Err(HzError::uniqueness("name", "firewall name is already used"));
-    }
-    Ok(())
 }
 
 /// Checks resources to apply firewall `firewall` (None: one being created) to, and returns
@@ -181,82 +139,38 @@ fn firewall_action(
 
 pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
     let body = object(call)?;
-    let name = super::body::name(&body, NAME_MAX)?
-        .ok_or_else(|| HzError::invalid("name", "is required"))?
-        .to_owned();
+    let name = new_name::<Firewall>(&body)?;
     let labels = labels(&body)?;
     let rules = parse_rules(opt_array(&body, "rules")?)?;
     let resources = parse_resources(opt_array(&body, "apply_to")?, "apply_to")?;
     let applied_to = targets(state, None, resources, 422)?;
-    check_name(state, &name, None)?;
-    let id = state.hetzner.next_firewall_id();
-    state.hetzner.firewalls.insert(
+    check_name::<Firewall>(state, &name, None)?;
+    let servers = servers(&applied_to);
+    let applies = !applied_to.is_empty();
+    let (id, rendered) = insert(state, call, |id| Firewall {
         id,
-        Firewall {
-            id,
-            name,
-            labels,
-            rules,
-            applied_to,
-            created_wall: SystemTime::now(),
-        },
-    );
-    let f = &state.hetzner.firewalls[&id];
-    let rendered = firewall_json(&state.hetzner, f);
-    let actions = if f.applied_to.is_empty() {
-        Vec::new()
-    } else {
-        let servers = servers(&f.applied_to);
+        name,
+        labels,
+        rules,
+        applied_to,
+        created_wall: SystemTime::now(),
+    });
+    let actions = if applies {
         vec![firewall_action(state, "apply_firewall", id, servers, call)]
+    } else {
+        Vec::new()
     };
     reply(201, json!({"firewall": rendered, "actions": actions}))
 }
 
-/// `PUT /firewalls/{id}`: `name` and `labels`.
-pub(super) fn update(state: &mut State, call: &Call, id: &str) -> Result<Reply, HzError> {
-    let body = object(call)?;
-    let id = find(state, id)?;
-    let name = super::body::name(&body, NAME_MAX)?;
-    if let Some(name) = name {
-        check_name(state, name, Some(id))?;
-    }
-    let labels = body
-        .contains_key("labels")
-        .then(|| labels(&body))
-        .transpose()?;
-    let f = state
-        .hetzner
-        .firewalls
-        .get_mut(&id)
-        .ok_or_else(HzError::not_found)?;
-    if let Some(name) = name {
-        f.name = name.to_owned();
-    }
-    if let Some(labels) = labels {
-        f.labels = labels;
-    }
-    let f = &state.hetzner.firewalls[&id];
-    reply(200, json!({"firewall": firewall_json(&state.hetzner, f)}))
-}
-
 /// `DELETE /firewalls/{id}`: 204, or 422 `resource_in_use` while it applies to anything.
 pub(super) fn delete(state: &mut State, id: &str) -> Result<Reply, HzError> {
-    let id = find(state, id)?;
-    let store = &state.hetzner;
-    let in_use = store.firewalls[&id].applied_to.iter().any(|t| match t {
-        Target::Server(server) => store.servers.contains_key(server),
-        Target::Selector(..) => true,
-    });
-    if in_use {
-        return Err(HzError::unprocessable(
-            "resource_in_use",
-            "firewall is still applied to a resource",
-        ));
-    }
-    state.hetzner.firewalls.remove(&id);
-    Ok(Reply {
-        status: 204,
-        body: None,
+    family::delete::<Firewall>(state, id, |store, id| {
+        let used = store.firewalls[&id].applied_to.iter().any(|t| match t {
+            Target::Server(server) => store.servers.contains_key(server),
+            Target::Selector(..) => true,
+        });
+        in_use(used, "firewall is still applied to a resource")
     })
 }
 
@@ -267,7 +181,7 @@ pub(super) fn action(
     id: &str,
     action: &str,
 ) -> Result<Reply, HzError> {
-    let id = find(state, id)?;
+    let id = find::<Firewall>(state, id)?.id;
     let body = object(call)?;
     let required = |key: &str| match body.get(key) {
         Some(Json::Array(items)) => Ok(items.as_slice()),

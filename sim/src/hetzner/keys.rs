@@ -7,15 +7,13 @@ use std::time::SystemTime;
 
 use serde_json::{Value as Json, json};
 
-use super::body::{Filter, labels, object, path_id, req_str, sort};
-use super::page::paginate;
+use super::body::{Filter, labels, object, req_str};
+use super::family::{self, check_name, insert, list_kept, new_name};
 use super::store::SshKey;
 use super::{HzError, reply};
 use crate::api::{Call, Reply};
 use crate::state::State;
 use crate::util::{rfc3339, ssh_fingerprint};
-
-const NAME_MAX: usize = 255;
 
 pub(crate) fn ssh_key_json(k: &SshKey) -> Json {
     json!({
@@ -31,50 +29,14 @@ pub(crate) fn ssh_key_json(k: &SshKey) -> Json {
 pub(super) fn list(state: &mut State, call: &Call) -> Result<Reply, HzError> {
     let filter = Filter::new(call)?;
     let fingerprint = call.param("fingerprint");
-    let mut keys: Vec<&SshKey> = state
-        .hetzner
-        .ssh_keys
-        .values()
-        .filter(|k| filter.keeps(&k.name, &k.labels))
-        .filter(|k| fingerprint.is_none_or(|f| f == k.fingerprint))
-        .collect();
-    sort(call, &mut keys, |k| (k.id, k.name.as_str()));
-    paginate(call, "ssh_keys", &keys, |k| ssh_key_json(k))
-}
-
-fn find(state: &State, id: &str) -> Result<u64, HzError> {
-    let id = path_id(id)?;
-    match state.hetzner.ssh_keys.contains_key(&id) {
-        true => Ok(id),
-        false => Err(HzError::not_found()),
-    }
-}
-
-pub(super) fn get(state: &mut State, id: &str) -> Result<Reply, HzError> {
-    let id = find(state, id)?;
-    reply(
-        200,
-        json!({"ssh_key": ssh_key_json(&state.hetzner.ssh_keys[&id])}),
-    )
-}
-
-fn check_name(state: &State, name: &str, except: Option<u64>) -> Result<(), HzError> {
-    if state
-        .hetzner
-        .ssh_keys
-        .values()
-        .any(|k| k.name == name && Some(k.id) != except)
-    {
-        return Err(HzError::uniqueness("name", "SSH key name is already used"));
-    }
-    Ok(())
+    list_kept::<SshKey>(state, call, &filter, |k| {
+        fingerprint.is_none_or(|f| f == k.fingerprint)
+    })
 }
 
 pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
     let body = object(call)?;
-    let name = super::body::name(&body, NAME_MAX)?
-        .ok_or_else(|| HzError::invalid("name", "is required"))?
-        .to_owned();
+    let name = new_name::<SshKey>(&body)?;
     let public_key = req_str(&body, "public_key")?.trim().to_owned();
     let fingerprint = ssh_fingerprint(&public_key).ok_or_else(|| {
         HzError::invalid(
@@ -83,7 +45,7 @@ pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
         )
     })?;
     let labels = labels(&body)?;
-    check_name(state, &name, None)?;
+    check_name::<SshKey>(state, &name, None)?;
     if state
         .hetzner
         .ssh_keys
@@ -95,52 +57,18 @@ pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
             "SSH key with the same fingerprint already exists",
         ));
     }
-    let id = state.hetzner.next_ssh_key_id();
-    let key = SshKey {
+    let (_, rendered) = insert(state, call, |id| SshKey {
         id,
         name,
         public_key,
         fingerprint,
         labels,
         created_wall: SystemTime::now(),
-    };
-    let rendered = ssh_key_json(&key);
-    state.hetzner.ssh_keys.insert(id, key);
+    });
     reply(201, json!({"ssh_key": rendered}))
-}
-
-/// `PUT /ssh_keys/{id}`: `name` and `labels`.
-pub(super) fn update(state: &mut State, call: &Call, id: &str) -> Result<Reply, HzError> {
-    let body = object(call)?;
-    let id = find(state, id)?;
-    let name = super::body::name(&body, NAME_MAX)?;
-    if let Some(name) = name {
-        check_name(state, name, Some(id))?;
-    }
-    let labels = body
-        .contains_key("labels")
-        .then(|| labels(&body))
-        .transpose()?;
-    let key = state
-        .hetzner
-        .ssh_keys
-        .get_mut(&id)
-        .ok_or_else(HzError::not_found)?;
-    if let Some(name) = name {
-        key.name = name.to_owned();
-    }
-    if let Some(labels) = labels {
-        key.labels = labels;
-    }
-    reply(200, json!({"ssh_key": ssh_key_json(key)}))
 }
 
 /// `DELETE /ssh_keys/{id}`: 204 (servers created with the key keep running).
 pub(super) fn delete(state: &mut State, id: &str) -> Result<Reply, HzError> {
-    let id = find(state, id)?;
-    state.hetzner.ssh_keys.remove(&id);
-    Ok(Reply {
-        status: 204,
-        body: None,
-    })
+    family::delete::<SshKey>(state, id, |_, _| Ok(()))
 }

@@ -18,8 +18,9 @@
 //! Anything else under `/v1` is 404 `not_found`. Every change is checked completely before
 //! anything changes; errors are `{"error": {"code", "message", "details"}}` ([`HzError`]).
 //!
-//! Files: `store` keeps the resources, `render` turns servers and actions into JSON, one file
-//! per resource family handles its endpoints (`servers` and `create`, `networks`,
+//! Files: `store` keeps the resources, `render` turns servers and actions into JSON, `family`
+//! handles what the resource families do alike (list, get by id, rename and relabel, delete),
+//! one file per family handles the rest of its endpoints (`servers` and `create`, `networks`,
 //! `firewalls` with `rules`, `keys`, `groups`, `actions`, `catalog`), and `body`, `labels`,
 //! `page` read requests and cut pages.
 
@@ -28,6 +29,7 @@ mod body;
 mod catalog;
 mod create;
 mod error;
+mod family;
 mod firewalls;
 mod groups;
 mod keys;
@@ -49,6 +51,8 @@ use crate::api::{Call, Reply};
 use crate::state::State;
 use crate::types::HetznerSnapshot;
 use crate::util::percent_decode;
+use family::Family;
+use store::{Firewall, Network, PlacementGroup, Server, SshKey};
 
 /// A JSON answer.
 pub(crate) fn reply(status: u16, body: Json) -> Result<Reply, HzError> {
@@ -73,28 +77,28 @@ pub(crate) fn route(state: &mut State, call: &Call) -> Result<Reply, HzError> {
         ("DELETE", ["servers", id]) => servers::delete(state, call, id),
         ("GET", ["actions"]) => actions::list(state, call),
         ("GET", ["actions", id]) => actions::get(state, call, id),
-        ("GET", ["networks"]) => networks::list(state, call),
+        ("GET", ["networks"]) => family::list::<Network>(state, call),
         ("POST", ["networks"]) => networks::create(state, call),
-        ("GET", ["networks", id]) => networks::get(state, id),
+        ("GET", ["networks", id]) => family::get::<Network>(state, call, id),
         ("PUT", ["networks", id]) => networks::update(state, call, id),
         ("DELETE", ["networks", id]) => networks::delete(state, id),
-        ("GET", ["firewalls"]) => firewalls::list(state, call),
+        ("GET", ["firewalls"]) => family::list::<Firewall>(state, call),
         ("POST", ["firewalls"]) => firewalls::create(state, call),
-        ("GET", ["firewalls", id]) => firewalls::get(state, id),
-        ("PUT", ["firewalls", id]) => firewalls::update(state, call, id),
+        ("GET", ["firewalls", id]) => family::get::<Firewall>(state, call, id),
+        ("PUT", ["firewalls", id]) => family::rename::<Firewall>(state, call, id),
         ("DELETE", ["firewalls", id]) => firewalls::delete(state, id),
         ("POST", ["firewalls", id, "actions", action]) => {
             firewalls::action(state, call, id, action)
         }
         ("GET", ["ssh_keys"]) => keys::list(state, call),
         ("POST", ["ssh_keys"]) => keys::create(state, call),
-        ("GET", ["ssh_keys", id]) => keys::get(state, id),
-        ("PUT", ["ssh_keys", id]) => keys::update(state, call, id),
+        ("GET", ["ssh_keys", id]) => family::get::<SshKey>(state, call, id),
+        ("PUT", ["ssh_keys", id]) => family::rename::<SshKey>(state, call, id),
         ("DELETE", ["ssh_keys", id]) => keys::delete(state, id),
         ("GET", ["placement_groups"]) => groups::list(state, call),
         ("POST", ["placement_groups"]) => groups::create(state, call),
-        ("GET", ["placement_groups", id]) => groups::get(state, id),
-        ("PUT", ["placement_groups", id]) => groups::update(state, call, id),
+        ("GET", ["placement_groups", id]) => family::get::<PlacementGroup>(state, call, id),
+        ("PUT", ["placement_groups", id]) => family::rename::<PlacementGroup>(state, call, id),
         ("DELETE", ["placement_groups", id]) => groups::delete(state, id),
         ("GET", ["locations"]) => catalog::locations(call, None),
         ("GET", ["locations", id]) => catalog::locations(call, Some(id)),
@@ -108,28 +112,17 @@ pub(crate) fn route(state: &mut State, call: &Call) -> Result<Reply, HzError> {
 
 /// Every Hetzner resource as the API renders it now, in id order (call after purging).
 pub(crate) fn snapshot(state: &State, now: Instant) -> HetznerSnapshot {
-    let store = &state.hetzner;
+    fn all<T: Family>(state: &State, now: Instant) -> Vec<Json> {
+        T::all(&state.hetzner)
+            .values()
+            .map(|r| r.json(state, now))
+            .collect()
+    }
     HetznerSnapshot {
-        servers: store
-            .servers
-            .values()
-            .map(|s| render::server_json(state, s, now))
-            .collect(),
-        networks: store
-            .networks
-            .values()
-            .map(|n| networks::network_json(store, n))
-            .collect(),
-        firewalls: store
-            .firewalls
-            .values()
-            .map(|f| firewalls::firewall_json(store, f))
-            .collect(),
-        ssh_keys: store.ssh_keys.values().map(keys::ssh_key_json).collect(),
-        placement_groups: store
-            .placement_groups
-            .values()
-            .map(|g| render::group_json(store, g))
-            .collect(),
+        servers: all::<Server>(state, now),
+        networks: all::<Network>(state, now),
+        firewalls: all::<Firewall>(state, now),
+        ssh_keys: all::<SshKey>(state, now),
+        placement_groups: all::<PlacementGroup>(state, now),
     }
 }

@@ -8,18 +8,14 @@ use std::time::SystemTime;
 
 use serde_json::{Value as Json, json};
 
-use super::body::{
-    Filter, Object, labels, object, opt_array, opt_bool, opt_id, opt_str, path_id, sort,
-};
+use super::body::{Object, labels, object, opt_array, opt_bool, opt_id, opt_str};
 use super::catalog::ZONES;
-use super::page::paginate;
+use super::family::{self, check_name, insert, new_name};
 use super::store::{Network, Store, Subnet};
 use super::{HzError, reply};
 use crate::api::{Call, Reply};
 use crate::state::State;
 use crate::util::{Cidr, rfc3339};
-
-const NAME_MAX: usize = 255;
 
 pub(crate) fn network_json(store: &Store, n: &Network) -> Json {
     let servers: Vec<u64> = store
@@ -60,49 +56,6 @@ pub(crate) fn network_json(store: &Store, n: &Network) -> Json {
         "created": rfc3339(n.created_wall),
         "expose_routes_to_vswitch": n.expose_routes_to_vswitch,
     })
-}
-
-pub(super) fn list(state: &mut State, call: &Call) -> Result<Reply, HzError> {
-    let filter = Filter::new(call)?;
-    let mut networks: Vec<&Network> = state
-        .hetzner
-        .networks
-        .values()
-        .filter(|n| filter.keeps(&n.name, &n.labels))
-        .collect();
-    sort(call, &mut networks, |n| (n.id, n.name.as_str()));
-    paginate(call, "networks", &networks, |n| {
-        network_json(&state.hetzner, n)
-    })
-}
-
-fn find<'s>(state: &'s State, id: &str) -> Result<&'s Network, HzError> {
-    let id = path_id(id)?;
-    state
-        .hetzner
-        .networks
-        .get(&id)
-        .ok_or_else(HzError::not_found)
-}
-
-pub(super) fn get(state: &mut State, id: &str) -> Result<Reply, HzError> {
-    let network = find(state, id)?;
-    reply(
-        200,
-        json!({"network": network_json(&state.hetzner, network)}),
-    )
-}
-
-fn check_name(state: &State, name: &str, except: Option<u64>) -> Result<(), HzError> {
-    if state
-        .hetzner
-        .networks
-        .values()
-        .any(|n| n.name == name && Some(n.id) != except)
-    {
-        return Err(HzError::uniqueness("name", "network name is already used"));
-    }
-    Ok(())
 }
 
 /// A CIDR block with no host bits set.
@@ -191,9 +144,7 @@ fn routes(body: &Object, range: Cidr) -> Result<Vec<(String, String)>, HzError> 
 
 pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
     let body = object(call)?;
-    let name = super::body::name(&body, NAME_MAX)?
-        .ok_or_else(|| HzError::invalid("name", "is required"))?
-        .to_owned();
+    let name = new_name::<Network>(&body)?;
     let text = super::body::req_str(&body, "ip_range")?;
     let range = block(text, "ip_range")?;
     if !range.is_rfc1918() || !(8..=24).contains(&range.prefix) {
@@ -206,9 +157,8 @@ pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
     let expose = opt_bool(&body, "expose_routes_to_vswitch", false)?;
     let subnets = subnets(&body, range)?;
     let routes = routes(&body, range)?;
-    check_name(state, &name, None)?;
-    let id = state.hetzner.next_network_id();
-    let network = Network {
+    check_name::<Network>(state, &name, None)?;
+    let (_, rendered) = insert(state, call, |id| Network {
         id,
         name,
         ip_range: range,
@@ -217,58 +167,31 @@ pub(super) fn create(state: &mut State, call: &Call) -> Result<Reply, HzError> {
         labels,
         expose_routes_to_vswitch: expose,
         created_wall: SystemTime::now(),
-    };
-    let rendered = network_json(&state.hetzner, &network);
-    state.hetzner.networks.insert(id, network);
+    });
     reply(201, json!({"network": rendered}))
 }
 
 /// `PUT /networks/{id}`: `name`, `labels`, `expose_routes_to_vswitch`.
 pub(super) fn update(state: &mut State, call: &Call, id: &str) -> Result<Reply, HzError> {
-    let body = object(call)?;
-    let id = find(state, id)?.id;
-    let name = super::body::name(&body, NAME_MAX)?;
-    if let Some(name) = name {
-        check_name(state, name, Some(id))?;
-    }
-    let labels = body
-        .contains_key("labels")
-        .then(|| labels(&body))
-        .transpose()?;
-    let expose = body
-        .contains_key("expose_routes_to_vswitch")
-        .then(|| opt_bool(&body, "expose_routes_to_vswitch", false))
-        .transpose()?;
-    let network = state
-        .hetzner
-        .networks
-        .get_mut(&id)
-        .ok_or_else(HzError::not_found)?;
-    if let Some(name) = name {
-        network.name = name.to_owned();
-    }
-    if let Some(labels) = labels {
-        network.labels = labels;
-    }
-    if let Some(expose) = expose {
-        network.expose_routes_to_vswitch = expose;
-    }
-    let network = &state.hetzner.networks[&id];
-    reply(
-        200,
-        json!({"network": network_json(&state.hetzner, network)}),
-    )
+    family::update::<Network, _>(state, call, id, |body| {
+        let expose = body
+            .contains_key("expose_routes_to_vswitch")
+            .then(|| opt_bool(body, "expose_routes_to_vswitch", false))
+            .transpose()?;
+        Ok(move |network: &mut Network| {
+            if let Some(expose) = expose {
+                network.expose_routes_to_vswitch = expose;
+            }
+        })
+    })
 }
 
 /// `DELETE /networks/{id}`: 204; servers still attached (deleted ones too) are detached.
 pub(super) fn delete(state: &mut State, id: &str) -> Result<Reply, HzError> {
-    let id = find(state, id)?.id;
-    state.hetzner.networks.remove(&id);
-    for server in state.hetzner.servers.values_mut() {
-        server.private_net.retain(|p| p.network != id);
-    }
-    Ok(Reply {
-        status: 204,
-        body: None,
+    family::delete::<Network>(state, id, |store, id| {
+        for server in store.servers.values_mut() {
+            server.private_net.retain(|p| p.network != id);
+        }
+        Ok(())
     })
 }

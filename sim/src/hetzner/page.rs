@@ -5,6 +5,7 @@
 use serde_json::{Value as Json, json};
 
 use super::HzError;
+use crate::api::page::{BadPage, Window};
 use crate::api::{Call, Reply};
 
 pub(crate) const PER_PAGE_DEFAULT: usize = 25;
@@ -17,28 +18,20 @@ pub(crate) fn paginate<T>(
     items: &[T],
     render: impl Fn(&T) -> Json,
 ) -> Result<Reply, HzError> {
-    let number = |name: &str, default: usize| -> Result<usize, HzError> {
-        match call.param(name) {
-            None => Ok(default),
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(n),
-                _ => Err(HzError::invalid(name, "must be a positive integer")),
-            },
-        }
-    };
-    let page = number("page", 1)?;
-    let per_page = number("per_page", PER_PAGE_DEFAULT)?;
-    if per_page > PER_PAGE_MAX {
-        return Err(HzError::invalid(
-            "per_page",
-            format!("must be at most {PER_PAGE_MAX}"),
-        ));
-    }
-    let total = items.len();
-    let last_page = total.div_ceil(per_page).max(1);
-    let start = (page - 1).saturating_mul(per_page).min(total);
-    let end = start.saturating_add(per_page).min(total);
-    let rendered: Vec<Json> = items[start..end].iter().map(render).collect();
+    let Window {
+        page,
+        per_page,
+        last_page,
+        range,
+    } = Window::new(call, items.len(), PER_PAGE_DEFAULT, PER_PAGE_MAX).map_err(
+        |bad| match bad {
+            BadPage::NotPositive(name) => HzError::invalid(name, "must be a positive integer"),
+            BadPage::TooLarge => {
+                HzError::invalid("per_page", format!("must be at most {PER_PAGE_MAX}"))
+            }
+        },
+    )?;
+    let rendered: Vec<Json> = items[range].iter().map(render).collect();
     let body = json!({
         key: rendered,
         "meta": {"pagination": {
@@ -47,7 +40,7 @@ pub(crate) fn paginate<T>(
             "previous_page": if page > 1 { json!(page - 1) } else { Json::Null },
             "next_page": if page < last_page { json!(page + 1) } else { Json::Null },
             "last_page": last_page,
-            "total_entries": total,
+            "total_entries": items.len(),
         }},
     });
     Ok(Reply {

@@ -5,9 +5,9 @@
 
 use serde_json::json;
 
-use super::body::{Filter, labels, object, path_id, sort};
-use super::page::paginate;
-use super::render::{action_json, hidden, server_json, server_status};
+use super::body::{Filter, object, path_id};
+use super::family::{self, Changes, Family, list_kept};
+use super::render::{hidden, server_json, server_status};
 use super::store::{ActionKind, Server};
 use super::{HzError, reply};
 use crate::api::{Call, Reply};
@@ -35,17 +35,9 @@ pub(super) fn list(state: &mut State, call: &Call) -> Result<Reply, HzError> {
             format!("unknown status `{bad}`"),
         ));
     }
-    let mut servers: Vec<&Server> = state
-        .hetzner
-        .servers
-        .values()
-        .filter(|s| filter.keeps(&s.name, &s.labels))
-        .filter(|s| !hidden(state, s, call.now))
-        .filter(|s| statuses.is_empty() || statuses.contains(&server_status(state, s, call.now)))
-        .collect();
-    sort(call, &mut servers, |s| (s.id, s.name.as_str()));
-    paginate(call, "servers", &servers, |s| {
-        server_json(state, s, call.now)
+    list_kept::<Server>(state, call, &filter, |s| {
+        !hidden(state, s, call.now)
+            && (statuses.is_empty() || statuses.contains(&server_status(state, s, call.now)))
     })
 }
 
@@ -73,39 +65,22 @@ pub(super) fn check_name(state: &State, name: &str, except: Option<u64>) -> Resu
             "must be a valid hostname (RFC 1123: letters, digits, periods and dashes)",
         ));
     }
-    if state
-        .hetzner
-        .server_named(name)
-        .is_some_and(|s| Some(s.id) != except)
-    {
-        return Err(HzError::uniqueness("name", "server name is already used"));
-    }
-    Ok(())
+    family::check_name::<Server>(state, name, except)
 }
 
 /// `PUT /servers/{id}`: `name` and `labels` (which replace the old ones).
 pub(super) fn update(state: &mut State, call: &Call, id: &str) -> Result<Reply, HzError> {
     let body = object(call)?;
     let id = visible(state, call, id)?.id;
-    let name = super::body::name(&body, 253)?;
-    if let Some(name) = name {
-        check_name(state, name, Some(id))?;
-    }
-    let labels = body
-        .contains_key("labels")
-        .then(|| labels(&body))
-        .transpose()?;
+    let changes = Changes::read(&body, Server::NAME_MAX, |name| {
+        check_name(state, name, Some(id))
+    })?;
     let server = state
         .hetzner
         .servers
         .get_mut(&id)
         .ok_or_else(HzError::not_found)?;
-    if let Some(name) = name {
-        server.name = name.to_owned();
-    }
-    if let Some(labels) = labels {
-        server.labels = labels;
-    }
+    changes.apply(server);
     let server = visible(state, call, &id.to_string())?;
     reply(200, json!({"server": server_json(state, server, call.now)}))
 }
@@ -113,12 +88,8 @@ pub(super) fn update(state: &mut State, call: &Call, id: &str) -> Result<Reply, 
 /// `DELETE /servers/{id}`: 200 with the `delete_server` action. Deleting a server that is
 /// already `deleting` answers with the same action again.
 pub(super) fn delete(state: &mut State, call: &Call, id: &str) -> Result<Reply, HzError> {
-    let id = path_id(id)?;
-    let server = state
-        .hetzner
-        .servers
-        .get(&id)
-        .ok_or_else(HzError::not_found)?;
+    let server = family::find::<Server>(state, id)?;
+    let id = server.id;
     let action = match server.delete_action {
         Some(action) => action,
         None => {
@@ -135,10 +106,5 @@ pub(super) fn delete(state: &mut State, call: &Call, id: &str) -> Result<Reply, 
             action
         }
     };
-    let action = state
-        .hetzner
-        .actions
-        .get(&action)
-        .ok_or_else(HzError::not_found)?;
-    reply(200, json!({"action": action_json(state, action, call.now)}))
+    super::actions::answer(state, call, action)
 }

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use tokio::time::Instant;
 
 use super::catalog::{Location, ServerType};
+use super::family::Family;
 use super::labels::{Labels, Selector};
 use crate::util::Cidr;
 
@@ -140,11 +141,11 @@ pub(crate) enum ActionKind {
 /// Identifier sequences; they survive a reset.
 #[derive(Clone)]
 pub(crate) struct Ids {
-    server: u64,
-    network: u64,
-    firewall: u64,
-    ssh_key: u64,
-    placement_group: u64,
+    pub(super) server: u64,
+    pub(super) network: u64,
+    pub(super) firewall: u64,
+    pub(super) ssh_key: u64,
+    pub(super) placement_group: u64,
     action: u64,
 }
 
@@ -179,24 +180,9 @@ impl Store {
         }
     }
 
-    pub(crate) fn next_server_id(&mut self) -> u64 {
-        next(&mut self.ids.server)
-    }
-
-    pub(crate) fn next_network_id(&mut self) -> u64 {
-        next(&mut self.ids.network)
-    }
-
-    pub(crate) fn next_firewall_id(&mut self) -> u64 {
-        next(&mut self.ids.firewall)
-    }
-
-    pub(crate) fn next_ssh_key_id(&mut self) -> u64 {
-        next(&mut self.ids.ssh_key)
-    }
-
-    pub(crate) fn next_placement_group_id(&mut self) -> u64 {
-        next(&mut self.ids.placement_group)
+    /// The next id of family `T`.
+    pub(crate) fn next_id<T: Family>(&mut self) -> u64 {
+        next(T::ids(&mut self.ids))
     }
 
     /// Records a new action and returns its id.
@@ -252,11 +238,6 @@ impl Store {
             Target::Server(id) => *id == s.id,
             Target::Selector(_, selector) => selector.matches(&s.labels),
         })
-    }
-
-    /// A name for a new resource is taken when another resource of its kind has it.
-    pub(crate) fn server_named(&self, name: &str) -> Option<&Server> {
-        self.servers.values().find(|s| s.name == name)
     }
 }
 
