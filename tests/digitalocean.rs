@@ -8,7 +8,7 @@
 //! one at a time, each on its own deployment with the simulator reset.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -817,18 +817,8 @@ fn api_call(sim: &Simulator, method: &str, path: &str) -> String {
     raw_call(sim.addr(), method, path)
 }
 
-/// One HTTP/1.1 call to `addr`, the whole answer (status line, headers, body) as text.
 fn raw_call(addr: SocketAddr, method: &str, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+    support::raw_call(addr, TOKEN, method, path, None)
 }
 
 /// The canary: Prism is between fitter and the simulator and holds answers to the spec.

@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 mod support;
 use support::prism::{free_port, start_prism};
 use support::spec::{check_keys, request_schema, template_of};
-use support::{Workspace, killed_when, root, text};
+use support::{Workspace, killed_when, raw_call, root, text};
 
 const PLAN: &str = "fittings/mesos-hetzner.yaml";
 const DEPLOYMENT: &str = "mesos-hetzner";
@@ -562,4 +562,137 @@ fn every_key_fitter_sends_is_in_the_spec() {
     ] {
         assert!(checked.contains(op), "{op} was not exercised: {checked:?}");
     }
+}
+
+/// A server of a name the plan uses, made behind fitter's back without the deployment's
+/// label: fitter neither adopts it nor makes a second one (the name is unique per project);
+/// that node fails with a line naming the server, the others are made, and once the
+/// stranger is gone the next deploy finishes the plan.
+#[test]
+fn a_name_taken_by_a_server_fitter_does_not_own_is_an_error_naming_it() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let made = raw_call(
+        cloud.sim.addr(),
+        TOKEN,
+        "POST",
+        "/v1/servers",
+        Some(
+            r#"{"name": "agent1", "server_type": "cx22", "image": "debian-12", "location": "fsn1"}"#,
+        ),
+    );
+    assert!(made.starts_with("HTTP/1.1 201"), "{made}");
+    let stranger = cloud
+        .sim
+        .snapshot()
+        .hetzner
+        .servers
+        .iter()
+        .find(|s| s["name"] == "agent1")
+        .map(|s| s["id"].as_u64().unwrap())
+        .unwrap();
+    let out = deploy(&ws, &cloud.endpoint);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let lines = failure_lines(&out);
+    let failed: Vec<&String> = lines.iter().filter(|l| l.contains(": failed:")).collect();
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert!(
+        failed[0].starts_with("node.agent1")
+            && failed[0].contains(&format!("server `agent1`, id {stranger}"))
+            && failed[0].contains("does not belong to deployment `mesos-hetzner`"),
+        "{}",
+        failed[0]
+    );
+    let snap = cloud.sim.snapshot();
+    assert_eq!(servers(&snap).len(), 11, "the other servers are made");
+    assert_eq!(
+        snap.hetzner
+            .servers
+            .iter()
+            .filter(|s| s["name"] == "agent1")
+            .count(),
+        1,
+        "no second agent1"
+    );
+    let gone = raw_call(
+        cloud.sim.addr(),
+        TOKEN,
+        "DELETE",
+        &format!("/v1/servers/{stranger}"),
+        None,
+    );
+    assert!(gone.starts_with("HTTP/1.1 200"), "{gone}");
+    // The stranger keeps its name while it is being deleted; wait until it is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cloud
+        .sim
+        .snapshot()
+        .hetzner
+        .servers
+        .iter()
+        .any(|s| s["id"] == stranger)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stranger is never gone"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = deploy(&ws, &cloud.endpoint);
+    assert!(
+        out.status.success(),
+        "deploy once the stranger is gone: {}",
+        text(&out)
+    );
+    assert_exactly_the_plan(&cloud.sim.snapshot());
+    dispose_leaves_nothing(&cloud, &ws);
+}
+
+/// Dispose with the state file lost finds everything by the deployment's label.
+#[test]
+fn dispose_without_the_state_file_finds_everything_by_label() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = deploy(&ws, &cloud.endpoint);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    std::fs::remove_file(ws.state()).unwrap();
+    dispose_leaves_nothing(&cloud, &ws);
+}
+
+/// A firewall's removal from its servers is an action: dispose reads the actions it waits
+/// for by id (`GET /actions?id=..`), as many as are pending in one call, until they end.
+#[test]
+fn firewall_actions_are_read_by_id_until_they_end() {
+    let cloud = cloud();
+    let ws = Workspace::new();
+    let out = deploy(&ws, &cloud.endpoint);
+    assert!(out.status.success(), "deploy: {}", text(&out));
+    cloud.sim.inject(Fault::StuckActions);
+    let before = cloud.sim.requests().len();
+    let mut dispose = hetzner(&ws, &cloud.endpoint, &["dispose", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let read_by_id = loop {
+        let seen = cloud.sim.requests()[before..]
+            .iter()
+            .find(|r| r.method == "GET" && r.path == "/v1/actions" && r.query.contains("id="))
+            .map(|r| r.query.clone());
+        if let Some(query) = seen {
+            break query;
+        }
+        assert!(
+            dispose.try_wait().unwrap().is_none(),
+            "dispose ended without reading its actions"
+        );
+        assert!(std::time::Instant::now() < deadline, "no GET /actions?id=");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    cloud.sim.clear_faults();
+    let out = dispose.wait_with_output().unwrap();
+    assert!(out.status.success(), "dispose: {}", text(&out));
+    assert!(read_by_id.starts_with("id="), "{read_by_id}");
+    assert_nothing_left(&cloud.sim.snapshot());
 }

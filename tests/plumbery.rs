@@ -313,6 +313,20 @@ fn every_plumbery_plan_validates_with_warnings_only_on_each_provider() {
                 all.contains("warning:"),
                 "{case} on {provider} says what it translated: {all}"
             );
+            // And plans, offline, against no state.
+            let state = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_fitter"))
+                .args(["plan", "--no-refresh", "--provider", provider, "--state"])
+                .arg(state.path().join("state.json"))
+                .arg(&plan)
+                .output()
+                .unwrap();
+            let shown = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && shown.contains(" to add, 0 to change, 0 to destroy."),
+                "plan of {case} on {provider}: {}",
+                text(&out)
+            );
         }
     }
 }

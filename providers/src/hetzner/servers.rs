@@ -67,6 +67,24 @@ impl Listing for Inner {
     fn ready(server: &Server) -> Option<Outputs> {
         server_ready(server)
     }
+
+    const PROBES: bool = true;
+
+    /// The oldest page of the deployment's servers: they are created first, so they turn
+    /// running (or go) first.
+    async fn probe(&self) -> Result<HashMap<u64, Server>, Failure> {
+        let path = format!(
+            "{}&sort=id:asc&page=1&per_page={}",
+            self.owned_path("/servers"),
+            client::PER_PAGE
+        );
+        let answer = self
+            .client
+            .send(Method::GET, &path, None, Call::Idempotent)
+            .await?;
+        let servers: Vec<Server> = client::parse(&Method::GET, &path, &answer, "servers")?;
+        Ok(servers.into_iter().map(|s| (s.id, s)).collect())
+    }
 }
 
 impl Inner {
