@@ -158,6 +158,8 @@ struct Inner {
     settings: Settings,
     /// The deployment's servers as last listed, by id; `None` until first needed.
     servers: Mutex<Option<HashMap<u64, Server>>>,
+    /// Held while the index is first listed.
+    first_listing: Mutex<()>,
     /// Servers a create of this run has taken: each is adopted once only.
     claimed: Mutex<HashSet<u64>>,
     /// The operator key's id and the placement group's, once known.
@@ -176,6 +178,7 @@ impl Hetzner {
                 selector: selector(deployment),
                 settings,
                 servers: Mutex::new(None),
+                first_listing: Mutex::new(()),
                 claimed: Mutex::new(HashSet::new()),
                 key_id: Mutex::new(None),
                 placement_group: Mutex::new(None),

@@ -99,13 +99,21 @@ impl Inner {
         Ok(map)
     }
 
-    /// A server in the index, listing once per run when there is none yet.
-    async fn indexed(&self, resource: &str, id: u64) -> Result<Option<Server>, ProviderError> {
+    /// Lists the deployment's servers once per run: the first caller lists, the others
+    /// (creates sent together) wait for its listing rather than each making their own.
+    async fn ensure_index(&self, resource: &str) -> Result<(), ProviderError> {
+        let _first = self.first_listing.lock().await;
         if self.servers.lock().await.is_none() {
             self.listed_servers()
                 .await
                 .map_err(|f| api_error(resource, f))?;
         }
+        Ok(())
+    }
+
+    /// A server in the index, listing once per run when there is none yet.
+    async fn indexed(&self, resource: &str, id: u64) -> Result<Option<Server>, ProviderError> {
+        self.ensure_index(resource).await?;
         Ok(self
             .servers
             .lock()
@@ -231,11 +239,7 @@ impl Inner {
             return Err(unsupported(&resource, "its network has no id yet"));
         }
         // The deployment's servers, listed once per run: a killed run's server is adopted.
-        if self.servers.lock().await.is_none() {
-            self.listed_servers()
-                .await
-                .map_err(|f| api_error(&resource, f))?;
-        }
+        self.ensure_index(&resource).await?;
         let listed = self
             .servers
             .lock()
