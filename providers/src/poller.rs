@@ -162,6 +162,15 @@ async fn poll<L: Listing>(source: Arc<L>) {
         tokio::time::sleep(wait).await;
         {
             let mut watch = source.watch().lock().await;
+            // A wait that ended (its timeout, Ctrl-C) is no longer polled for.
+            watch.ready.retain(|_, told| {
+                told.retain(|tx| !tx.is_closed());
+                !told.is_empty()
+            });
+            watch.gone.retain(|_, told| {
+                told.retain(|tx| !tx.is_closed());
+                !told.is_empty()
+            });
             if watch.ready.is_empty() && watch.gone.is_empty() {
                 watch.polling = false;
                 return;
@@ -176,7 +185,7 @@ async fn poll<L: Listing>(source: Arc<L>) {
                     };
                     if !answers {
                         wait = quiet.min(PROBE_CAP);
-                        quiet = quiet.mul_f64(1.25);
+                        quiet = quiet.mul_f64(1.25).min(PROBE_CAP);
                         continue;
                     }
                 }
@@ -219,7 +228,7 @@ async fn poll<L: Listing>(source: Arc<L>) {
         } else if L::PROBES {
             // Nothing changed: the next polls probe, a request each.
             wait = quiet.min(PROBE_CAP);
-            quiet = quiet.mul_f64(1.25);
+            quiet = quiet.mul_f64(1.25).min(PROBE_CAP);
             may_probe = true;
         } else {
             wait = quiet;

@@ -190,7 +190,19 @@ async fn send_deletes(ctx: &Context<'_>, doomed: Vec<Doomed>) {
         }
         let provider = Arc::clone(&group[0].provider);
         let ids: Vec<String> = group.iter().map(|d| d.id.clone()).collect();
-        let mut answers = provider.delete_batch(group[0].kind, &ids).await.into_iter();
+        // Ctrl-C ends the wait at once: what was deleted is found gone by the next run's
+        // refresh, the rest is deleted then; the state keeps every id until it is gone.
+        let answers = tokio::select! {
+            biased;
+            answers = provider.delete_batch(group[0].kind, &ids) => answers,
+            _ = ctx.options.cancel.cancelled() => {
+                for d in group {
+                    let _ = d.reply.send(Err(OpError::Interrupted));
+                }
+                return;
+            }
+        };
+        let mut answers = answers.into_iter();
         for d in group {
             let answer = match answers.next() {
                 Some(a) => a.map_err(|e| OpError::Failed(e.into())),

@@ -534,6 +534,10 @@ mod tests {
             "http://api.digitalocean.com",
             "http://10.0.0.5:4010",
             "http://127.0.0.1.evil.example",
+            // userinfo before the host: reqwest sends to `evil.example`.
+            "http://localhost:80@evil.example/v2",
+            "http://[::1]@evil.example/",
+            "not a url",
             "http://[2001:db8::1]:80",
         ] {
             assert!(!secure_enough(bad), "{bad}");

@@ -129,11 +129,13 @@ impl Inner {
 const TAG_CHUNK: usize = 100;
 
 impl Inner {
-    /// Deletes droplets in a few calls: the whole deployment by its tag in one, a part of it
-    /// by a tag made for the deletion (tagged a hundred at a time), then waits until every
-    /// one is gone from the listing. The deletion's tag is unique to the call, so a run
-    /// killed between tagging and deleting leaves a tag no later deletion reuses; the
-    /// deployment's teardown sweeps it (`fitter-<deployment>:*`).
+    /// Deletes droplets in a few calls: they are tagged with a tag made for the deletion (a
+    /// hundred a call) and deleted by it in one, then waited for until the listing no longer
+    /// has them. Never by the deployment's own tag, even when all of it goes: a droplet the
+    /// API does not list yet (it lists new droplets late) would go too, kept by the plan or
+    /// not. A droplet of the batch that is not listed is deleted by its id. The deletion's
+    /// tag is unique to the call, so a run killed between tagging and deleting leaves a tag
+    /// no later deletion reuses; the deployment's teardown sweeps it (`fitter-<deployment>:*`).
     pub(super) async fn delete_droplets(
         self: &Arc<Self>,
         ids: &[String],
@@ -165,22 +167,30 @@ impl Inner {
             Ok(map) => map,
             Err(f) => return fail(&api_error(&resource, f)),
         };
-        let present: Vec<u64> = numeric
+        let (present, unlisted): (Vec<u64>, Vec<u64>) = numeric
             .iter()
             .copied()
-            .filter(|n| listed.contains_key(n))
-            .collect();
-        let everything = listed.keys().all(|k| numeric.contains(k));
-        let sent = if present.is_empty() {
-            Ok(())
-        } else if everything {
-            self.delete_by_tag(&resource, &self.tag.clone()).await
-        } else {
+            .partition(|n| listed.contains_key(n));
+        if !present.is_empty() {
             let tag = format!("{}:delete-{:08x}", self.tag, rand::random::<u32>());
-            self.tag_for_deletion(&resource, &tag, &present).await
-        };
-        if let Err(e) = sent {
-            return fail(&e);
+            if let Err(e) = self.tag_for_deletion(&resource, &tag, &present).await {
+                return fail(&e);
+            }
+        }
+        for n in &unlisted {
+            // A 404 is an answer here: the droplet is gone already.
+            if let Err(f) = self
+                .client
+                .send(
+                    Method::DELETE,
+                    &format!("/v2/droplets/{n}"),
+                    None,
+                    Call::Idempotent,
+                )
+                .await
+            {
+                return fail(&api_error(&format!("droplet {n}"), f));
+            }
         }
         let timeout = self.settings.ready_timeout;
         let waits = numeric.iter().map(|&n| {

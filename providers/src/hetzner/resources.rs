@@ -450,9 +450,9 @@ impl Inner {
                             .map_err(|f| api_error(resource, f))?;
                     self.wait_actions(resource, &actions).await?;
                 }
-                // Already removed (by a run that was killed after this call).
-                Err(Failure::Status { status: 404, .. }) => return Ok(()),
-                Err(Failure::Status { status, .. }) if (400..500).contains(&status) => {}
+                // A resource it names is gone already (its server deleted): the delete
+                // below says whether the firewall still applies to anything.
+                Err(Failure::Status { status: 404, .. }) => {}
                 Err(failure) => return Err(api_error(resource, failure)),
             }
         }
@@ -495,6 +495,12 @@ impl Inner {
                         message: format!("action {} `{}` failed: {why}", action.id, action.command),
                     });
                 }
+            }
+            if let Some(unknown) = pending.iter().find(|id| !read.iter().any(|a| a.id == **id)) {
+                return Err(super::unsupported(
+                    resource,
+                    format!("the API does not know action {unknown}, which it gave"),
+                ));
             }
             pending.retain(|id| read.iter().any(|a| a.id == *id && a.status == "running"));
         }

@@ -164,8 +164,7 @@ impl Limiter {
     /// comes back much sooner). A bucket never holds more than the server says remains, so
     /// that another client on the same token is counted too.
     pub(super) async fn observe(&self, headers: &HeaderMap) {
-        let number =
-            |name: &str| -> Option<f64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+        let number = |name: &str| super::text::header_number(headers, name);
         let remaining = number("ratelimit-remaining");
         if let Some(left) = remaining {
             let mut c = self.state.lock().await;

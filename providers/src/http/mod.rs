@@ -68,18 +68,22 @@ pub struct Dialect {
 
 /// Whether an API URL keeps the token safe: https, or http to this machine (loopback).
 pub fn secure_enough(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return true;
+    // Parsed as reqwest will, so that `http://localhost:80@host/` is `host`, not this machine.
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match parsed.scheme() {
+        "https" => true,
+        "http" => parsed.host_str().is_some_and(|host| {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
 }
 
 /// The MD5 fingerprint DigitalOcean and Hetzner give an OpenSSH public key: colon-separated hex.
@@ -370,7 +374,14 @@ impl Client {
                         message: message_of(&json),
                     });
                 }
-                let wait = wait_for_429(&headers).unwrap_or_else(|| self.backoff(rate_limited));
+                let mut wait = wait_for_429(&headers).unwrap_or_else(|| self.backoff(rate_limited));
+                // A bucket's reset is when it is full again (an hour away, on Hetzner), but a
+                // request's worth comes back within a refill or two.
+                if let Budget::Bucket { per_hour, .. } = self.dialect.budget {
+                    let refill =
+                        Duration::from_secs_f64((7200.0 / per_hour.max(1) as f64).max(1.0));
+                    wait = wait.min(refill);
+                }
                 tracing::info!(
                     %method,
                     path,

@@ -39,9 +39,20 @@ pub(super) fn page_of(url: &str) -> Option<u64> {
 }
 
 /// What to wait after a 429: `retry-after`, else until `ratelimit-reset`.
+/// A header's value as a finite number (`nan` and `inf` parse as `f64` but are no wait).
+pub(super) fn header_number(headers: &HeaderMap, name: &str) -> Option<f64> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
 pub(super) fn wait_for_429(headers: &HeaderMap) -> Option<Duration> {
-    let number =
-        |name: &str| -> Option<f64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    let number = |name: &str| header_number(headers, name);
     if let Some(s) = number("retry-after") {
         return Some(Duration::from_secs_f64(s.clamp(0.1, 120.0)));
     }
