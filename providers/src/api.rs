@@ -309,6 +309,20 @@ pub enum ProviderError {
     },
 }
 
+/// Deletes resources one after the other: [`Provider::delete_batch`]'s default, and what a
+/// provider that batches one kind does for the others.
+pub async fn one_by_one<P: Provider + ?Sized>(
+    provider: &P,
+    kind: ResourceKind,
+    ids: &[String],
+) -> Vec<Result<(), ProviderError>> {
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in ids {
+        answers.push(provider.delete(kind, id).await);
+    }
+    answers
+}
+
 /// One cloud. Methods take the plan's view of a resource and return the cloud's.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -374,11 +388,7 @@ pub trait Provider: Send + Sync {
         kind: ResourceKind,
         ids: &[String],
     ) -> Vec<Result<(), ProviderError>> {
-        let mut answers = Vec::with_capacity(ids.len());
-        for id in ids {
-            answers.push(self.delete(kind, id).await);
-        }
-        answers
+        one_by_one(self, kind, ids).await
     }
 
     /// Everything in the cloud marked as belonging to `deployment`, whatever the state says.

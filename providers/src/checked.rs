@@ -77,3 +77,16 @@ pub(crate) fn word_of(s: &str, extra: &[char]) -> bool {
 }
 
 pub(crate) use checked_string;
+
+checked_string!(
+    /// An SSH key's MD5 fingerprint: 16 hex pairs separated by colons.
+    Fingerprint,
+    "an MD5 fingerprint (16 colon-separated hex pairs)",
+    |s| {
+        let pairs: Vec<&str> = s.split(':').collect();
+        pairs.len() == 16
+            && pairs
+                .iter()
+                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    }
+);

@@ -24,6 +24,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+pub use crate::checked::Fingerprint;
 use crate::checked::{MAX_LEN, checked_string, word_of};
 
 checked_string!(
@@ -59,19 +60,6 @@ checked_string!(
                 8 | 13 | 18 | 23 => c == '-',
                 _ => c.is_ascii_hexdigit(),
             })
-    }
-);
-
-checked_string!(
-    /// An SSH key's MD5 fingerprint: 16 hex pairs separated by colons.
-    Fingerprint,
-    "an MD5 fingerprint (16 colon-separated hex pairs)",
-    |s| {
-        let pairs: Vec<&str> = s.split(':').collect();
-        pairs.len() == 16
-            && pairs
-                .iter()
-                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
     }
 );
 

@@ -430,11 +430,7 @@ impl Provider for DigitalOcean {
         ids: &[String],
     ) -> Vec<Result<(), ProviderError>> {
         if kind != ResourceKind::Node {
-            let mut answers = Vec::with_capacity(ids.len());
-            for id in ids {
-                answers.push(self.delete(kind, id).await);
-            }
-            return answers;
+            return crate::api::one_by_one(self, kind, ids).await;
         }
         self.inner.delete_droplets(ids).await
     }

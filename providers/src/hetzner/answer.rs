@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
+pub use crate::checked::Fingerprint;
 use crate::checked::{MAX_LEN, checked_string, word_of};
 
 checked_string!(
@@ -35,19 +36,6 @@ checked_string!(
     Text,
     "text without control characters (at most 255)",
     |s| s.chars().count() <= MAX_LEN && !s.chars().any(char::is_control)
-);
-
-checked_string!(
-    /// An MD5 fingerprint: sixteen colon-separated hex pairs.
-    Fingerprint,
-    "an MD5 fingerprint (aa:bb:...)",
-    |s| {
-        let pairs: Vec<&str> = s.split(':').collect();
-        pairs.len() == 16
-            && pairs
-                .iter()
-                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
-    }
 );
 
 pub type Labels = BTreeMap<Label, Label>;

@@ -377,11 +377,7 @@ impl Provider for Hetzner {
         if kind == ResourceKind::Node {
             return self.inner.delete_servers(ids).await;
         }
-        let mut answers = Vec::with_capacity(ids.len());
-        for id in ids {
-            answers.push(self.delete(kind, id).await);
-        }
-        answers
+        crate::api::one_by_one(self, kind, ids).await
     }
 
     async fn owned(&self, deployment: &str) -> Result<Vec<Owned>, ProviderError> {
