@@ -16,6 +16,11 @@ scripts/local-cloud.sh
 # to hold both to the official spec; install it once (idempotent, cached).
 scripts/prism.sh install >/dev/null
 
+# tests/postgres.rs keeps fitter's state in PostgreSQL: Debian's package, started without an
+# init system, with TLS, a role and a database (idempotent, about 0.3 s when all is there).
+# The tests call it too; running it here first shows a setup failure once, not in every test.
+scripts/local-postgres.sh >/dev/null
+
 # tests/ansible_inventory.rs reads fitter's inventory with Ansible's own ansible-inventory
 # (pip: ansible-core, pinned, in a virtual environment of its own; idempotent, cached).
 scripts/ansible.sh install >/dev/null

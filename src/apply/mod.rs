@@ -129,6 +129,9 @@ pub struct Options {
     /// The host keys the plan gives its nodes (cloud-config `ssh_keys`), by node name:
     /// installed and pinned instead of a key fitter makes.
     pub host_keys: BTreeMap<String, ssh::HostKey>,
+    /// More public keys to authorise on every new node besides the operator's: the plan's
+    /// `keys:` (the team's other operators).
+    pub team_keys: Vec<String>,
 }
 
 /// What happened to one change.
@@ -550,7 +553,7 @@ async fn save(
     let (upto, write) = {
         let mut state = ctx.state.lock().await;
         let upto = ctx.changed.load(Ordering::SeqCst);
-        (upto, state.prepare())
+        (upto, state.prepare()?)
     };
     let stamp = tokio::task::spawn_blocking(move || write.run())
         .await

@@ -157,7 +157,9 @@ pub(super) fn build_request(
                 network,
                 host_key: outputs.host_key_private.clone().unwrap_or_default(),
                 host_key_public: outputs.host_key.clone().unwrap_or_default(),
-                authorized_keys: vec![ctx.options.operator.public_openssh.clone()],
+                authorized_keys: std::iter::once(ctx.options.operator.public_openssh.clone())
+                    .chain(ctx.options.team_keys.iter().cloned())
+                    .collect(),
                 tags,
                 roles: n.roles.clone(),
                 firewall: n.firewall.clone(),

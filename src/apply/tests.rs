@@ -170,7 +170,13 @@ async fn run(
     let deployment = &checked.fittings.deployment;
     let store = MemoryStore::default();
     if let Some(state) = recorded {
-        let mut locked = LockedState::open(&store, deployment, &Holder::this_process("t")).unwrap();
+        let mut locked = LockedState::open(
+            &store,
+            deployment,
+            &Holder::this_process("t"),
+            Default::default(),
+        )
+        .unwrap();
         locked.update(|s| *s = state).unwrap();
     }
     let fake = Arc::new(fake(Fake::new(&store, deployment)));
@@ -185,8 +191,15 @@ async fn run(
         probe_ssh: false,
         reporter: Arc::new(Silent),
         host_keys: Default::default(),
+        team_keys: Vec::new(),
     };
-    let mut locked = LockedState::open(&store, deployment, &Holder::this_process("t")).unwrap();
+    let mut locked = LockedState::open(
+        &store,
+        deployment,
+        &Holder::this_process("t"),
+        Default::default(),
+    )
+    .unwrap();
     let report = apply(the_plan, &checked.graph, &providers, &mut locked, &options).await;
     let state = locked.state().clone();
     Run {
@@ -446,8 +459,13 @@ async fn gone_is_believed_only_when_the_listing_agrees() {
         let recorded = done.state.clone();
         async move {
             let store = MemoryStore::default();
-            let mut locked =
-                LockedState::open(&store, deployment, &Holder::this_process("t")).unwrap();
+            let mut locked = LockedState::open(
+                &store,
+                deployment,
+                &Holder::this_process("t"),
+                Default::default(),
+            )
+            .unwrap();
             locked.update(|s| *s = recorded).unwrap();
             let mut fake = Fake::new(&store, deployment);
             fake.unreadable.insert("id-agent2".into());

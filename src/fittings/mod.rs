@@ -78,6 +78,9 @@ pub struct Fittings {
     /// plumbery's blueprint groups (`- swarm: queen bees`): a name for several blueprints,
     /// which `--blueprint` accepts.
     pub groups: BTreeMap<String, Vec<Text>>,
+    /// `backend: {type: postgres, url: ...}`: where the state is kept (a URL without its
+    /// password), `--backend` and `FITTER_BACKEND` aside. `None`: the file beside the plan.
+    pub backend: Option<Text>,
 }
 
 impl Fittings {

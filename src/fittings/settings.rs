@@ -28,6 +28,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "deployment",
     "components",
     "ssh",
+    "backend",
 ];
 const DEFAULTS_RESERVED: &[&str] = &[
     "provider",
@@ -79,6 +80,7 @@ impl Loader<'_> {
             components: BTreeMap::new(),
             harden_ssh: false,
             groups: BTreeMap::new(),
+            backend: None,
         };
 
         let mut defaults_provider = None;
@@ -105,6 +107,9 @@ impl Loader<'_> {
             }
             if let Some(components) = s.get("components") {
                 fittings.components = self.components(components);
+            }
+            if let Some(backend) = s.get("backend") {
+                fittings.backend = self.backend(backend);
             }
             if let Some(keys) = s.get("keys") {
                 fittings.keys = text_list(&mut self.report, keys, "keys");
@@ -287,5 +292,63 @@ impl Loader<'_> {
             self.collect_tokens(&line.value, line.span, owner, false);
         }
         lines
+    }
+}
+
+impl Loader<'_> {
+    /// `backend: {type: postgres, url: postgres://user@host/db}` or `{type: file}`. The
+    /// password never belongs in a plan: libpq's `PGPASSWORD` and `~/.pgpass` give it.
+    fn backend(&mut self, node: &Node) -> Option<Text> {
+        check_keys(&mut self.report, node, "backend", &["type", "url"]);
+        map(&mut self.report, node, "backend")?;
+        let kind = node
+            .get("type")
+            .and_then(|t| text(&mut self.report, t, "type"));
+        let url = node
+            .get("url")
+            .and_then(|u| text(&mut self.report, u, "url"));
+        match kind.as_ref().map(|k| k.value.as_str()) {
+            Some("file") => None,
+            Some("postgres") => {
+                let Some(url) = url else {
+                    self.report.error(
+                        node.span,
+                        "a `postgres` backend needs its `url`".to_string(),
+                    );
+                    return None;
+                };
+                match crate::state::postgres::Url::parse(&url.value) {
+                    Ok(u) if u.has_password() => {
+                        self.report.error(
+                            url.span,
+                            "the password does not belong in the plan: give it with \
+                             `PGPASSWORD` or `~/.pgpass`, as for psql"
+                                .to_string(),
+                        );
+                        None
+                    }
+                    Ok(_) => Some(url),
+                    Err(e) => {
+                        self.report.error(url.span, e.to_string());
+                        None
+                    }
+                }
+            }
+            Some(other) => {
+                let at = node.get("type").map_or(node.span, |t| t.span);
+                self.report.error(
+                    at,
+                    format!("`{other}` is no state backend: `file` or `postgres`"),
+                );
+                None
+            }
+            None => {
+                self.report.error(
+                    node.span,
+                    "`backend` needs a `type`: `file` or `postgres`".to_string(),
+                );
+                None
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::information::{self, Information};
 use crate::plan::{self, Plan};
 use crate::report::{Phase, Reporter};
 use crate::ssh::OperatorKey;
-use crate::state::{Holder, LockedState, Status};
+use crate::state::{LockedState, Status};
 
 /// How `deploy` and `dispose` carry out their plan.
 #[derive(Clone)]
@@ -103,11 +103,7 @@ impl Deployment {
             options.allow_insecure_http,
         )
         .await?;
-        let mut state = LockedState::open(
-            workspace.store.as_ref(),
-            &checked.fittings.deployment,
-            &Holder::this_process(command),
-        )?;
+        let mut state = workspace.open_state(&checked.fittings.deployment, command)?;
         options.reporter.phase_started(Phase::Refresh);
         let gone = apply::refresh(&mut state, &providers, options.accept_vanished).await;
         options.reporter.phase_finished(Phase::Refresh);
@@ -156,6 +152,7 @@ impl Deployment {
             let host_keys = self.given_host_keys(checked, operator)?;
             let apply_options = apply::Options {
                 host_keys,
+                team_keys: team_keys(&checked.fittings)?,
                 parallelism: options.parallelism,
                 cancel: options.cancel.clone(),
                 operator: operator.clone(),
@@ -292,4 +289,29 @@ impl Deployment {
         options.reporter.phase_finished(Phase::Bootstrap);
         Ok(BootstrapResult { not_ready, nodes })
     }
+}
+
+/// The plan's `keys:`, each a public key or the path of one (`~/.ssh/bob.pub`), as plumbery
+/// takes them: authorised on every new node beside the key of the operator running deploy,
+/// so that every member of the team reaches the nodes with their own key.
+fn team_keys(fittings: &crate::fittings::Fittings) -> Result<Vec<String>, OperationError> {
+    fittings
+        .keys
+        .iter()
+        .map(|k| {
+            let v = k.value.trim();
+            if ["ssh-", "ecdsa-", "sk-"].iter().any(|p| v.starts_with(p)) {
+                return Ok(v.to_string());
+            }
+            let path = match v.strip_prefix("~/") {
+                Some(rest) => std::env::var_os("HOME")
+                    .map(|h| std::path::Path::new(&h).join(rest))
+                    .unwrap_or_else(|| v.into()),
+                None => v.into(),
+            };
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .map_err(|source| OperationError::ReadPlan { path, source })
+        })
+        .collect()
 }

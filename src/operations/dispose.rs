@@ -89,6 +89,7 @@ impl Deployment {
             probe_ssh: false,
             reporter: Arc::clone(&options.reporter),
             host_keys: Default::default(),
+            team_keys: Vec::new(),
         };
         let report = apply::apply(
             the_plan,

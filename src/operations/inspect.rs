@@ -25,7 +25,7 @@ pub async fn dry_run(
     refresh: bool,
     allow_insecure_http: bool,
 ) -> Result<DryRun, OperationError> {
-    let mut recorded = workspace.store.read(&checked.fittings.deployment)?;
+    let mut recorded = workspace.read_state(&checked.fittings.deployment)?;
     let mut gone = Vec::new();
     if let Some(state) = recorded.as_mut()
         && refresh
@@ -68,7 +68,7 @@ pub fn report(
     workspace: &Workspace,
     absolute: bool,
 ) -> Result<Report, OperationError> {
-    let recorded = workspace.store.read(&checked.fittings.deployment)?;
+    let recorded = workspace.read_state(&checked.fittings.deployment)?;
     let mut key = workspace.existing_key_path();
     let mut known_hosts = Some(workspace.known_hosts.clone()).filter(|k| k.exists());
     if absolute {

@@ -34,7 +34,7 @@ use crate::ssh::SshError;
 use crate::state::StateError;
 
 pub use selection::Selection;
-pub use workspace::Workspace;
+pub use workspace::{StoreChoice, Workspace};
 
 /// Why an operation stopped. Each variant carries what it is about; the CLI prints it with
 /// its causes (`error: ...`, then `caused by: ...`).
@@ -43,6 +43,9 @@ pub enum OperationError {
     /// The plan does not load or check: every diagnostic, already rendered with its source.
     #[error("{0}")]
     Invalid(String),
+    /// Options that contradict each other.
+    #[error("{0}")]
+    Usage(String),
     #[error("--region {region}: {why}")]
     Region { region: String, why: String },
     /// `--blueprint` names nothing in the plan.

@@ -1,24 +1,50 @@
-//! Where a deployment's files live, worked out once per command.
+//! Where a deployment's state and files live, worked out once per command.
 //!
-//! The state file is beside the plan (`web.yaml` -> `web.state.json`) unless `--state` says
-//! otherwise; everything else a deployment keeps sits beside its state, named after it:
-//! `<state>.known_hosts` (the pinned host keys, for OpenSSH and Ansible) and
-//! `<state>.id_ed25519` (the deployment's own operator key, made only when the operator has
-//! none). The lock and the backup are the state store's business ([`StateStore`]).
+//! **The store**: `--backend URL`, else `FITTER_BACKEND`, else the plan's `backend:`, else
+//! the file beside the plan (`web.yaml` -> `web.state.json`, or `--state`). `--backend
+//! file` names the file store explicitly (to move a deployment out of PostgreSQL).
+//!
+//! **Local files**, for this operator only, sit beside the state file's path whatever the
+//! store: `<state>.known_hosts` (the pinned host keys, written from the state, for OpenSSH
+//! and Ansible) and `<state>.id_ed25519` (the deployment's own operator key, made only when
+//! the operator has none). With a shared store, a state the store could not take goes to
+//! `<plan>.errored.state.json`. The lock and the backup are the store's business
+//! ([`StateStore`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::OperationError;
 use crate::information;
 use crate::ssh::OperatorKey;
-use crate::state::{self, FileStore, StateStore};
+use crate::state::postgres::{PgStore, Url};
+use crate::state::seal::StateKey;
+use crate::state::{self, FileStore, Holder, LockedState, StateOptions, StateStore};
+
+/// What the command line says of the store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreChoice {
+    /// `--state PATH`.
+    pub state: Option<PathBuf>,
+    /// `--backend` or `FITTER_BACKEND`: `file` or a `postgres://` URL.
+    pub backend: Option<String>,
+    /// `--lock-timeout`: how long to wait for a lock another command holds.
+    pub lock_timeout: Duration,
+    /// `--state-key-file`; `FITTER_STATE_KEY` otherwise.
+    pub key_file: Option<PathBuf>,
+    /// `--allow-plaintext-secrets`.
+    pub allow_plaintext: bool,
+}
 
 #[derive(Clone)]
 pub struct Workspace {
-    /// Where the state is kept: the file at `state` (the one store today).
+    /// Where the state is kept.
     pub store: Arc<dyn StateStore>,
+    /// The state file's path: the file store's, and where local files go beside it.
     pub state: PathBuf,
+    /// The state key, the plaintext leave and the errored-state file.
+    pub state_options: StateOptions,
     pub known_hosts: PathBuf,
     /// Where the deployment's own operator key is, or goes when one has to be made.
     pub own_key: PathBuf,
@@ -27,7 +53,8 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// The workspace of the plan at `fittings`, with `--state` and `--ssh-key` if given.
+    /// The workspace of the plan at `fittings` with only a file store: `--state` and
+    /// `--ssh-key` if given.
     pub fn new(fittings: &Path, state: Option<PathBuf>, ssh_key: Option<PathBuf>) -> Workspace {
         let state = state.unwrap_or_else(|| state::default_path(fittings));
         Workspace {
@@ -35,8 +62,68 @@ impl Workspace {
             known_hosts: information::known_hosts_path(&state),
             own_key: beside(&state, ".id_ed25519"),
             state,
+            state_options: StateOptions::default(),
             ssh_key,
         }
+    }
+
+    /// The workspace of the plan at `fittings`, its store chosen as the module says;
+    /// `planned` is the plan's `backend:` URL.
+    pub fn choose(
+        fittings: &Path,
+        planned: Option<&str>,
+        choice: &StoreChoice,
+        ssh_key: Option<PathBuf>,
+    ) -> Result<Workspace, OperationError> {
+        let mut ws = Workspace::new(fittings, choice.state.clone(), ssh_key);
+        let key = StateKey::from_env_or_file(choice.key_file.as_deref())
+            .map_err(state::StateError::from)?;
+        ws.state_options.key = key.map(Arc::new);
+        ws.state_options.allow_plaintext = choice.allow_plaintext;
+        let backend = choice.backend.as_deref().or(planned);
+        match backend {
+            None | Some("file") => {
+                ws.store =
+                    Arc::new(FileStore::new(&ws.state).with_lock_timeout(choice.lock_timeout));
+            }
+            Some(url) => {
+                if choice.state.is_some() {
+                    return Err(OperationError::Usage(format!(
+                        "`--state` names a state file, but the state is kept in {}; \
+                         `--backend file` uses the file instead",
+                        crate::state::postgres::redact(url)
+                    )));
+                }
+                let url = Url::parse(url).map_err(state::StateError::from)?;
+                ws.store = Arc::new(PgStore::new(url, choice.lock_timeout));
+                ws.state_options.errored = Some(fittings.with_extension("errored.state.json"));
+            }
+        }
+        Ok(ws)
+    }
+
+    /// Locks the deployment's state for `command` (`fitter deploy`) and opens it.
+    pub fn open_state(
+        &self,
+        deployment: &str,
+        command: &str,
+    ) -> Result<LockedState, OperationError> {
+        Ok(LockedState::open(
+            self.store.as_ref(),
+            deployment,
+            &Holder::this_process(command),
+            self.state_options.clone(),
+        )?)
+    }
+
+    /// The deployment's state as stored, its secrets opened, without taking the lock.
+    pub fn read_state(&self, deployment: &str) -> Result<Option<state::State>, OperationError> {
+        let Some(mut s) = self.store.read(deployment)? else {
+            return Ok(None);
+        };
+        state::seal::unseal(&mut s, self.state_options.key.as_deref())
+            .map_err(state::StateError::from)?;
+        Ok(Some(s))
     }
 
     /// The operator's key, made for the deployment when there is none (`deploy`, `dispose`).

@@ -28,17 +28,28 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Holder, STATE_VERSION, Snapshot, State, StateError, StateStore, StateWriter};
+use super::{Holder, Snapshot, State, StateError, StateStore, StateWriter};
 
 /// The state file at a path.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
+    /// How long to wait for a lock another process holds (`--lock-timeout`).
+    lock_timeout: std::time::Duration,
 }
 
 impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> FileStore {
-        FileStore { path: path.into() }
+        FileStore {
+            path: path.into(),
+            lock_timeout: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Waits up to `timeout` for a lock another process holds, instead of refusing at once.
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> FileStore {
+        self.lock_timeout = timeout;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -49,6 +60,44 @@ impl FileStore {
 impl StateStore for FileStore {
     fn location(&self) -> String {
         format!("`{}`", self.path.display())
+    }
+
+    fn holder(&self, _deployment: &str) -> Result<Option<Holder>, StateError> {
+        let lock_path = sibling(&self.path, "lock");
+        let Ok(mut lock) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+        else {
+            return Ok(None);
+        };
+        if lock.try_lock_shared().is_ok() {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        let _ = lock.read_to_string(&mut text);
+        Ok(Some(serde_json::from_str(&text).unwrap_or(Holder {
+            user: "?".into(),
+            host: "?".into(),
+            pid: 0,
+            command: "an unknown command".into(),
+            since: 0,
+        })))
+    }
+
+    /// A file lock is an `flock`, which only a live process holds: there is nothing to
+    /// force, only a process to stop.
+    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError> {
+        match self.holder(deployment)? {
+            None => Ok(None),
+            Some(h) => Err(StateError::Refused(format!(
+                "`{}` is held by {h}: a state file's lock is held only by a running process and \
+                 freed when it ends, so there is nothing to force; stop that process (pid {} on {})",
+                self.path.display(),
+                h.pid,
+                h.host
+            ))),
+        }
     }
 
     fn read(&self, deployment: &str) -> Result<Option<State>, StateError> {
@@ -77,7 +126,30 @@ impl StateStore for FileStore {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(|e| link_error(&lock_path, e))?;
-        match lock.try_lock() {
+        let deadline = std::time::Instant::now() + self.lock_timeout;
+        let mut told = false;
+        let taken = loop {
+            // flock has no timed wait; a blocked command looks again every 100 ms until
+            // `--lock-timeout` runs out (0 by default: refuse at once).
+            match lock.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    if !told {
+                        told = true;
+                        crate::report::live::write_log(
+                            format!(
+                                "The state is locked (`{}`); waiting up to {} s for it (--lock-timeout).\n",
+                                lock_path.display(),
+                                self.lock_timeout.as_secs()
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other,
+            }
+        };
+        match taken {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
@@ -86,8 +158,9 @@ impl StateStore for FileStore {
                     .ok()
                     .and_then(|_| serde_json::from_str(&text).ok());
                 return Err(StateError::Locked {
-                    path: lock_path,
+                    location: format!("`{}`", lock_path.display()),
                     holder,
+                    waited: !self.lock_timeout.is_zero(),
                 });
             }
             Err(std::fs::TryLockError::Error(source)) => {
@@ -154,7 +227,7 @@ impl StateWriter for FileWriter {
             && (on_disk.serial != snapshot.previous || on_disk.lineage != snapshot.lineage)
         {
             return Err(StateError::Conflict {
-                path: self.path.clone(),
+                location: format!("`{}`", self.path.display()),
                 found: on_disk.serial,
                 expected: snapshot.previous,
             });
@@ -181,24 +254,7 @@ pub fn read(path: &Path, deployment: &str) -> Result<Option<State>, StateError> 
             });
         }
     };
-    let state: State = serde_json::from_str(&text).map_err(|source| StateError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if state.version != STATE_VERSION {
-        return Err(StateError::Version {
-            path: path.to_path_buf(),
-            found: state.version,
-        });
-    }
-    if state.deployment != deployment {
-        return Err(StateError::Deployment {
-            path: path.to_path_buf(),
-            found: state.deployment,
-            expected: deployment.to_string(),
-        });
-    }
-    Ok(Some(state))
+    super::parse(&text, &format!("`{}`", path.display()), deployment).map(Some)
 }
 
 /// Temporary file, fsync, (when `backup`) a copy of the previous version, rename, fsync of

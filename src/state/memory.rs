@@ -40,6 +40,14 @@ impl StateStore for MemoryStore {
         "memory".to_string()
     }
 
+    fn holder(&self, deployment: &str) -> Result<Option<Holder>, StateError> {
+        Ok(self.inner().locked.get(deployment).cloned())
+    }
+
+    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError> {
+        Ok(self.inner().locked.remove(deployment))
+    }
+
     fn read(&self, deployment: &str) -> Result<Option<State>, StateError> {
         Ok(self
             .inner()
@@ -56,8 +64,9 @@ impl StateStore for MemoryStore {
         let mut inner = self.inner();
         if let Some(h) = inner.locked.get(deployment) {
             return Err(StateError::Locked {
-                path: "memory".into(),
+                location: "memory".into(),
                 holder: Some(h.clone()),
+                waited: false,
             });
         }
         inner.locked.insert(deployment.to_string(), holder.clone());
@@ -83,7 +92,7 @@ impl StateWriter for MemoryWriter {
     fn write(&self, snapshot: &Snapshot) -> Result<(), StateError> {
         let state: State =
             serde_json::from_str(&snapshot.text).map_err(|source| StateError::Parse {
-                path: "memory".into(),
+                location: "memory".into(),
                 source,
             })?;
         let mut inner = self.store.inner();
@@ -92,7 +101,7 @@ impl StateWriter for MemoryWriter {
             && (last.serial != snapshot.previous || last.lineage != snapshot.lineage)
         {
             return Err(StateError::Conflict {
-                path: "memory".into(),
+                location: "memory".into(),
                 found: last.serial,
                 expected: snapshot.previous,
             });

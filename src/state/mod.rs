@@ -8,14 +8,19 @@
 //! read (for commands that only look), lock (for commands that change things: who holds it,
 //! since when), and write through the lock, each write a compare-and-swap on the serial.
 //! [`LockedState`] is what the apply stage works with: the state in memory, saved through the
-//! store after every change, the lock held for as long as it lives. The file beside the plan
-//! ([`file::FileStore`]) is the one store today; a shared one (PostgreSQL) plugs in here
-//! without apply knowing.
+//! store after every change, the lock held for as long as it lives. Two stores: the file
+//! beside the plan ([`file::FileStore`], the default) and PostgreSQL for a team
+//! ([`postgres::PgStore`]); apply does not know which it has. Secrets are sealed
+//! ([`seal`]) on their way to either when a state key is given.
 
 pub mod file;
+mod locked;
 pub mod memory;
+pub mod postgres;
+pub mod seal;
 
 pub use file::{FileStore, read};
+pub use locked::{LockedState, PendingWrite, StateOptions};
 pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
@@ -49,6 +54,15 @@ pub struct State {
     /// the same on every run (plumbery kept them in a `.secrets` file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// The secrets above and the private host keys of nodes being created, encrypted
+    /// ([`seal`]): set only in the stored form, when a state key is given; in memory the
+    /// state is always open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<seal::Sealed>,
+    /// Set only in an errored-state file: the serial of the last version the store took
+    /// before it failed, so that a push can tell whether anyone wrote since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errored_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +111,8 @@ impl State {
             resources: BTreeMap::new(),
             addresses: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            sealed: None,
+            errored_after: None,
         }
     }
 }
@@ -132,31 +148,36 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the state file `{path}` is not valid: {source}")]
+    /// `location` is the store's own words: `` `web.state.json` ``, or the deployment's row
+    /// in PostgreSQL.
+    #[error("the state in {location} is not valid: {source}")]
     Parse {
-        path: PathBuf,
+        location: String,
         #[source]
         source: serde_json::Error,
     },
     #[error(
-        "the state file `{path}` has format version {found}; this fitter reads version {STATE_VERSION}"
+        "the state in {location} has format version {found}; this fitter reads version {STATE_VERSION}"
     )]
-    Version { path: PathBuf, found: u32 },
+    Version { location: String, found: u32 },
     #[error(
-        "the state file `{path}` belongs to deployment `{found}`, not `{expected}`; pass `--state` to choose another file"
+        "the state in {location} belongs to deployment `{found}`, not `{expected}`; pass `--state` to choose another file"
     )]
     Deployment {
-        path: PathBuf,
+        location: String,
         found: String,
         expected: String,
     },
     #[error(
-        "another fitter is working on this deployment: `{path}` is held{}; wait for it to finish",
-        holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default()
+        "another fitter is working on this deployment: {location} is held{}; wait for it to finish{}",
+        holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default(),
+        if *waited { " (`--lock-timeout` ran out)" } else { " or give `--lock-timeout`" }
     )]
     Locked {
-        path: PathBuf,
+        location: String,
         holder: Option<Holder>,
+        /// Whether `--lock-timeout` was waited out.
+        waited: bool,
     },
     #[error(
         "`{path}` is a symbolic link; fitter follows no link in the state folder (a link there \
@@ -170,13 +191,61 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "the state file `{path}` changed under us (serial {found}, expected {expected}); was it edited during the run?"
+        "the state in {location} changed under us (serial {found}, expected {expected}); nothing was \
+         overwritten: was it written by another fitter without the lock, or edited by hand?"
     )]
     Conflict {
-        path: PathBuf,
+        location: String,
         found: u64,
         expected: u64,
     },
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    #[error(
+        "{location} is shared, and the state of `{deployment}` holds secrets: give a state key \
+         (FITTER_STATE_KEY or --state-key-file) to encrypt them, or `--allow-plaintext-secrets`"
+    )]
+    Plaintext {
+        location: String,
+        deployment: String,
+    },
+    #[error(
+        "{source}; the state is saved in `{}` instead: nothing is lost. Once the store answers, \
+         the next command pushes it (or `fitter state push {}`)",
+        path.display(), path.display()
+    )]
+    Errored {
+        path: PathBuf,
+        source: Box<StateError>,
+    },
+    /// A repair the state refuses (`state push`, an errored-state file that does not follow).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Reads a stored state's text, checking its format version and deployment; `location` names
+/// where it was found, for messages.
+pub fn parse(text: &str, location: &str, deployment: &str) -> Result<State, StateError> {
+    let state: State = serde_json::from_str(text).map_err(|source| StateError::Parse {
+        location: location.to_string(),
+        source,
+    })?;
+    if state.version != STATE_VERSION {
+        return Err(StateError::Version {
+            location: location.to_string(),
+            found: state.version,
+        });
+    }
+    if state.deployment != deployment {
+        return Err(StateError::Deployment {
+            location: location.to_string(),
+            found: state.deployment,
+            expected: deployment.to_string(),
+        });
+    }
+    Ok(state)
 }
 
 /// Where the state of a plan lives when `--state` is not given: beside the plan,
@@ -249,6 +318,18 @@ pub trait StateStore: Send + Sync {
         deployment: &str,
         holder: &Holder,
     ) -> Result<(Option<State>, Arc<dyn StateWriter>), StateError>;
+
+    /// Whether other operators read and write this store (PostgreSQL): it then refuses
+    /// secrets in plaintext unless told otherwise.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Who holds `deployment`'s lock now, if anyone.
+    fn holder(&self, deployment: &str) -> Result<Option<Holder>, StateError>;
+
+    /// Frees a lock its holder cannot free (`fitter force-unlock`); returns who held it.
+    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError>;
 }
 
 /// Writes through a held lock.
@@ -271,112 +352,6 @@ pub struct Snapshot {
     pub text: String,
 }
 
-/// The state of a deployment, opened for changing: locked, and saved after every change.
-pub struct LockedState {
-    state: State,
-    writer: Arc<dyn StateWriter>,
-    location: String,
-    /// The serial of the version last stored (or read): what the next write replaces.
-    stored: u64,
-}
-
-impl std::fmt::Debug for LockedState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockedState")
-            .field("location", &self.location)
-            .field("serial", &self.state.serial)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LockedState {
-    /// Locks and reads the state of `deployment` in `store`, or starts a new one.
-    pub fn open(
-        store: &dyn StateStore,
-        deployment: &str,
-        holder: &Holder,
-    ) -> Result<LockedState, StateError> {
-        let (stored, writer) = store.lock(deployment, holder)?;
-        let state = stored.unwrap_or_else(|| State::new(deployment));
-        Ok(LockedState {
-            stored: state.serial,
-            state,
-            writer,
-            location: store.location(),
-        })
-    }
-
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
-    /// Where the state is kept, for messages.
-    pub fn location(&self) -> &str {
-        &self.location
-    }
-
-    /// Applies `change` and saves at once. The change is kept in memory even if the write
-    /// fails, and the error says so; nothing already recorded is lost.
-    pub fn update(&mut self, change: impl FnOnce(&mut State)) -> Result<(), StateError> {
-        change(&mut self.state);
-        self.save()
-    }
-
-    /// Applies `change` in memory only; the caller saves soon after (several changes made at
-    /// once can share one write).
-    pub fn modify(&mut self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state);
-    }
-
-    /// Stores the state now.
-    pub fn save(&mut self) -> Result<(), StateError> {
-        let serial = self.prepare().run()?;
-        self.stored(serial);
-        Ok(())
-    }
-
-    /// The first half of a save, done under whatever lock guards the state: the next serial
-    /// and the text. [`PendingWrite::run`] does the slow half (the store's I/O) without
-    /// needing the state, so that changes can go on meanwhile.
-    pub fn prepare(&mut self) -> PendingWrite {
-        // A serial is never reused: after a failed write the next one skips it, which the
-        // compare-and-swap allows because the stored version did not change.
-        self.state.serial += 1;
-        let mut text = serde_json::to_string_pretty(&self.state).expect("state serialises");
-        text.push('\n');
-        let snapshot = Snapshot {
-            deployment: self.state.deployment.clone(),
-            lineage: self.state.lineage.clone(),
-            serial: self.state.serial,
-            previous: self.stored,
-            text,
-        };
-        PendingWrite {
-            writer: Arc::clone(&self.writer),
-            snapshot,
-        }
-    }
-
-    /// Records that the version with `serial` is stored: the next write follows it.
-    pub fn stored(&mut self, serial: u64) {
-        self.stored = self.stored.max(serial);
-    }
-}
-
-/// A prepared write of the state.
-pub struct PendingWrite {
-    writer: Arc<dyn StateWriter>,
-    snapshot: Snapshot,
-}
-
-impl PendingWrite {
-    /// Stores the snapshot; returns its serial.
-    pub fn run(self) -> Result<u64, StateError> {
-        self.writer.write(&self.snapshot)?;
-        Ok(self.snapshot.serial)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::file::sibling;
@@ -387,6 +362,7 @@ mod tests {
             &FileStore::new(path),
             "d",
             &Holder::this_process("fitter test"),
+            StateOptions::default(),
         )
     }
 
@@ -509,8 +485,13 @@ mod tests {
         // The same for a link as the lock.
         let other = dir.path().join("o.state.json");
         std::os::unix::fs::symlink(&target, sibling(&other, "lock")).unwrap();
-        let err = LockedState::open(&FileStore::new(&other), "d", &Holder::this_process("t"))
-            .unwrap_err();
+        let err = LockedState::open(
+            &FileStore::new(&other),
+            "d",
+            &Holder::this_process("t"),
+            Default::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, StateError::Link { .. }), "{err}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
     }

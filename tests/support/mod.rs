@@ -71,6 +71,7 @@ impl Workspace {
 }
 
 /// The LXD tests' workspace is theirs; the rendering of a command's output is shared.
+pub mod postgres;
 pub mod prism;
 pub mod spec;
 

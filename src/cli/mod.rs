@@ -2,6 +2,10 @@
 //! confirmation and prints what they return. Nothing here decides anything about plans,
 //! states or providers.
 
+mod state;
+
+use state::StateArgs;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,9 +56,8 @@ enum Command {
     Plan {
         #[command(flatten)]
         plan: PlanArgs,
-        /// State file (default: beside the plan, `NAME.state.json`).
-        #[arg(long, value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
         /// Print the plan as JSON (schema: docs/plan-json.md).
         #[arg(long)]
         json: bool,
@@ -82,9 +85,8 @@ enum Command {
     Information {
         #[command(flatten)]
         plan: PlanArgs,
-        /// State file (default: beside the plan, `NAME.state.json`).
-        #[arg(long, value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
         /// The operator's SSH key, shown in the ssh commands.
         #[arg(long, value_name = "PATH")]
         ssh_key: Option<PathBuf>,
@@ -96,9 +98,8 @@ enum Command {
     Inventory {
         #[command(flatten)]
         plan: PlanArgs,
-        /// State file (default: beside the plan, `NAME.state.json`).
-        #[arg(long, value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
         /// The operator's SSH key, for `ansible_ssh_private_key_file`.
         #[arg(long, value_name = "PATH")]
         ssh_key: Option<PathBuf>,
@@ -113,9 +114,8 @@ enum Command {
         /// The node, as the plan names it.
         #[arg(value_name = "NODE")]
         node: String,
-        /// State file (default: beside the plan, `NAME.state.json`).
-        #[arg(long, value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
         /// The operator's SSH private key (default: as `deploy` finds it).
         #[arg(long, value_name = "PATH")]
         ssh_key: Option<PathBuf>,
@@ -131,13 +131,26 @@ enum Command {
         #[command(flatten)]
         apply: ApplyArgs,
     },
+    /// Look at and repair the state: list, show, rm, mv; pull and push it between stores.
+    #[command(subcommand)]
+    State(state::StateCommand),
+    /// Free the state's lock when its holder cannot: ends the PostgreSQL session that holds
+    /// it (a hung fitter, a machine gone). A file lock always frees itself.
+    ForceUnlock {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 struct ApplyArgs {
-    /// State file (default: beside the plan, `NAME.state.json`).
-    #[arg(long, value_name = "PATH")]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
     /// How many provider calls may run at once.
     #[arg(long, default_value_t = 10, value_name = "N")]
     parallelism: usize,
@@ -230,14 +243,15 @@ struct Globals {
 
 /// Why a command stopped, as the CLI prints it.
 enum Failure {
-    Operation(OperationError),
+    /// Boxed: an operation's error is large, and every CLI function returns this.
+    Operation(Box<OperationError>),
     /// A message of the CLI's own (a refused confirmation, an unknown node).
     Message(String),
 }
 
 impl From<OperationError> for Failure {
     fn from(e: OperationError) -> Self {
-        Failure::Operation(e)
+        Failure::Operation(Box::new(e))
     }
 }
 
@@ -253,8 +267,10 @@ impl Failure {
     fn render(&self) -> String {
         match self {
             Failure::Message(m) => m.clone(),
-            Failure::Operation(OperationError::Invalid(rendered)) => rendered.clone(),
-            Failure::Operation(e) => error_chain(e),
+            Failure::Operation(e) => match e.as_ref() {
+                OperationError::Invalid(rendered) => rendered.clone(),
+                e => error_chain(e),
+            },
         }
     }
 }
@@ -371,7 +387,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             no_refresh,
         } => {
             let checked = check(&args, cli.quiet)?;
-            let ws = Workspace::new(&args.fittings, state, None);
+            let ws = state.workspace(&checked, &args, None)?;
             let the_plan = dry_run(&checked, &ws, !no_refresh, insecure)?;
             if json {
                 print!("{}", the_plan.to_json());
@@ -395,7 +411,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             dry_run: only_plan,
         } => {
             let checked = check(&args, cli.quiet)?;
-            let ws = Workspace::new(&args.fittings, apply.state.clone(), apply.ssh_key.clone());
+            let ws = apply
+                .state
+                .workspace(&checked, &args, apply.ssh_key.clone())?;
             if only_plan {
                 print!("{}", dry_run(&checked, &ws, true, insecure)?.render());
                 return Ok(ExitCode::SUCCESS);
@@ -410,7 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             format,
         } => {
             let checked = check(&args, cli.quiet)?;
-            let ws = Workspace::new(&args.fittings, state, ssh_key);
+            let ws = state.workspace(&checked, &args, ssh_key)?;
             // Absolute paths, so that Ansible finds them from any directory.
             let r = inspect::report(&checked, &ws, true)?;
             print!(
@@ -432,7 +450,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             command,
         } => {
             let checked = check(&args, cli.quiet)?;
-            let ws = Workspace::new(&args.fittings, state, ssh_key);
+            let ws = state.workspace(&checked, &args, ssh_key)?;
             let r = inspect::report(&checked, &ws, true)?;
             let info = &r.information;
             let Some(n) = info.nodes.iter().find(|n| n.name == node) else {
@@ -480,7 +498,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
         } => {
             let checked = check(&args, cli.quiet)?;
-            let ws = Workspace::new(&args.fittings, state, ssh_key);
+            let ws = state.workspace(&checked, &args, ssh_key)?;
             let info = inspect::report(&checked, &ws, false)?.information;
             if json {
                 println!(
@@ -494,9 +512,17 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Dispose { plan: args, apply } => {
             let checked = check(&args, cli.quiet)?;
-            let ws = Workspace::new(&args.fittings, apply.state.clone(), apply.ssh_key.clone());
+            let ws = apply
+                .state
+                .workspace(&checked, &args, apply.ssh_key.clone())?;
             let runtime = runtime()?;
             runtime.block_on(dispose(checked, ws, &apply, &globals))
+        }
+        Command::State(command) => state::run(command, cli.quiet),
+        Command::ForceUnlock { plan, state, yes } => {
+            let checked = check(&plan, cli.quiet)?;
+            let ws = state.workspace(&checked, &plan, None)?;
+            state::force_unlock(&checked, &ws, yes)
         }
     }
 }
@@ -597,7 +623,7 @@ async fn deploy(
     globals: &Globals,
 ) -> Result<ExitCode, Failure> {
     let options = apply_options(args, globals);
-    let state_path = ws.state.clone();
+    let state_path = ws.store.location();
     let mut deployment = Deployment::open(&checked, ws, "fitter deploy", &options).await?;
     for address in &deployment.gone {
         eprintln!("`{address}` is gone from its provider; it will be created again.");
@@ -614,10 +640,10 @@ async fn deploy(
         print!("{}", report.render());
         if report.failed() > 0 {
             eprintln!(
-                "error: {} of {} changes did not complete; what was created is recorded in `{}`; run deploy again to finish",
+                "error: {} of {} changes did not complete; what was created is recorded in {}; run deploy again to finish",
                 report.failed(),
                 report.steps.len(),
-                state_path.display()
+                state_path
             );
         }
     }
@@ -632,8 +658,8 @@ async fn deploy(
     print!("{}", result.information.render());
     if options.cancel.is_cancelled() {
         eprintln!(
-            "error: interrupted (Ctrl-C): what finished is recorded in `{}`; run deploy again to finish",
-            state_path.display()
+            "error: interrupted (Ctrl-C): what finished is recorded in {}; run deploy again to finish",
+            state_path
         );
         return Ok(ExitCode::from(INTERRUPTED));
     }
