@@ -540,3 +540,137 @@ mod compare_and_swap {
         });
     }
 }
+
+#[test]
+fn tls_is_used_when_the_url_asks_and_the_server_is_verified() {
+    let sim = fast_simulator();
+    let server = postgres::server();
+    let plain = Backend::fresh("tls");
+    let host = plain.url.replacen("@127.0.0.1:", "@localhost:", 1);
+    let alice = Operator::new("alice");
+    let with = |url: String| Backend {
+        url,
+        password: plain.password.clone(),
+    };
+    // Verified against the local CA: the state is reached (a first plan of everything).
+    let verified = with(format!(
+        "{host}?sslmode=verify-full&sslrootcert={}",
+        server.ca.display()
+    ));
+    let out = alice.run(&sim, &verified, &["plan", "--no-refresh"]);
+    ok(&out, "plan over TLS");
+    assert!(text(&out).contains("17 to add"), "{}", text(&out));
+    // Without the CA the same server is refused: its certificate is checked, not trusted.
+    let unverified = with(format!("{host}?sslmode=require"));
+    let out = alice.run(&sim, &unverified, &["plan", "--no-refresh"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("certificate"), "{}", text(&out));
+}
+
+#[test]
+fn force_unlock_ends_a_stuck_holder_and_its_run_loses_nothing() {
+    let sim = fast_simulator();
+    let db = Backend::fresh("unlock");
+    let (alice, bob) = (Operator::new("alice"), Operator::new("bob"));
+    let deploy = alice.deploy_held(&sim, &db);
+    until("alice holds the lock, her droplets made", || {
+        droplets_of(&sim.snapshot()).len() == 12 && db.locks_held() == 1
+    });
+    let out = bob
+        .fitter(&sim, &db)
+        .args(["force-unlock", "--yes"])
+        .arg(bob.plan())
+        .output()
+        .unwrap();
+    ok(&out, "force-unlock");
+    assert!(
+        text(&out).contains("locked by `fitter deploy` (alice@"),
+        "{}",
+        text(&out)
+    );
+    until("the lock is free", || db.locks_held() == 0);
+    // Alice's run finds its session gone at its next write: it keeps its state aside.
+    sim.clear_faults();
+    let out = deploy.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(alice.errored().exists(), "{}", text(&out));
+    // Her next run pushes it (nobody wrote since) and has nothing left to do.
+    let again = alice.run(&sim, &db, &["deploy", "--yes", "--skip-bootstrap"]);
+    ok(&again, "alice's next deploy");
+    assert!(!alice.errored().exists());
+    assert_exactly_the_plan(&sim.snapshot());
+    let plan = bob.run(&sim, &db, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+}
+
+#[test]
+fn the_password_comes_from_the_password_file_as_for_psql() {
+    let sim = fast_simulator();
+    let db = Backend::fresh("pgpass");
+    let alice = Operator::new("alice");
+    let pgpass = alice.dir.path().join("pgpass");
+    let port = db.url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    std::fs::write(
+        &pgpass,
+        format!("# the team's\n127.0.0.1:{port}:*:fitter:{}\n", db.password),
+    )
+    .unwrap();
+    let out = alice
+        .command(&sim, &db, &["plan", "--no-refresh"])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", &pgpass)
+        .output()
+        .unwrap();
+    ok(&out, "plan with the password from PGPASSFILE");
+    std::fs::write(&pgpass, format!("127.0.0.1:{port}:*:fitter:wrong\n")).unwrap();
+    let out = alice
+        .command(&sim, &db, &["plan", "--no-refresh"])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", &pgpass)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("password authentication failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("wrong"), "{}", text(&out));
+}
+
+#[test]
+fn a_shared_state_without_a_key_is_refused_before_anything_is_made() {
+    let sim = fast_simulator();
+    let db = Backend::fresh("nokey");
+    let alice = Operator::new("alice");
+    let out = alice
+        .command(&sim, &db, &["deploy", "--yes", "--skip-bootstrap"])
+        .env_remove("FITTER_STATE_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("`--allow-plaintext-secrets`; nothing was changed"),
+        "{}",
+        text(&out)
+    );
+    let snap = sim.snapshot();
+    assert_eq!(support::writes(&snap), 0, "the cloud was changed");
+    // Told so, it deploys with the secrets in plaintext.
+    let out = alice
+        .command(
+            &sim,
+            &db,
+            &[
+                "deploy",
+                "--yes",
+                "--skip-bootstrap",
+                "--allow-plaintext-secrets",
+            ],
+        )
+        .env_remove("FITTER_STATE_KEY")
+        .output()
+        .unwrap();
+    ok(&out, "deploy with --allow-plaintext-secrets");
+    assert_exactly_the_plan(&sim.snapshot());
+}

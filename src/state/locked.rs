@@ -33,8 +33,6 @@ pub struct LockedState {
     /// The serial of the version last stored (or read): what the next write replaces.
     stored: u64,
     options: StateOptions,
-    /// A shared store without a key or leave: secrets are refused.
-    refuse_plaintext: bool,
     /// The salt of the sealed secrets last read or written: kept, so that the key derived
     /// from it once serves every write.
     salt: Option<String>,
@@ -58,6 +56,14 @@ impl LockedState {
         holder: &Holder,
         options: StateOptions,
     ) -> Result<LockedState, StateError> {
+        // Every deploy records secrets (a new node's private host key while it is made), so
+        // a shared store without a key is refused here, once, before anything is created.
+        if store.shared() && options.key.is_none() && !options.allow_plaintext {
+            return Err(StateError::Plaintext {
+                location: store.location(),
+                deployment: deployment.to_string(),
+            });
+        }
         let (stored, writer) = store.lock(deployment, holder)?;
         let salt = stored
             .as_ref()
@@ -75,7 +81,6 @@ impl LockedState {
             state,
             writer,
             location: store.location(),
-            refuse_plaintext: store.shared() && options.key.is_none() && !options.allow_plaintext,
             options,
             salt,
         };
@@ -120,12 +125,6 @@ impl LockedState {
     /// and the text (secrets sealed). [`PendingWrite::run`] does the slow half (the store's
     /// I/O) without needing the state, so that changes can go on meanwhile.
     pub fn prepare(&mut self) -> Result<PendingWrite, StateError> {
-        if self.refuse_plaintext && seal::has_secrets(&self.state) {
-            return Err(StateError::Plaintext {
-                location: self.location.clone(),
-                deployment: self.state.deployment.clone(),
-            });
-        }
         // A serial is never reused: after a failed write the next one skips it, which the
         // compare-and-swap allows because the stored version did not change.
         self.state.serial += 1;
@@ -442,22 +441,18 @@ mod tests {
     fn a_shared_store_refuses_plaintext_secrets_unless_allowed_or_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Flaky::default();
-        let mut refused = LockedState::open(
+        let err = LockedState::open(
             &store,
             "d",
             &Holder::this_process("t"),
             StateOptions::default(),
         )
-        .unwrap();
-        let err = refused
-            .update(|s| {
-                s.secrets
-                    .insert("db.secret".into(), "hunter2-hunter2".into());
-            })
-            .unwrap_err();
+        .unwrap_err();
         assert!(matches!(err, StateError::Plaintext { .. }), "{err}");
-        assert!(store.read("d").unwrap().is_none(), "nothing was stored");
-        drop(refused);
+        assert!(
+            store.holder("d").unwrap().is_none(),
+            "not even the lock was taken"
+        );
         let key = Arc::new(StateKey::new("a team passphrase, long enough".into()).unwrap());
         let mut sealed = LockedState::open(
             &store,

@@ -204,8 +204,9 @@ pub enum StateError {
     #[error(transparent)]
     Seal(#[from] seal::SealError),
     #[error(
-        "{location} is shared, and the state of `{deployment}` holds secrets: give a state key \
-         (FITTER_STATE_KEY or --state-key-file) to encrypt them, or `--allow-plaintext-secrets`"
+        "the state of `{deployment}` is kept in {location}, which others read, and it holds secrets \
+         (generated passwords, private keys): give a state key (FITTER_STATE_KEY or \
+         --state-key-file) to encrypt them, or `--allow-plaintext-secrets`; nothing was changed"
     )]
     Plaintext {
         location: String,

@@ -209,7 +209,8 @@ pub fn redact(url: &str) -> String {
 /// One connection to the database, and the runtime that drives it.
 pub struct Session {
     runtime: Option<tokio::runtime::Runtime>,
-    client: Arc<Client>,
+    /// `None` only while connecting.
+    client: Option<Arc<Client>>,
 }
 
 impl Session {
@@ -220,6 +221,22 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| PgError::Runtime(e.to_string()))?;
+        // A runtime dropped on an async thread panics: on every way out it is shut down
+        // in the background, as `Drop` does.
+        let mut session = Session {
+            runtime: Some(runtime),
+            client: None,
+        };
+        let client = session.connect(url)?;
+        session.client = Some(Arc::new(client));
+        Ok(session)
+    }
+
+    fn connect(&self, url: &Url) -> Result<Client, PgError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("a new session has its runtime");
         let config = url.with_password();
         let shown = url.shown.clone();
         let tls = url.tls.then(|| tls_config(url)).transpose()?;
@@ -246,17 +263,12 @@ impl Session {
             };
             let _ = tx.send(connected);
         });
-        let client = rx
-            .recv()
+        rx.recv()
             .map_err(|_| PgError::Runtime("the connection task ended".into()))?
             .map_err(|source| PgError::Connect {
                 url: shown,
                 detail: describe(&source),
-            })?;
-        Ok(Session {
-            runtime: Some(runtime),
-            client: Arc::new(client),
-        })
+            })
     }
 
     /// Runs `work` with the client on the session's runtime and waits for its answer.
@@ -281,11 +293,11 @@ impl Session {
         Fut: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
         T: Send + 'static,
     {
-        let Some(runtime) = &self.runtime else {
+        let (Some(runtime), Some(client)) = (&self.runtime, &self.client) else {
             return Err(PgError::Runtime("the session is closed".into()));
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let future = work(Arc::clone(&self.client));
+        let future = work(Arc::clone(client));
         runtime.spawn(async move {
             let answer = tokio::time::timeout(limit, future).await;
             let _ = tx.send(answer);
