@@ -64,6 +64,9 @@ for ((run = 1; run <= RUNS; run++)); do
             "$fitter" deploy --yes --skip-bootstrap "${args[@]}" "$plan" >"$tmp/deploy.out" 2>&1; then
             echo "deploy of $N droplets ($backend) failed:" >&2
             grep -E "error|failed" "$tmp/deploy.out" | head -5 >&2
+            if [[ $backend == postgres ]]; then
+                psql -X -q "$url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+            fi
             exit 1
         fi
         t1=$EPOCHREALTIME

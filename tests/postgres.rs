@@ -104,6 +104,8 @@ impl Operator {
 struct Backend {
     url: String,
     password: String,
+    /// A database of the shared server made for this test, dropped after it.
+    owned: bool,
 }
 
 impl Backend {
@@ -112,6 +114,16 @@ impl Backend {
         Backend {
             url: server.fresh_database(tag),
             password: server.password.clone(),
+            owned: true,
+        }
+    }
+
+    /// The `fitter` database of a private cluster (which goes with the cluster).
+    fn of(cluster: &PrivateCluster) -> Backend {
+        Backend {
+            url: cluster.url.clone(),
+            password: cluster.password.clone(),
+            owned: false,
         }
     }
 
@@ -136,6 +148,24 @@ impl Backend {
     }
 }
 
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        let server = postgres::server();
+        let name = self.url.rsplit('/').next().unwrap_or_default().to_string();
+        // Every fitter of the test has ended; WITH (FORCE) covers one that was killed and
+        // whose session the server has not reaped yet.
+        let _ = std::panic::catch_unwind(|| {
+            server.psql(
+                &server.url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+        });
+    }
+}
+
 /// Waits until `what` holds, up to a minute: a condition, never a duration.
 fn until(what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -154,6 +184,17 @@ fn two_operators_share_one_deployment_and_its_lock() {
     let sim = fast_simulator();
     let db = Backend::fresh("team");
     let (alice, bob) = (Operator::new("alice"), Operator::new("bob"));
+    // The team's plan authorises bob's key on every node beside the deployer's own.
+    let bob_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBobBobBobBobBobBobBobBobBobBobBobBobBobBob bob@team";
+    for op in [&alice, &bob] {
+        let plan = std::fs::read_to_string(op.plan()).unwrap().replacen(
+            "\nparameters:\n",
+            &format!("\nkeys:\n  - {bob_key}\nparameters:\n"),
+            1,
+        );
+        std::fs::write(op.plan(), plan).unwrap();
+    }
     // Alice's deploy holds the lock while agent9 takes its time to boot.
     let deploy = alice.deploy_held(&sim, &db);
     until("alice holds the lock", || {
@@ -187,6 +228,14 @@ fn two_operators_share_one_deployment_and_its_lock() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    until("bob waits for the lock in the server", || {
+        db.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+        )
+        .trim()
+            == "1"
+    });
     sim.clear_faults();
     let alice_out = deploy.wait_with_output().unwrap();
     ok(&alice_out, "alice's deploy");
@@ -209,6 +258,24 @@ fn two_operators_share_one_deployment_and_its_lock() {
     assert!(nodes.iter().all(|n| n["public_ip"].is_string()), "{info}");
     // Nobody holds the lock once the commands are done.
     assert_eq!(db.locks_held(), 0);
+    // Every droplet was made with alice's key and bob's.
+    let alice_key = std::fs::read_to_string(
+        alice
+            .dir
+            .path()
+            .join("mesos-digitalocean.state.json.id_ed25519.pub"),
+    )
+    .unwrap();
+    let creates: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/droplets")
+        .filter_map(|r| r.body.as_ref()?["user_data"].as_str().map(str::to_string))
+        .collect();
+    assert!(!creates.is_empty());
+    for u in &creates {
+        assert!(u.contains(bob_key) && u.contains(alice_key.trim()), "{u}");
+    }
 }
 
 #[test]
@@ -238,10 +305,7 @@ fn a_killed_deploy_frees_its_lock_and_the_next_one_converges() {
 fn a_database_gone_mid_deploy_loses_nothing() {
     let sim = fast_simulator();
     let cluster = PrivateCluster::start();
-    let db = Backend {
-        url: cluster.url.clone(),
-        password: cluster.password.clone(),
-    };
+    let db = Backend::of(&cluster);
     let alice = Operator::new("alice");
     let deploy = alice.deploy_held(&sim, &db);
     until("twelve droplets created", || {
@@ -515,6 +579,7 @@ mod compare_and_swap {
                     lineage: "l".into(),
                     serial,
                     previous: views[w],
+                    previous_lineage: "l".into(),
                     text: text.clone(),
                 };
                 match writers[w].write(&snapshot) {
@@ -551,6 +616,7 @@ fn tls_is_used_when_the_url_asks_and_the_server_is_verified() {
     let with = |url: String| Backend {
         url,
         password: plain.password.clone(),
+        owned: false,
     };
     // Verified against the local CA: the state is reached (a first plan of everything).
     let verified = with(format!(

@@ -297,7 +297,7 @@ pub(crate) fn force_unlock(
         return Ok(ExitCode::from(1));
     }
     ws.store
-        .force_unlock(deployment)
+        .force_unlock(deployment, &holder)
         .map_err(OperationError::from)?;
     println!("The lock of `{deployment}` is free.");
     Ok(ExitCode::SUCCESS)
@@ -309,8 +309,11 @@ fn open(plan: &PlanArgs, state: &StateArgs, quiet: bool) -> Result<(Checked, Wor
     Ok((checked, ws))
 }
 
+/// The state as stored, its secrets left sealed: `list` and `show` need no key.
 fn stored(checked: &Checked, ws: &Workspace) -> Result<state::State, Failure> {
-    ws.read_state(&checked.fittings.deployment)?
+    ws.store
+        .read(&checked.fittings.deployment)
+        .map_err(OperationError::from)?
         .ok_or_else(|| no_state(checked, ws).into())
 }
 

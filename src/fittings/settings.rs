@@ -319,10 +319,11 @@ impl Loader<'_> {
                 };
                 match crate::state::postgres::Url::parse(&url.value) {
                     Ok(u) if u.has_password() => {
+                        // Pointed at the mapping, not the URL: the excerpt would print it.
                         self.report.error(
-                            url.span,
-                            "the password does not belong in the plan: give it with \
-                             `PGPASSWORD` or `~/.pgpass`, as for psql"
+                            node.span,
+                            "`backend.url` carries a password, which does not belong in the \
+                             plan: give it with `PGPASSWORD` or `~/.pgpass`, as for psql"
                                 .to_string(),
                         );
                         None

@@ -309,9 +309,19 @@ fn team_keys(fittings: &crate::fittings::Fittings) -> Result<Vec<String>, Operat
                     .unwrap_or_else(|| v.into()),
                 None => v.into(),
             };
-            std::fs::read_to_string(&path)
-                .map(|t| t.trim().to_string())
-                .map_err(|source| OperationError::ReadPlan { path, source })
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| OperationError::ReadPlan { path: path.clone(), source })?;
+            let text = text.trim();
+            // A private key named by mistake (`~/.ssh/bob`) must not go out as user data.
+            let public = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| text.starts_with(p));
+            if !public || text.contains("PRIVATE KEY") {
+                return Err(OperationError::Usage(format!(
+                    "`keys:` names `{}`, which is not an OpenSSH public key (`ssh-ed25519 AAAA...`); \
+                     name the `.pub` file",
+                    path.display()
+                )));
+            }
+            Ok(text.to_string())
         })
         .collect()
 }

@@ -87,9 +87,9 @@ impl StateStore for FileStore {
 
     /// A file lock is an `flock`, which only a live process holds: there is nothing to
     /// force, only a process to stop.
-    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError> {
+    fn force_unlock(&self, deployment: &str, _expected: &Holder) -> Result<(), StateError> {
         match self.holder(deployment)? {
-            None => Ok(None),
+            None => Ok(()),
             Some(h) => Err(StateError::Refused(format!(
                 "`{}` is held by {h}: a state file's lock is held only by a running process and \
                  freed when it ends, so there is nothing to force; stop that process (pid {} on {})",
@@ -224,7 +224,7 @@ impl StateWriter for FileWriter {
         let unchanged = last.is_some() && *last == Stamp::of(&self.path);
         if !unchanged
             && let Some(on_disk) = read(&self.path, &snapshot.deployment)?
-            && (on_disk.serial != snapshot.previous || on_disk.lineage != snapshot.lineage)
+            && (on_disk.serial != snapshot.previous || on_disk.lineage != snapshot.previous_lineage)
         {
             return Err(StateError::Conflict {
                 location: format!("`{}`", self.path.display()),

@@ -32,7 +32,12 @@ pub struct LockedState {
     location: String,
     /// The serial of the version last stored (or read): what the next write replaces.
     stored: u64,
+    /// Its lineage.
+    stored_lineage: String,
     options: StateOptions,
+    /// Set once a write of this run went to the errored-state file; the next write that
+    /// reaches the store removes the file, which is then behind it.
+    errored_written: Arc<std::sync::atomic::AtomicBool>,
     /// The salt of the sealed secrets last read or written: kept, so that the key derived
     /// from it once serves every write.
     salt: Option<String>,
@@ -78,6 +83,8 @@ impl LockedState {
         };
         let mut locked = LockedState {
             stored: state.serial,
+            stored_lineage: state.lineage.clone(),
+            errored_written: Arc::default(),
             state,
             writer,
             location: store.location(),
@@ -144,18 +151,23 @@ impl LockedState {
             lineage: self.state.lineage.clone(),
             serial: self.state.serial,
             previous: self.stored,
+            previous_lineage: self.stored_lineage.clone(),
             text,
         };
         Ok(PendingWrite {
             writer: Arc::clone(&self.writer),
             snapshot,
             errored: self.options.errored.clone(),
+            errored_written: Arc::clone(&self.errored_written),
         })
     }
 
     /// Records that the version with `serial` is stored: the next write follows it.
     pub fn stored(&mut self, serial: u64) {
-        self.stored = self.stored.max(serial);
+        if serial > self.stored {
+            self.stored = serial;
+            self.stored_lineage = self.state.lineage.clone();
+        }
     }
 
     /// Replaces the state with `state` (`state push`): stored as the next version when it
@@ -253,23 +265,34 @@ pub struct PendingWrite {
     writer: Arc<dyn StateWriter>,
     snapshot: Snapshot,
     errored: Option<PathBuf>,
+    errored_written: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PendingWrite {
     /// Stores the snapshot; returns its serial. When the store fails, the snapshot goes to
     /// the errored-state file (if there is one) and the error names it.
     pub fn run(self) -> Result<u64, StateError> {
+        use std::sync::atomic::Ordering;
         let Err(source) = self.writer.write(&self.snapshot) else {
+            // The store is back within the run: the errored-state file is behind it now.
+            if let Some(path) = &self.errored
+                && self.errored_written.swap(false, Ordering::SeqCst)
+            {
+                let _ = std::fs::remove_file(path);
+            }
             return Ok(self.snapshot.serial);
         };
         let Some(path) = self.errored else {
             return Err(source);
         };
         match write_errored(&path, &self.snapshot) {
-            Ok(()) => Err(StateError::Errored {
-                path,
-                source: Box::new(source),
-            }),
+            Ok(()) => {
+                self.errored_written.store(true, Ordering::SeqCst);
+                Err(StateError::Errored {
+                    path,
+                    source: Box::new(source),
+                })
+            }
             Err(e) => {
                 tracing::error!(error = %e, "the errored-state file could not be written either");
                 Err(source)
@@ -352,8 +375,8 @@ mod tests {
         fn holder(&self, d: &str) -> Result<Option<Holder>, StateError> {
             self.inner.holder(d)
         }
-        fn force_unlock(&self, d: &str) -> Result<Option<Holder>, StateError> {
-            self.inner.force_unlock(d)
+        fn force_unlock(&self, d: &str, h: &Holder) -> Result<(), StateError> {
+            self.inner.force_unlock(d, h)
         }
     }
 
@@ -407,6 +430,47 @@ mod tests {
         assert_eq!(stored.resources.len(), 3);
         assert_eq!(stored.errored_after, None);
         assert!(stored.serial > errored.errored_after.unwrap());
+    }
+
+    #[test]
+    fn a_store_back_within_the_run_takes_the_errored_state_file_s_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Flaky::default();
+        let mut run = open(&store, dir.path()).unwrap();
+        store.down.store(true, Ordering::SeqCst);
+        let _ = run.update(|s| record(s, "node.a"));
+        let path = dir.path().join("d.errored.state.json");
+        assert!(path.exists());
+        store.down.store(false, Ordering::SeqCst);
+        run.update(|s| record(s, "node.b")).unwrap();
+        assert!(
+            !path.exists(),
+            "a stale errored-state file would block the next run"
+        );
+        drop(run);
+        let next = open(&store, dir.path()).unwrap();
+        assert_eq!(next.state().resources.len(), 2);
+    }
+
+    #[test]
+    fn a_forced_push_replaces_another_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Flaky::default();
+        let mut run = open(&store, dir.path()).unwrap();
+        run.update(|s| record(s, "node.a")).unwrap();
+        let mut other = State::new("d");
+        other.serial = 7;
+        record(&mut other, "node.z");
+        let err = run.replace(other.clone(), false).unwrap_err();
+        assert!(err.to_string().contains("lineage"), "{err}");
+        run.replace(other.clone(), true).unwrap();
+        let stored = store.read("d").unwrap().unwrap();
+        assert_eq!(stored.lineage, other.lineage);
+        assert_eq!(stored.serial, 7);
+        assert!(stored.resources.contains_key("node.z"));
+        // ...and the writes after it follow the new history.
+        run.update(|s| record(s, "node.y")).unwrap();
+        assert_eq!(store.read("d").unwrap().unwrap().serial, 8);
     }
 
     #[test]

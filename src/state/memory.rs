@@ -44,8 +44,12 @@ impl StateStore for MemoryStore {
         Ok(self.inner().locked.get(deployment).cloned())
     }
 
-    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError> {
-        Ok(self.inner().locked.remove(deployment))
+    fn force_unlock(&self, deployment: &str, expected: &Holder) -> Result<(), StateError> {
+        let mut inner = self.inner();
+        if inner.locked.get(deployment) == Some(expected) {
+            inner.locked.remove(deployment);
+        }
+        Ok(())
     }
 
     fn read(&self, deployment: &str) -> Result<Option<State>, StateError> {
@@ -98,7 +102,7 @@ impl StateWriter for MemoryWriter {
         let mut inner = self.store.inner();
         let versions = inner.versions.entry(self.deployment.clone()).or_default();
         if let Some(last) = versions.last()
-            && (last.serial != snapshot.previous || last.lineage != snapshot.lineage)
+            && (last.serial != snapshot.previous || last.lineage != snapshot.previous_lineage)
         {
             return Err(StateError::Conflict {
                 location: "memory".into(),

@@ -329,14 +329,15 @@ pub trait StateStore: Send + Sync {
     /// Who holds `deployment`'s lock now, if anyone.
     fn holder(&self, deployment: &str) -> Result<Option<Holder>, StateError>;
 
-    /// Frees a lock its holder cannot free (`fitter force-unlock`); returns who held it.
-    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError>;
+    /// Frees a lock its holder cannot free (`fitter force-unlock`), if `expected` (whom the
+    /// operator was shown) still holds it.
+    fn force_unlock(&self, deployment: &str, expected: &Holder) -> Result<(), StateError>;
 }
 
 /// Writes through a held lock.
 pub trait StateWriter: Send + Sync {
-    /// Stores `snapshot` if the stored state is still the one it follows (same lineage,
-    /// serial `snapshot.previous`): a compare-and-swap, so that a state changed behind the
+    /// Stores `snapshot` if the stored state is still the one it follows (lineage
+    /// `snapshot.previous_lineage`, serial `snapshot.previous`): a compare-and-swap, so that a state changed behind the
     /// lock's back is never overwritten ([`StateError::Conflict`]).
     fn write(&self, snapshot: &Snapshot) -> Result<(), StateError>;
 }
@@ -349,6 +350,9 @@ pub struct Snapshot {
     pub serial: u64,
     /// The serial of the version it replaces.
     pub previous: u64,
+    /// The lineage of the version it replaces: the same as `lineage` but after a forced
+    /// `state push` of another history.
+    pub previous_lineage: String,
     /// The state as JSON, pretty-printed, ending in a newline.
     pub text: String,
 }

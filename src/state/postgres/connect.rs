@@ -191,19 +191,37 @@ fn split_pgpass(line: &str) -> Vec<String> {
     fields
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=x` -> `postgres://user:***@host/db?password=***`.
+/// The credentials end at the last `@` before the path: a password may hold `/` or `@`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (auth, tail) = match rest.split_once('@') {
-        Some((a, t)) if !a.contains('/') => (a, t),
-        _ => return url.to_string(),
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{tail}"),
-        None => url.to_string(),
-    }
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let (auth, tail) = rest.split_at(at);
+            match auth.split_once(':') {
+                Some((user, _)) => format!("{user}:***{tail}"),
+                None => rest.to_string(),
+            }
+        }
+        None => rest.to_string(),
+    };
+    let query = query.map(|q| {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => p.to_string(),
+            })
+            .collect();
+        format!("?{}", pairs.join("&"))
+    });
+    format!("{scheme}://{rest}{}", query.unwrap_or_default())
 }
 
 /// One connection to the database, and the runtime that drives it.
@@ -211,6 +229,10 @@ pub struct Session {
     runtime: Option<tokio::runtime::Runtime>,
     /// `None` only while connecting.
     client: Option<Arc<Client>>,
+    /// Set when a statement ran out of time: it may still be running (and commit), so the
+    /// session takes no more work; what follows fails, and the state goes to the
+    /// errored-state file.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -226,6 +248,7 @@ impl Session {
         let mut session = Session {
             runtime: Some(runtime),
             client: None,
+            broken: Default::default(),
         };
         let client = session.connect(url)?;
         session.client = Some(Arc::new(client));
@@ -293,9 +316,15 @@ impl Session {
         Fut: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
         T: Send + 'static,
     {
+        use std::sync::atomic::Ordering;
         let (Some(runtime), Some(client)) = (&self.runtime, &self.client) else {
             return Err(PgError::Runtime("the session is closed".into()));
         };
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(PgError::Runtime(
+                "an earlier statement got no answer in time, so the session takes no more".into(),
+            ));
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let future = work(Arc::clone(client));
         runtime.spawn(async move {
@@ -310,11 +339,20 @@ impl Session {
                 lock_timeout: e.code()
                     == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
             }),
-            Ok(Err(_)) => Err(PgError::Query {
-                what,
-                detail: format!("no answer in {} s", limit.as_secs()),
-                lock_timeout: false,
-            }),
+            Ok(Err(_)) => {
+                // Asks the server to cancel what may still be running; over TLS-only
+                // servers this plain request fails, and the session stays unused anyway.
+                self.broken.store(true, Ordering::SeqCst);
+                let token = client.cancel_token();
+                runtime.spawn(async move {
+                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                });
+                Err(PgError::Query {
+                    what,
+                    detail: format!("no answer in {} s", limit.as_secs()),
+                    lock_timeout: false,
+                })
+            }
             Err(_) => Err(PgError::Runtime("the session's runtime stopped".into())),
         }
     }
@@ -401,6 +439,12 @@ mod tests {
             "postgres://fitter:***@db:5432/x"
         );
         assert_eq!(redact("postgres://fitter@db/x"), "postgres://fitter@db/x");
+        assert_eq!(
+            redact("postgres://fitter:a/b@c@db/x?sslmode=require&password=p2"),
+            "postgres://fitter:***@db/x?sslmode=require&password=***"
+        );
+        let url = Url::parse("postgres://fitter@db/x?password=s3cret").unwrap();
+        assert!(url.has_password() && !url.shown().contains("s3cret"));
         let url = Url::parse("postgres://fitter:s3cret@db/x?sslmode=verify-full").unwrap();
         assert!(url.has_password() && url.tls);
         assert!(!format!("{url:?}").contains("s3cret"));

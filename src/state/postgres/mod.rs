@@ -123,16 +123,6 @@ impl PgStore {
     }
 }
 
-fn unknown_holder() -> Option<Holder> {
-    Some(Holder {
-        user: "?".into(),
-        host: "?".into(),
-        pid: 0,
-        command: "an unknown command".into(),
-        since: 0,
-    })
-}
-
 impl StateStore for PgStore {
     fn location(&self) -> String {
         format!("PostgreSQL `{}`", self.url.shown())
@@ -146,27 +136,32 @@ impl StateStore for PgStore {
         Ok(holder(self.session()?.as_ref(), deployment)?)
     }
 
-    /// Ends the session that holds the lock: PostgreSQL then frees it.
-    fn force_unlock(&self, deployment: &str) -> Result<Option<Holder>, StateError> {
+    /// Ends the session that holds the lock, if it is still `expected`'s: PostgreSQL then
+    /// frees it. Waits (up to 10 s) until that session is gone.
+    fn force_unlock(&self, deployment: &str, expected: &Holder) -> Result<(), StateError> {
         let session = self.session()?;
-        let key = lock_key(deployment);
-        let held_by = holder(&session, deployment)?;
-        let ended: i64 = session.run("end the lock holder's session", move |c| async move {
-            let row = c
-                .query_one(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
-                     WHERE locktype = 'advisory' AND granted \
-                     AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1",
-                    &[&key],
-                )
-                .await?;
-            Ok(row.get(0))
+        let Some((now, pid)) = holder_and_pid(&session, deployment)? else {
+            return Ok(());
+        };
+        if &now != expected {
+            return Err(StateError::Refused(format!(
+                "the lock changed hands meanwhile: it is held by {now} now; nothing was ended"
+            )));
+        }
+        let ended: bool = session.run("end the lock holder's session", move |c| async move {
+            Ok(
+                c.query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid])
+                    .await?
+                    .get(0),
+            )
         })?;
-        Ok(if ended > 0 {
-            held_by.or_else(unknown_holder)
+        if ended {
+            Ok(())
         } else {
-            None
-        })
+            Err(StateError::Refused(format!(
+                "PostgreSQL did not end the session {pid} holding the lock (is it another role's?)"
+            )))
+        }
     }
 
     fn read(&self, deployment: &str) -> Result<Option<State>, StateError> {
@@ -231,18 +226,18 @@ impl StateStore for PgStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (d, text) = (deployment.to_string(), serde_json::to_string(holder_now));
-        let text = text.unwrap_or_default();
-        session.run("record the lock's holder", move |c| async move {
-            c.execute(
-                "INSERT INTO fitter_lock_holder (deployment, holder, backend_pid) \
-                 VALUES ($1, $2, pg_backend_pid()) ON CONFLICT (deployment) \
-                 DO UPDATE SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid",
-                &[&d, &text],
-            )
-            .await
-        })?;
-        let state = read(&session, &self.location(), deployment)?;
+        // The lock is ours from here: a failure before the writer exists frees it, or this
+        // process would hold it until it ends.
+        let recorded = record_holder(&session, deployment, holder_now)
+            .map_err(StateError::from)
+            .and_then(|()| read(&session, &self.location(), deployment));
+        let state = match recorded {
+            Ok(state) => state,
+            Err(e) => {
+                unlock(&session, deployment);
+                return Err(e);
+            }
+        };
         let writer = PgWriter {
             session,
             location: self.location(),
@@ -255,6 +250,37 @@ impl StateStore for PgStore {
     }
 }
 
+/// Records who holds `deployment`'s lock, for whoever is blocked by it.
+fn record_holder(session: &Session, deployment: &str, holder: &Holder) -> Result<(), PgError> {
+    let d = deployment.to_string();
+    let text = serde_json::to_string(holder).unwrap_or_default();
+    session.run("record the lock's holder", move |c| async move {
+        c.execute(
+            "INSERT INTO fitter_lock_holder (deployment, holder, backend_pid) \
+             VALUES ($1, $2, pg_backend_pid()) ON CONFLICT (deployment) \
+             DO UPDATE SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid",
+            &[&d, &text],
+        )
+        .await
+        .map(|_| ())
+    })
+}
+
+/// Frees `deployment`'s lock held by this session, and its holder's record. Best effort:
+/// the lock goes with the session anyway.
+fn unlock(session: &Session, deployment: &str) {
+    let d = deployment.to_string();
+    let key = lock_key(deployment);
+    let _ = session.run("free the lock", move |c| async move {
+        c.execute(
+            "DELETE FROM fitter_lock_holder WHERE deployment = $1 AND backend_pid = pg_backend_pid()",
+            &[&d],
+        )
+        .await?;
+        c.execute("SELECT pg_advisory_unlock($1)", &[&key]).await
+    });
+}
+
 /// The lock key of a deployment: the first eight bytes of a SHA-256 of its name, stable
 /// across builds and machines (Rust's own hasher is neither).
 fn lock_key(deployment: &str) -> i64 {
@@ -263,6 +289,20 @@ fn lock_key(deployment: &str) -> i64 {
 }
 
 fn create_tables(session: &Session) -> Result<(), PgError> {
+    // A role a DBA gave only reads and writes on fitter's tables cannot `CREATE TABLE IF
+    // NOT EXISTS` (the right to create is checked first): look before making them.
+    let present: i64 = session.run("look for fitter's tables", |c| async move {
+        Ok(c.query_one(
+            "SELECT count(*) FROM unnest(ARRAY['fitter_state', 'fitter_state_history', \
+             'fitter_lock_holder']) AS t(name) WHERE to_regclass(t.name) IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0))
+    })?;
+    if present == 3 {
+        return Ok(());
+    }
     // Two fitters meeting an empty database at once would race on `CREATE TABLE IF NOT
     // EXISTS` (it is not atomic); a transaction-level advisory lock orders them.
     session.run("create fitter's tables", |c| async move {
@@ -315,19 +355,35 @@ fn read(session: &Session, location: &str, deployment: &str) -> Result<Option<St
 
 /// The holder recorded for `deployment`, if its lock is held by that session now.
 fn holder(session: &Session, deployment: &str) -> Result<Option<Holder>, PgError> {
+    Ok(holder_and_pid(session, deployment)?.map(|(h, _)| h))
+}
+
+/// The holder and the server process of the session holding `deployment`'s lock in this
+/// database (`pg_locks` covers the whole cluster: a namesake elsewhere is not ours).
+fn holder_and_pid(session: &Session, deployment: &str) -> Result<Option<(Holder, i32)>, PgError> {
     let d = deployment.to_string();
     let key = lock_key(deployment);
     let row = session.run("say who holds the lock", move |c| async move {
         c.query_opt(
-            "SELECT h.holder FROM fitter_lock_holder h JOIN pg_locks l \
+            "SELECT h.holder, h.backend_pid FROM fitter_lock_holder h JOIN pg_locks l \
              ON l.pid = h.backend_pid AND l.locktype = 'advisory' AND l.granted \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND ((l.classid::bigint << 32) | l.objid::bigint) = $2 AND l.objsubid = 1 \
              WHERE h.deployment = $1",
             &[&d, &key],
         )
         .await
     })?;
-    Ok(row.and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
+    Ok(row.map(|r| {
+        let holder = serde_json::from_str(r.get::<_, &str>(0)).unwrap_or(Holder {
+            user: "?".into(),
+            host: "?".into(),
+            pid: 0,
+            command: "an unknown command".into(),
+            since: 0,
+        });
+        (holder, r.get(1))
+    }))
 }
 
 /// Writes a deployment's row while its session holds the lock.
@@ -347,6 +403,7 @@ impl StateWriter for PgWriter {
         let keep = !self.kept_history.load(Ordering::SeqCst);
         let d = self.deployment.clone();
         let lineage = snapshot.lineage.clone();
+        let previous_lineage = snapshot.previous_lineage.clone();
         let text = snapshot.text.clone();
         let by = self.written_by.clone();
         let (serial, previous) = (snapshot.serial as i64, snapshot.previous as i64);
@@ -371,8 +428,9 @@ impl StateWriter for PgWriter {
             let updated = c
                 .execute(
                     "UPDATE fitter_state SET serial = $3, state = $4, written_at = now(), \
-                     written_by = $5 WHERE deployment = $1 AND lineage = $2 AND serial = $6",
-                    &[&d, &lineage, &serial, &text, &by, &previous],
+                     written_by = $5, lineage = $2 \
+                     WHERE deployment = $1 AND lineage = $7 AND serial = $6",
+                    &[&d, &lineage, &serial, &text, &by, &previous, &previous_lineage],
                 )
                 .await?;
             if updated == 1 {
@@ -414,20 +472,10 @@ impl StateWriter for PgWriter {
 
 impl Drop for PgWriter {
     fn drop(&mut self) {
-        if !self.locked {
-            return;
-        }
         // The lock goes with the session anyway; unlocking now frees it for the next
-        // command of this same process (`state mv` then `deploy` in one test, say).
-        let d = self.deployment.clone();
-        let key = lock_key(&self.deployment);
-        let _ = self.session.run("free the lock", move |c| async move {
-            c.execute(
-                "DELETE FROM fitter_lock_holder WHERE deployment = $1 AND backend_pid = pg_backend_pid()",
-                &[&d],
-            )
-            .await?;
-            c.execute("SELECT pg_advisory_unlock($1)", &[&key]).await
-        });
+        // command of this same process.
+        if self.locked {
+            unlock(&self.session, &self.deployment);
+        }
     }
 }
