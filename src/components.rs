@@ -51,10 +51,35 @@ pub struct Component {
     /// machines on different hosts do so for its nodes (Hetzner's spread placement group).
     #[serde(default)]
     pub quorum: bool,
+    /// How to tell that the component's services work, once they run: deploy waits until
+    /// every check of every started service passes (`--health-timeout`).
+    #[serde(default)]
+    pub health: Vec<HealthCheck>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A check run on the node over SSH, as root.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// What it checks, for messages: `serving`.
+    pub name: String,
+    /// A shell command; its standard output (and error) is the answer.
+    pub command: String,
+    /// A regular expression the answer must match (`(?m)` for lines). For a component
+    /// that forms a quorum, its first group is the member's role, and the members must
+    /// have exactly one `leader` (or be one `standalone`).
+    pub expect: String,
+    /// Seconds one attempt may take.
+    #[serde(default = "five")]
+    pub timeout: u64,
+}
+
+fn five() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -112,6 +137,12 @@ pub enum CatalogError {
     MissingTemplate { component: String, template: String },
     #[error("component `{component}` comes after unknown component `{after}`")]
     UnknownAfter { component: String, after: String },
+    #[error("component `{component}`: health check `{check}` expects no valid pattern: {error}")]
+    HealthPattern {
+        component: String,
+        check: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +194,15 @@ impl Catalog {
                     return Err(CatalogError::MissingTemplate {
                         component: c.name.clone(),
                         template: f.template.clone(),
+                    });
+                }
+            }
+            for h in &c.health {
+                if let Err(e) = regex::Regex::new(&h.expect) {
+                    return Err(CatalogError::HealthPattern {
+                        component: c.name.clone(),
+                        check: h.name.clone(),
+                        error: e.to_string(),
                     });
                 }
             }

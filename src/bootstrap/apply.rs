@@ -272,6 +272,49 @@ impl<'t> NodeRun<'t> {
         Ok(())
     }
 
+    /// Runs the node's health checks until they pass or `deadline` ([`super::health`]).
+    pub(super) async fn check_health(
+        &mut self,
+        deadline: std::time::Instant,
+        step: Step<'_>,
+    ) -> Result<Vec<super::health::Answer>, BootstrapError> {
+        let c = &self.target.config;
+        let Some(session) = self.session.as_ref() else {
+            return Ok(Vec::new());
+        };
+        if c.health.is_empty() {
+            return Ok(Vec::new());
+        }
+        step("checking health");
+        super::health::wait_healthy(session, &c.node, &c.health, deadline).await
+    }
+
+    /// The components of the node that form a quorum and have checks.
+    pub(super) fn quorum_components(&self) -> Vec<String> {
+        let mut c: Vec<String> = self
+            .target
+            .config
+            .health
+            .iter()
+            .filter(|h| h.quorum)
+            .map(|h| h.component.clone())
+            .collect();
+        c.dedup();
+        c
+    }
+
+    /// One attempt of the node's quorum checks (an ensemble still electing).
+    pub(super) async fn quorum_answers(
+        &self,
+    ) -> Result<Vec<super::health::Answer>, BootstrapError> {
+        let c = &self.target.config;
+        let Some(session) = self.session.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let checks: Vec<_> = c.health.iter().filter(|h| h.quorum).cloned().collect();
+        super::health::attempt(session, &checks).await
+    }
+
     /// Closes the session; what was done, or why not.
     pub(super) async fn end(mut self) -> NodeReport {
         if let Some(session) = self.session.take() {

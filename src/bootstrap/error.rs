@@ -73,6 +73,14 @@ pub enum BootstrapError {
         what: &'static str,
         stderr: String,
     },
+    /// A health check still failing when `--health-timeout` ran out.
+    #[error("`{node}`: {component} is not healthy ({check}): its last answer: {answer}")]
+    Unhealthy {
+        node: String,
+        component: String,
+        check: String,
+        answer: String,
+    },
 }
 
 /// Tera's errors keep their cause in a chain; show all of it.

@@ -22,6 +22,7 @@
 mod apply;
 mod cloud_config;
 mod error;
+mod health;
 mod host_keys;
 mod render;
 mod summary;
@@ -78,6 +79,21 @@ pub struct NodeConfig {
     pub apt_sources: BTreeMap<String, Vec<String>>,
     /// Scripts (among `files`) run whenever they changed: the node's cloud-config.
     pub run_on_change: Vec<String>,
+    /// The health checks of the components whose services it runs.
+    pub health: Vec<HealthPlan>,
+}
+
+/// A component's health check, for one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthPlan {
+    pub component: String,
+    pub name: String,
+    pub command: String,
+    pub expect: String,
+    /// Seconds one attempt may take.
+    pub timeout: u64,
+    /// The component forms a quorum: its members are checked together too.
+    pub quorum: bool,
 }
 
 /// Where the node's cloud-config becomes a script, run when it changes.
@@ -95,6 +111,8 @@ pub struct NodeReport {
     /// Files fitter had placed that the plan no longer asks for.
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
+    /// What the health checks found: `zookeeper: leader`, `sshd: healthy`.
+    pub health: Vec<String>,
     /// Why the node failed: the [`BootstrapError`]'s message, as printed and serialised.
     pub error: Option<String>,
 }

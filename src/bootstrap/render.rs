@@ -101,6 +101,7 @@ pub fn render(
             packages: Vec::new(),
             apt_sources: BTreeMap::new(),
             run_on_change: Vec::new(),
+            health: Vec::new(),
         };
         for component in fittings.components_of(node, catalog) {
             let install = fittings
@@ -173,6 +174,16 @@ pub fn render(
                         files: paths.clone(),
                     });
                 }
+                config
+                    .health
+                    .extend(component.health.iter().map(|h| super::HealthPlan {
+                        component: component.name.clone(),
+                        name: h.name.clone(),
+                        command: h.command.clone(),
+                        expect: h.expect.clone(),
+                        timeout: h.timeout,
+                        quorum: component.quorum,
+                    }));
             }
             config.disable.extend(component.disable.iter().cloned());
         }

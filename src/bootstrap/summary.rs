@@ -9,12 +9,17 @@ pub fn render_report(reports: &[NodeReport]) -> String {
     let mut out = String::new();
     let (mut files, mut removed, mut restarts) = (0, 0, 0);
     for r in reports {
+        let health = if r.health.is_empty() || r.error.is_some() {
+            String::new()
+        } else {
+            format!(" ({})", r.health.join(", "))
+        };
         match &r.error {
             Some(e) => {
                 let _ = writeln!(out, "bootstrap {}: failed: {e}", r.node);
             }
             None if r.uploaded.is_empty() && r.restarted.is_empty() && r.removed.is_empty() => {
-                let _ = writeln!(out, "bootstrap {}: no change", r.node);
+                let _ = writeln!(out, "bootstrap {}: no change{health}", r.node);
             }
             None => {
                 let removed = match r.removed.len() {
@@ -23,7 +28,7 @@ pub fn render_report(reports: &[NodeReport]) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "bootstrap {}: {} file{} uploaded{removed}{}{}",
+                    "bootstrap {}: {} file{} uploaded{removed}{}{}{health}",
                     r.node,
                     r.uploaded.len(),
                     crate::diagnostics::plural(r.uploaded.len()),

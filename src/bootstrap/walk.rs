@@ -42,6 +42,9 @@ pub struct Walk<'a> {
     /// How long one remote command may take (`--command-timeout`).
     pub command_timeout: Duration,
     pub reporter: &'a dyn Reporter,
+    /// How long the health checks of a node's started services may take to pass, from the
+    /// end of the walk (`--health-timeout`).
+    pub health_timeout: Duration,
     /// Ctrl-C: the steps running finish (a node's files are never left half-written), no
     /// step starts after it, and every node not through all of its steps fails as
     /// interrupted, so that the command's outcome says so.
@@ -149,9 +152,8 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
             .collect()
     })
     .await;
-    let mut reports = Vec::with_capacity(targets.len());
-    for (i, node) in nodes.into_iter().enumerate() {
-        let mut node = node.into_inner();
+    let mut nodes: Vec<Node<'_>> = nodes.into_iter().map(Mutex::into_inner).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
         let unfinished = *remaining[i].lock().unwrap_or_else(|e| e.into_inner()) > 0;
         if unfinished && !node.failed && walk.cancel.is_cancelled() {
             let subject = format!("node.{}", node.run.report.node);
@@ -160,11 +162,116 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
                 "`{}`: interrupted before its bootstrap finished ({left} not applied); deploy again to finish",
                 node.run.report.node
             );
-            fail(&mut node, &subject, error, walk);
+            fail(node, &subject, error, walk);
+        }
+    }
+    if !walk.cancel.is_cancelled() {
+        check_health(&mut nodes, walk).await;
+    }
+    let mut reports = Vec::with_capacity(targets.len());
+    for node in nodes {
+        if !node.failed && node.run.begun() {
+            let r = &node.run.report;
+            let unchanged = r.uploaded.is_empty() && r.restarted.is_empty() && r.removed.is_empty();
+            walk.reporter.finished(
+                &format!("node.{}", r.node),
+                if unchanged {
+                    Finish::Unchanged
+                } else {
+                    Finish::Done { id: None }
+                },
+            );
         }
         reports.push(node.run.end().await);
     }
     reports
+}
+
+/// Every node that went through its walk, its health checks until they pass; then every
+/// quorum component's members together, until they make one ensemble. A node that stays
+/// unhealthy past `--health-timeout` fails with the last answer.
+async fn check_health(nodes: &mut [Node<'_>], walk: &Walk<'_>) {
+    let deadline = std::time::Instant::now() + walk.health_timeout;
+    let results = futures::future::join_all(nodes.iter_mut().filter(|n| !n.failed).map(|n| {
+        let subject = format!("node.{}", n.run.report.node);
+        async move {
+            let step = |detail: &str| walk.reporter.step(&subject, detail);
+            let result = n.run.check_health(deadline, &step).await;
+            (n, subject, result)
+        }
+    }))
+    .await;
+    for (n, subject, result) in results {
+        match result {
+            Ok(answers) => {
+                for a in &answers {
+                    let seen = a.role.clone().unwrap_or_else(|| "healthy".into());
+                    n.run.report.health.push(format!("{}: {seen}", a.component));
+                }
+            }
+            Err(e) => fail(n, &subject, e.to_string(), walk),
+        }
+    }
+    // Quorum components: their healthy members, by component, with the role each answered.
+    let mut members: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut roles: HashMap<(usize, String), String> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate().filter(|(_, n)| !n.failed) {
+        let quorum = n.run.quorum_components();
+        for line in &n.run.report.health {
+            if let Some((component, role)) = line.split_once(": ")
+                && quorum.iter().any(|c| c == component)
+            {
+                members.entry(component.to_string()).or_default().push(i);
+                roles.insert((i, component.to_string()), role.to_string());
+            }
+        }
+    }
+    for (component, idx) in members {
+        // Every target with the component answered: the leader must be among them.
+        let complete = nodes
+            .iter()
+            .filter(|n| n.run.quorum_components().contains(&component))
+            .all(|n| !n.failed);
+        loop {
+            let list: Vec<(String, String)> = idx
+                .iter()
+                .map(|&i| {
+                    let role = roles
+                        .get(&(i, component.clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    (nodes[i].run.report.node.clone(), role)
+                })
+                .collect();
+            let Some(why) = super::health::ensemble_problem(&list, complete) else {
+                break;
+            };
+            if std::time::Instant::now() >= deadline {
+                for &i in &idx {
+                    let subject = format!("node.{}", nodes[i].run.report.node);
+                    let error = format!(
+                        "`{}`: the {component} ensemble is not whole after {} s: {why}",
+                        nodes[i].run.report.node,
+                        walk.health_timeout.as_secs()
+                    );
+                    fail(&mut nodes[i], &subject, error, walk);
+                }
+                break;
+            }
+            // Still electing: look again in a second.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for &i in &idx {
+                if let Ok(answers) = nodes[i].run.quorum_answers().await
+                    && let Some(a) = answers.iter().find(|a| a.component == component)
+                {
+                    roles.insert(
+                        (i, component.clone()),
+                        a.role.clone().unwrap_or_else(|| "not serving".into()),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// One round of one node: its session opened on the first, the components applied, and on
@@ -193,19 +300,6 @@ async fn round_of(node: &mut Node<'_>, components: BTreeSet<String>, last: bool,
     }
     if let Err(e) = node.run.apply(&now, &step).await {
         fail(node, &subject, e.to_string(), walk);
-        return;
-    }
-    if last {
-        let r = &node.run.report;
-        let unchanged = r.uploaded.is_empty() && r.restarted.is_empty() && r.removed.is_empty();
-        walk.reporter.finished(
-            &subject,
-            if unchanged {
-                Finish::Unchanged
-            } else {
-                Finish::Done { id: None }
-            },
-        );
     }
 }
 

@@ -181,6 +181,10 @@ struct ApplyArgs {
     /// Seconds a new cloud server may take to become active.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     ready_timeout: u64,
+    /// Seconds the started services may take, after bootstrap, to pass their health checks
+    /// (a ZooKeeper ensemble to elect its leader); a node still failing one then fails.
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    health_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -567,6 +571,7 @@ fn apply_options(args: &ApplyArgs, globals: &Globals) -> ApplyOptions {
         ssh_timeout: Duration::from_secs(args.ssh_timeout),
         command_timeout: Duration::from_secs(args.command_timeout),
         ready_timeout: Duration::from_secs(args.ready_timeout),
+        health_timeout: Duration::from_secs(args.health_timeout),
         skip_bootstrap: args.skip_bootstrap,
         allow_insecure_http: globals.insecure,
         accept_vanished: args.accept_vanished,

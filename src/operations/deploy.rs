@@ -34,6 +34,8 @@ pub struct ApplyOptions {
     pub command_timeout: Duration,
     /// How long a new cloud server may take to become active.
     pub ready_timeout: Duration,
+    /// How long the started services may take to pass their health checks.
+    pub health_timeout: Duration,
     /// Create the infrastructure only: no SSH probe, no bootstrap.
     pub skip_bootstrap: bool,
     /// `--allow-insecure-http`: a plain-http API endpoint on another machine is accepted.
@@ -282,6 +284,7 @@ impl Deployment {
             parallelism: options.ssh_parallelism,
             patience: options.ssh_timeout,
             command_timeout: options.command_timeout,
+            health_timeout: options.health_timeout,
             reporter: options.reporter.as_ref(),
             cancel: &options.cancel,
         };
