@@ -15,6 +15,28 @@ use super::{
     BootstrapError, MANIFEST, NodeReport, RenderedFile, ServicePlan, Target, quote, sha256,
 };
 
+/// How restarts are spread over the nodes: one node at a time for a running quorum member,
+/// `--serial` nodes at a time for any restart.
+pub(super) struct Rolling {
+    /// One lock per component that forms a quorum.
+    pub quorum: std::collections::HashMap<String, tokio::sync::Mutex<()>>,
+    pub serial: tokio::sync::Semaphore,
+    /// How long a restarted quorum member may take to serve again.
+    pub patience: Duration,
+    /// The order in which nodes took their turn, per component.
+    pub turns: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Rolling {
+    /// The next turn of `component`: 1 for the first node restarted, then 2...
+    fn next_turn(&self, component: &str) -> usize {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let n = turns.entry(component.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
 /// What a node's bootstrap is doing now, for the reporter.
 pub(super) type Step<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
@@ -187,6 +209,7 @@ impl<'t> NodeRun<'t> {
     pub(super) async fn apply(
         &mut self,
         components: &BTreeSet<String>,
+        rolling: &Rolling,
         step: Step<'_>,
     ) -> Result<(), BootstrapError> {
         let c = &self.target.config;
@@ -244,7 +267,9 @@ impl<'t> NodeRun<'t> {
                 });
             }
         }
-        // Services, in one round trip: restart on change, start when down, enable always.
+        // Services: restart on change, start when down, enable always. A running member of
+        // a quorum is restarted alone (one node of the component at a time) and waited for
+        // until it serves again; the rest go in one round trip, `--serial` nodes at a time.
         let restart: Vec<&ServicePlan> = c
             .services
             .iter()
@@ -253,22 +278,55 @@ impl<'t> NodeRun<'t> {
                 self.inactive.contains(&s.name) || s.files.iter().any(|p| self.changed.contains(p))
             })
             .collect();
-        if !restart.is_empty() {
-            let mut script = String::from("set -e\n");
-            for s in &restart {
-                let _ = writeln!(
-                    script,
-                    "systemctl enable {0} >/dev/null 2>&1 || true; systemctl restart {0}",
-                    quote(&s.name)
-                );
-            }
-            let names: Vec<&str> = restart.iter().map(|s| s.name.as_str()).collect();
-            step(&format!("restarting {}", names.join(", ")));
-            run_script(session, &c.node, &script, "restarting services").await?;
-            self.report
-                .restarted
-                .extend(restart.iter().map(|s| s.name.clone()));
+        if restart.is_empty() {
+            return Ok(());
         }
+        let quorum = self.quorum_components();
+        let rolled: BTreeSet<&str> = restart
+            .iter()
+            .filter(|s| quorum.contains(&s.component) && !self.inactive.contains(&s.name))
+            .map(|s| s.component.as_str())
+            .collect();
+        let _serial = rolling.serial.acquire().await;
+        let mut turns = Vec::new();
+        for component in &rolled {
+            if let Some(lock) = rolling.quorum.get(*component) {
+                turns.push(lock.lock().await);
+            }
+        }
+        let mut script = String::from("set -e\n");
+        for s in &restart {
+            let _ = writeln!(
+                script,
+                "systemctl enable {0} >/dev/null 2>&1 || true; systemctl restart {0}",
+                quote(&s.name)
+            );
+        }
+        let names: Vec<&str> = restart.iter().map(|s| s.name.as_str()).collect();
+        step(&format!("restarting {}", names.join(", ")));
+        run_script(session, &c.node, &script, "restarting services").await?;
+        self.report
+            .restarted
+            .extend(restart.iter().map(|s| s.name.clone()));
+        if !rolled.is_empty() {
+            let checks: Vec<_> = c
+                .health
+                .iter()
+                .filter(|h| rolled.contains(h.component.as_str()))
+                .cloned()
+                .collect();
+            step(&format!(
+                "waiting until {} serves again before the next node",
+                rolled.iter().copied().collect::<Vec<_>>().join(", ")
+            ));
+            let deadline = std::time::Instant::now() + rolling.patience;
+            super::health::wait_healthy(session, &c.node, &checks, deadline).await?;
+            for component in &rolled {
+                let turn = rolling.next_turn(component);
+                self.report.rolled.push(((*component).to_string(), turn));
+            }
+        }
+        drop(turns);
         Ok(())
     }
 

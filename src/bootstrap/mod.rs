@@ -113,6 +113,9 @@ pub struct NodeReport {
     pub restarted: Vec<String>,
     /// What the health checks found: `zookeeper: leader`, `sshd: healthy`.
     pub health: Vec<String>,
+    /// Quorum components restarted here one node at a time, with this node's turn (1 for
+    /// the first node).
+    pub rolled: Vec<(String, usize)>,
     /// Why the node failed: the [`BootstrapError`]'s message, as printed and serialised.
     pub error: Option<String>,
 }

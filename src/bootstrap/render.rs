@@ -136,8 +136,14 @@ pub fn render(
                     }
                     None => vec![(String::new(), String::new())],
                 };
+                let settings = fittings
+                    .components
+                    .get(&component.name)
+                    .map(|c| c.settings.clone())
+                    .unwrap_or_default();
                 for (item, value) in items {
                     let mut ctx = context.clone();
+                    ctx.insert("settings", &settings);
                     ctx.insert("attribute", &json!({"name": item, "value": value}));
                     let text = tera
                         .render(&key, &ctx)

@@ -1,5 +1,6 @@
 //! The lines printed after a bootstrap run: one per node, then a total.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::NodeReport;
@@ -44,6 +45,25 @@ pub fn render_report(reports: &[NodeReport]) -> String {
         files += r.uploaded.len();
         removed += r.removed.len();
         restarts += r.restarted.len();
+    }
+    // Quorum components restarted one node at a time: in which order.
+    let mut rolled: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
+    for r in reports {
+        for (component, turn) in &r.rolled {
+            rolled
+                .entry(component.as_str())
+                .or_default()
+                .push((*turn, r.node.as_str()));
+        }
+    }
+    for (component, mut order) in rolled {
+        order.sort();
+        let names: Vec<&str> = order.iter().map(|(_, n)| *n).collect();
+        let _ = writeln!(
+            out,
+            "{component} restarted one node at a time, each serving again before the next: {}",
+            names.join(", then ")
+        );
     }
     let removed = match removed {
         0 => String::new(),

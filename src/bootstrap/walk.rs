@@ -43,8 +43,10 @@ pub struct Walk<'a> {
     pub command_timeout: Duration,
     pub reporter: &'a dyn Reporter,
     /// How long the health checks of a node's started services may take to pass, from the
-    /// end of the walk (`--health-timeout`).
+    /// end of the walk (`--health-timeout`); and a restarted quorum member to serve again.
     pub health_timeout: Duration,
+    /// `--serial`: how many nodes restart services at once.
+    pub serial: usize,
     /// Ctrl-C: the steps running finish (a node's files are never left half-written), no
     /// step starts after it, and every node not through all of its steps fails as
     /// interrupted, so that the command's outcome says so.
@@ -108,6 +110,17 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
         })
         .collect();
     let slots = Semaphore::new(walk.parallelism.max(1));
+    let rolling = super::apply::Rolling {
+        quorum: targets
+            .iter()
+            .flat_map(|t| t.config.health.iter().filter(|h| h.quorum))
+            .map(|h| (h.component.clone(), Mutex::new(())))
+            .collect(),
+        serial: Semaphore::new(walk.serial.max(1)),
+        patience: walk.health_timeout,
+        turns: Default::default(),
+    };
+    let rolling = &rolling;
     let count = steps.len();
     let (all, slots, remaining, steps, index) = (&nodes, &slots, &remaining, &steps, &index);
     engine::walk_rounds(&dag, &selected, count, walk.cancel, |round| {
@@ -131,7 +144,7 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
                     *left = left.saturating_sub(count);
                     *left == 0
                 };
-                round_of(&mut node, components, last, walk).await;
+                round_of(&mut node, components, last, rolling, walk).await;
             };
             work.insert(i, future.boxed_local().shared());
         }
@@ -276,7 +289,13 @@ async fn check_health(nodes: &mut [Node<'_>], walk: &Walk<'_>) {
 
 /// One round of one node: its session opened on the first, the components applied, and on
 /// the last (`last`) whatever is left, the session closed and the outcome reported.
-async fn round_of(node: &mut Node<'_>, components: BTreeSet<String>, last: bool, walk: &Walk<'_>) {
+async fn round_of(
+    node: &mut Node<'_>,
+    components: BTreeSet<String>,
+    last: bool,
+    rolling: &super::apply::Rolling,
+    walk: &Walk<'_>,
+) {
     let subject = format!("node.{}", node.run.report.node);
     let step = |detail: &str| walk.reporter.step(&subject, detail);
     if !node.failed && !node.run.begun() {
@@ -298,7 +317,7 @@ async fn round_of(node: &mut Node<'_>, components: BTreeSet<String>, last: bool,
     } else {
         node.left.retain(|c| !now.contains(c));
     }
-    if let Err(e) = node.run.apply(&now, &step).await {
+    if let Err(e) = node.run.apply(&now, rolling, &step).await {
         fail(node, &subject, e.to_string(), walk);
     }
 }

@@ -185,6 +185,11 @@ struct ApplyArgs {
     /// (a ZooKeeper ensemble to elect its leader); a node still failing one then fails.
     #[arg(long, default_value_t = 180, value_name = "SECONDS")]
     health_timeout: u64,
+    /// At most this many nodes restart services at once (Ansible's `serial`; default: as
+    /// many as `--ssh-parallelism`). A running quorum member (ZooKeeper) is always
+    /// restarted one node at a time, each serving again before the next.
+    #[arg(long, value_name = "N")]
+    serial: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -572,6 +577,7 @@ fn apply_options(args: &ApplyArgs, globals: &Globals) -> ApplyOptions {
         command_timeout: Duration::from_secs(args.command_timeout),
         ready_timeout: Duration::from_secs(args.ready_timeout),
         health_timeout: Duration::from_secs(args.health_timeout),
+        serial: args.serial.unwrap_or(args.ssh_parallelism),
         skip_bootstrap: args.skip_bootstrap,
         allow_insecure_http: globals.insecure,
         accept_vanished: args.accept_vanished,

@@ -108,6 +108,8 @@ pub struct ComponentSettings {
     /// Extra APT source lines to add before installing the component's packages; the
     /// default is the node's own Debian archive.
     pub packages: Vec<String>,
+    /// Values the component's templates read as `settings.NAME` (ZooKeeper's `tickTime`).
+    pub settings: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]

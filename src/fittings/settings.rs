@@ -214,9 +214,36 @@ impl Loader<'_> {
                 &mut self.report,
                 value,
                 &format!("component `{}`", name.value),
-                &["install", "packages"],
+                &["install", "packages", "settings"],
             );
+            let mut values = BTreeMap::new();
+            if let Some(v) = value.get("settings") {
+                for (k, v) in map(&mut self.report, v, "settings").unwrap_or_default() {
+                    let (Some(k), Some(t)) =
+                        (k.scalar_text(), text(&mut self.report, v, "setting"))
+                    else {
+                        continue;
+                    };
+                    // Values go into configuration files: one plain word each, so that none
+                    // can add a line of its own.
+                    let plain = t
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._:/,-".contains(c));
+                    if plain && !t.value.is_empty() {
+                        values.insert(k, t.value);
+                    } else {
+                        self.report.error(
+                            t.span,
+                            format!(
+                                "`{k}`: a component setting is one word of letters, digits and `._:/,-`"
+                            ),
+                        );
+                    }
+                }
+            }
             let settings = ComponentSettings {
+                settings: values,
                 install: value
                     .get("install")
                     .and_then(|i| boolean(&mut self.report, i, "install")),

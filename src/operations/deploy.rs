@@ -36,6 +36,8 @@ pub struct ApplyOptions {
     pub ready_timeout: Duration,
     /// How long the started services may take to pass their health checks.
     pub health_timeout: Duration,
+    /// How many nodes restart services at once (`--serial`).
+    pub serial: usize,
     /// Create the infrastructure only: no SSH probe, no bootstrap.
     pub skip_bootstrap: bool,
     /// `--allow-insecure-http`: a plain-http API endpoint on another machine is accepted.
@@ -285,6 +287,7 @@ impl Deployment {
             patience: options.ssh_timeout,
             command_timeout: options.command_timeout,
             health_timeout: options.health_timeout,
+            serial: options.serial,
             reporter: options.reporter.as_ref(),
             cancel: &options.cancel,
         };
