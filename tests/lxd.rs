@@ -273,6 +273,29 @@ fn zk_mode(instance: &str) -> String {
 
 const ZK_CLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 
+/// A ZooKeeper killed behind fitter's back on master2: Debian's LSB unit
+/// (`RemainAfterExit=yes`) still reads as active, so only the health check sees it; deploy
+/// restarts the failing service once, and returns with it serving.
+fn a_zookeeper_that_stopped_serving_is_restarted(ws: &Workspace) {
+    let (code, out) = exec(
+        "master2",
+        "pkill -9 -f '[Q]uorumPeerMain'; \
+         for i in $(seq 100); do pgrep -f '[Q]uorumPeerMain' >/dev/null || break; sleep 0.1; done; \
+         systemctl is-active zookeeper",
+    );
+    assert_eq!(out.trim(), "active", "{code}: {out}");
+    assert_eq!(zk_mode("master2"), "not serving");
+    let out = ws.fitter(&["deploy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("bootstrap master2: 0 files uploaded, restarted zookeeper"),
+        "{stdout}"
+    );
+    let mode = zk_mode("master2");
+    assert!(mode == "leader" || mode == "follower", "master2: {mode}");
+}
+
 /// The ensemble, as a client gives it.
 const ZK_SERVERS: &str = "10.98.0.11:2181,10.98.0.12:2181,10.98.0.13:2181";
 
@@ -481,6 +504,7 @@ fn zookeeper_ensemble_forms_and_bootstrap_is_idempotent() {
     );
 
     rolling_change_keeps_zookeeper_serving(&ws);
+    a_zookeeper_that_stopped_serving_is_restarted(&ws);
 
     // Every file fitter placed on agent2, with its checksum: what stays must stay as it is.
     let placed = || {

@@ -344,6 +344,37 @@ impl<'t> NodeRun<'t> {
             return Ok(Vec::new());
         }
         step("checking health");
+        // A service that runs but fails its check, and that this run did not (re)start, is
+        // restarted once (a hung process, a cause fixed since): then waited for like the rest.
+        let first = super::health::attempt(session, &c.health).await?;
+        let sick: BTreeSet<&str> = first
+            .iter()
+            .filter(|a| !a.healthy)
+            .map(|a| a.component.as_str())
+            .collect();
+        let restart: Vec<&ServicePlan> = c
+            .services
+            .iter()
+            .filter(|s| sick.contains(s.component.as_str()))
+            .filter(|s| !self.report.restarted.contains(&s.name))
+            .collect();
+        if !restart.is_empty() {
+            let names: Vec<&str> = restart.iter().map(|s| s.name.as_str()).collect();
+            step(&format!(
+                "restarting {}: failing its health check",
+                names.join(", ")
+            ));
+            let mut script = String::from("set -e\n");
+            for s in &restart {
+                let _ = writeln!(script, "systemctl restart {}", quote(&s.name));
+            }
+            run_script(session, &c.node, &script, "restarting unhealthy services").await?;
+            self.report
+                .restarted
+                .extend(restart.iter().map(|s| s.name.clone()));
+        } else if sick.is_empty() {
+            return Ok(first);
+        }
         super::health::wait_healthy(session, &c.node, &c.health, deadline).await
     }
 
