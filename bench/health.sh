@@ -57,7 +57,7 @@ trap cleanup EXIT
 cp bench/bootstrap/mesos-12.yaml "$tmp/plan.yaml"
 
 now() { date +%s.%N; }
-mode() { lxc exec "bench12-$1" -- sh -c 'echo srvr | nc -q 1 127.0.0.1 2181 2>/dev/null' | sed -n 's/^Mode: //p'; }
+mode() { lxc exec "bench12-$1" -- sh -c 'echo srvr | nc -N -w 2 127.0.0.1 2181 2>/dev/null' | sed -n 's/^Mode: //p'; }
 serving() {
     local modes
     modes=$(for m in master1 master2 master3; do mode "$m"; done | sort | tr '\n' ' ')
