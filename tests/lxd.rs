@@ -292,6 +292,10 @@ fn a_zookeeper_that_stopped_serving_is_restarted(ws: &Workspace) {
         stdout.contains("bootstrap master2: 0 files uploaded, restarted zookeeper"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("Bootstrap: 0 files uploaded, 1 service restarted, 0 nodes failed."),
+        "only master2's ZooKeeper was restarted:\n{stdout}"
+    );
     let mode = zk_mode("master2");
     assert!(mode == "leader" || mode == "follower", "master2: {mode}");
 }

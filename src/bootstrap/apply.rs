@@ -25,6 +25,10 @@ pub(super) struct Rolling {
     pub patience: Duration,
     /// The order in which nodes took their turn, per component.
     pub turns: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Components whose roll stopped, with the node that did not serve again: the members
+    /// after it are not restarted (that would take the quorum down).
+    pub stopped: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Rolling {
@@ -36,6 +40,10 @@ impl Rolling {
         *n
     }
 }
+
+/// How long a running service may fail its check before it is restarted: an ensemble
+/// electing, a check slow on a loaded machine, do not restart anything.
+const GRACE: Duration = Duration::from_secs(20);
 
 /// What a node's bootstrap is doing now, for the reporter.
 pub(super) type Step<'a> = &'a (dyn Fn(&str) + Send + Sync);
@@ -293,6 +301,29 @@ impl<'t> NodeRun<'t> {
             if let Some(lock) = rolling.quorum.get(*component) {
                 turns.push(lock.lock().await);
             }
+            let stopped = rolling
+                .stopped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(*component)
+                .cloned();
+            if let Some(first) = stopped {
+                return Err(BootstrapError::Command {
+                    node: c.node.clone(),
+                    what: "rolling restart",
+                    stderr: format!(
+                        "not restarted: {component} on `{first}` did not serve again after its restart, \
+                         and restarting another member could take the quorum down"
+                    ),
+                });
+            }
+        }
+        if rolling.cancel.is_cancelled() && !rolled.is_empty() {
+            return Err(BootstrapError::Command {
+                node: c.node.clone(),
+                what: "rolling restart",
+                stderr: "interrupted (Ctrl-C) before its turn".into(),
+            });
         }
         let mut script = String::from("set -e\n");
         for s in &restart {
@@ -320,7 +351,18 @@ impl<'t> NodeRun<'t> {
                 rolled.iter().copied().collect::<Vec<_>>().join(", ")
             ));
             let deadline = std::time::Instant::now() + rolling.patience;
-            super::health::wait_healthy(session, &c.node, &checks, deadline).await?;
+            let served =
+                super::health::wait_healthy(session, &c.node, &checks, deadline, &rolling.cancel)
+                    .await;
+            if let Err(e) = served {
+                let mut stopped = rolling.stopped.lock().unwrap_or_else(|e| e.into_inner());
+                for component in &rolled {
+                    stopped
+                        .entry((*component).to_string())
+                        .or_insert_with(|| c.node.clone());
+                }
+                return Err(e);
+            }
             for component in &rolled {
                 let turn = rolling.next_turn(component);
                 self.report.rolled.push(((*component).to_string(), turn));
@@ -331,9 +373,14 @@ impl<'t> NodeRun<'t> {
     }
 
     /// Runs the node's health checks until they pass or `deadline` ([`super::health`]).
+    /// A service that runs but keeps failing its check for [`GRACE`], and that this run
+    /// did not (re)start, is restarted once (a hung process, a cause fixed since), a quorum
+    /// member under its component's lock, and then waited for like the rest.
     pub(super) async fn check_health(
         &mut self,
         deadline: std::time::Instant,
+        rolling: &Rolling,
+        cancel: &tokio_util::sync::CancellationToken,
         step: Step<'_>,
     ) -> Result<Vec<super::health::Answer>, BootstrapError> {
         let c = &self.target.config;
@@ -344,21 +391,37 @@ impl<'t> NodeRun<'t> {
             return Ok(Vec::new());
         }
         step("checking health");
-        // A service that runs but fails its check, and that this run did not (re)start, is
-        // restarted once (a hung process, a cause fixed since): then waited for like the rest.
-        let first = super::health::attempt(session, &c.health).await?;
-        let sick: BTreeSet<&str> = first
-            .iter()
-            .filter(|a| !a.healthy)
-            .map(|a| a.component.as_str())
-            .collect();
+        let grace = deadline.min(std::time::Instant::now() + GRACE);
+        let sick: BTreeSet<String> =
+            match super::health::wait_healthy(session, &c.node, &c.health, grace, cancel).await {
+                Ok(answers) => return Ok(answers),
+                Err(BootstrapError::Unhealthy { component, .. }) => {
+                    let mut sick = BTreeSet::from([component]);
+                    // The others still failing at that moment, too.
+                    let again = super::health::attempt(session, &c.health).await?;
+                    sick.extend(
+                        again
+                            .into_iter()
+                            .filter(|a| !a.healthy)
+                            .map(|a| a.component),
+                    );
+                    sick
+                }
+                Err(e) => return Err(e),
+            };
         let restart: Vec<&ServicePlan> = c
             .services
             .iter()
-            .filter(|s| sick.contains(s.component.as_str()))
+            .filter(|s| sick.contains(&s.component))
             .filter(|s| !self.report.restarted.contains(&s.name))
             .collect();
         if !restart.is_empty() {
+            let mut turns = Vec::new();
+            for component in &sick {
+                if let Some(lock) = rolling.quorum.get(component) {
+                    turns.push(lock.lock().await);
+                }
+            }
             let names: Vec<&str> = restart.iter().map(|s| s.name.as_str()).collect();
             step(&format!(
                 "restarting {}: failing its health check",
@@ -372,10 +435,12 @@ impl<'t> NodeRun<'t> {
             self.report
                 .restarted
                 .extend(restart.iter().map(|s| s.name.clone()));
-        } else if sick.is_empty() {
-            return Ok(first);
+            let answers =
+                super::health::wait_healthy(session, &c.node, &c.health, deadline, cancel).await;
+            drop(turns);
+            return answers;
         }
-        super::health::wait_healthy(session, &c.node, &c.health, deadline).await
+        super::health::wait_healthy(session, &c.node, &c.health, deadline, cancel).await
     }
 
     /// The components of the node that form a quorum and have checks.

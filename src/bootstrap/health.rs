@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use tokio_util::sync::CancellationToken;
 
 use super::{BootstrapError, HealthPlan, quote};
 use crate::ssh::Session;
@@ -44,9 +45,28 @@ pub(super) async fn wait_healthy(
     node: &str,
     checks: &[HealthPlan],
     deadline: Instant,
+    cancel: &CancellationToken,
 ) -> Result<Vec<Answer>, BootstrapError> {
     loop {
-        let answers = attempt(session, checks).await?;
+        if cancel.is_cancelled() {
+            return Err(BootstrapError::Command {
+                node: node.to_string(),
+                what: "waiting for its health checks",
+                stderr: "interrupted (Ctrl-C)".into(),
+            });
+        }
+        let left = deadline.saturating_duration_since(Instant::now()) + RETRY;
+        let answers = tokio::time::timeout(left, attempt(session, checks))
+            .await
+            .map_err(|_| BootstrapError::Unhealthy {
+                node: node.to_string(),
+                component: checks
+                    .first()
+                    .map(|c| c.component.clone())
+                    .unwrap_or_default(),
+                check: checks.first().map(|c| c.name.clone()).unwrap_or_default(),
+                answer: "(no answer before the deadline)".into(),
+            })??;
         match answers.iter().find(|a| !a.healthy) {
             None => return Ok(answers),
             Some(bad) if Instant::now() >= deadline => {
@@ -57,7 +77,12 @@ pub(super) async fn wait_healthy(
                     answer: shown(&bad.text),
                 });
             }
-            Some(_) => tokio::time::sleep(RETRY).await,
+            Some(_) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
         }
     }
 }
@@ -71,7 +96,7 @@ pub(super) async fn attempt(
     for (i, c) in checks.iter().enumerate() {
         let _ = writeln!(
             script,
-            "echo '@@fitter-check {i}'\ntimeout {} sh -c {} 2>&1 </dev/null\necho\necho \"@@fitter-status {i} $?\"",
+            "echo '@@fitter-check {i}'\ntimeout {} sh -c {} 2>&1 </dev/null; s=$?\necho\necho \"@@fitter-status {i} $s\"",
             c.timeout.max(1),
             quote(&c.command)
         );

@@ -119,6 +119,8 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
         serial: Semaphore::new(walk.serial.max(1)),
         patience: walk.health_timeout,
         turns: Default::default(),
+        stopped: Default::default(),
+        cancel: walk.cancel.clone(),
     };
     let rolling = &rolling;
     let count = steps.len();
@@ -179,7 +181,7 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
         }
     }
     if !walk.cancel.is_cancelled() {
-        check_health(&mut nodes, walk).await;
+        check_health(&mut nodes, rolling, walk).await;
     }
     let mut reports = Vec::with_capacity(targets.len());
     for node in nodes {
@@ -203,13 +205,16 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
 /// Every node that went through its walk, its health checks until they pass; then every
 /// quorum component's members together, until they make one ensemble. A node that stays
 /// unhealthy past `--health-timeout` fails with the last answer.
-async fn check_health(nodes: &mut [Node<'_>], walk: &Walk<'_>) {
+async fn check_health(nodes: &mut [Node<'_>], rolling: &super::apply::Rolling, walk: &Walk<'_>) {
     let deadline = std::time::Instant::now() + walk.health_timeout;
     let results = futures::future::join_all(nodes.iter_mut().filter(|n| !n.failed).map(|n| {
         let subject = format!("node.{}", n.run.report.node);
         async move {
             let step = |detail: &str| walk.reporter.step(&subject, detail);
-            let result = n.run.check_health(deadline, &step).await;
+            let result = n
+                .run
+                .check_health(deadline, rolling, walk.cancel, &step)
+                .await;
             (n, subject, result)
         }
     }))
@@ -259,7 +264,7 @@ async fn check_health(nodes: &mut [Node<'_>], walk: &Walk<'_>) {
             let Some(why) = super::health::ensemble_problem(&list, complete) else {
                 break;
             };
-            if std::time::Instant::now() >= deadline {
+            if std::time::Instant::now() >= deadline || walk.cancel.is_cancelled() {
                 for &i in &idx {
                     let subject = format!("node.{}", nodes[i].run.report.node);
                     let error = format!(
