@@ -190,7 +190,10 @@ impl LockedState {
                     state.serial, self.location, self.stored
                 )));
             }
-            if let Some(after) = state.errored_after.filter(|a| *a != self.stored) {
+            if let Some(after) = state
+                .errored_after
+                .filter(|a| *a != self.stored && !in_doubt(&state, *a, &self.state, self.stored))
+            {
                 return Err(StateError::Refused(format!(
                     "the errored state given follows serial {after}, but {} was written \
                      since (serial {}): pushing it would undo that; `--force` replaces it anyway",
@@ -227,7 +230,8 @@ impl LockedState {
         let follows = if self.stored == 0 && stored.resources.is_empty() {
             after == 0 || errored.lineage == stored.lineage
         } else {
-            errored.lineage == stored.lineage && after == self.stored
+            errored.lineage == stored.lineage
+                && (after == self.stored || in_doubt(&errored, after, stored, self.stored))
         };
         if !follows {
             return Err(StateError::Refused(format!(
@@ -252,6 +256,22 @@ impl LockedState {
         );
         Ok(())
     }
+}
+
+/// Whether the stored version (serial `stored_serial`) is one the errored run wrote itself
+/// without learning it: a write whose answer was lost when the database went away may have
+/// committed. It lies between the errored state's base and its serial, in its history, and
+/// pushing the errored state loses nothing it records (every resource, with its id).
+fn in_doubt(errored: &State, after: u64, stored: &State, stored_serial: u64) -> bool {
+    errored.lineage == stored.lineage
+        && after < stored_serial
+        && stored_serial < errored.serial
+        && stored.resources.iter().all(|(address, r)| {
+            errored
+                .resources
+                .get(address)
+                .is_some_and(|e| e.id == r.id || r.id.is_none())
+        })
 }
 
 fn to_text(state: &State) -> String {
@@ -334,11 +354,14 @@ mod tests {
     struct Flaky {
         inner: MemoryStore,
         down: Arc<AtomicBool>,
+        /// Writes are stored, but their answer is lost.
+        lost: Arc<AtomicBool>,
     }
 
     struct FlakyWriter {
         inner: Arc<dyn StateWriter>,
         down: Arc<AtomicBool>,
+        lost: Arc<AtomicBool>,
     }
 
     impl StateWriter for FlakyWriter {
@@ -346,7 +369,11 @@ mod tests {
             if self.down.load(Ordering::SeqCst) {
                 return Err(StateError::Refused("the database is down".into()));
             }
-            self.inner.write(snapshot)
+            self.inner.write(snapshot)?;
+            if self.lost.load(Ordering::SeqCst) {
+                return Err(StateError::Refused("the connection closed".into()));
+            }
+            Ok(())
         }
     }
 
@@ -369,6 +396,7 @@ mod tests {
             let writer = FlakyWriter {
                 inner: w,
                 down: Arc::clone(&self.down),
+                lost: Arc::clone(&self.lost),
             };
             Ok((s, Arc::new(writer)))
         }
@@ -471,6 +499,25 @@ mod tests {
         // ...and the writes after it follow the new history.
         run.update(|s| record(s, "node.y")).unwrap();
         assert_eq!(store.read("d").unwrap().unwrap().serial, 8);
+    }
+
+    #[test]
+    fn a_write_stored_but_unanswered_does_not_block_the_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Flaky::default();
+        let mut run = open(&store, dir.path()).unwrap();
+        run.update(|s| record(s, "node.a")).unwrap();
+        // The database took this write, then went away before answering.
+        store.lost.store(true, Ordering::SeqCst);
+        let _ = run.update(|s| record(s, "node.b"));
+        store.lost.store(false, Ordering::SeqCst);
+        store.down.store(true, Ordering::SeqCst);
+        let _ = run.update(|s| record(s, "node.c"));
+        drop(run);
+        store.down.store(false, Ordering::SeqCst);
+        let next = open(&store, dir.path()).unwrap();
+        assert_eq!(next.state().resources.len(), 3);
+        assert!(!dir.path().join("d.errored.state.json").exists());
     }
 
     #[test]
