@@ -240,22 +240,31 @@ fn firewall_refuses_what_the_plan_does_not_open(ws: &Workspace) {
 /// Runs a shell command in a container through `lxc exec` (the test's own view, independent
 /// of fitter's SSH).
 fn exec(instance: &str, command: &str) -> (i32, String) {
-    let out = Command::new("lxc")
-        .args([
-            "exec",
-            &format!("{DEPLOYMENT}-{instance}"),
-            "--",
-            "sh",
-            "-c",
-            command,
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    // The lxc client itself failing without a word (seen once in CI under load: no output
+    // at all from `...; echo $?`) is tried again, twice at most; a command's own answer,
+    // whatever it is, is returned as it came.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = Command::new("lxc")
+            .args([
+                "exec",
+                &format!("{DEPLOYMENT}-{instance}"),
+                "--",
+                "sh",
+                "-c",
+                command,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if code == 0 || !text.is_empty() || tries == 3 {
+            return (code, text);
+        }
+    }
 }
 
 /// `Mode:` of a ZooKeeper server, from `srvr` on port 2181.
