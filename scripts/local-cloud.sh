@@ -33,7 +33,10 @@ readonly IMAGE_BASE_PACKAGES=(systemd-sysv openssh-server iproute2 ca-certificat
 # virtual packages nor alternatives well, and apt also brings security updates).
 # udev: without it systemd-networkd leaves every link "pending" (LXD mounts /sys read-write,
 # so networkd waits for a udev that never comes) and the static address is never set.
-readonly IMAGE_EXTRA_PACKAGES=(udev dbus openjdk-17-jre-headless zookeeper zookeeperd)
+# docker.io: the engine for nodes with the docker role (started only there, in containers
+# with LXD nesting); busybox-static: the one binary of the tiny root file system below.
+readonly IMAGE_EXTRA_PACKAGES=(udev dbus openjdk-17-jre-headless zookeeper zookeeperd docker.io
+  busybox-static)
 
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
@@ -361,6 +364,17 @@ EOF
   rm -f "$dir/var/lib/dbus/machine-id"
   chroot "$dir" systemctl enable systemd-networkd.service # fitter pushes a static .network
   chroot "$dir" systemctl disable zookeeper.service       # fitter's bootstrap starts it
+  # Docker runs only on nodes with the docker role, started by fitter's bootstrap.
+  chroot "$dir" systemctl disable docker.service docker.socket containerd.service
+  # No registry is reachable from the nodes: a root file system for `docker import`, a
+  # static busybox and a page, so a node can run a container of its own (an HTTP server:
+  # `docker import /usr/share/fitter/busybox-rootfs.tar fitter/busybox`).
+  local rootfs=$dir/tmp/busybox-rootfs
+  install -d "$rootfs/bin" "$rootfs/www" "$dir/usr/share/fitter"
+  install -m 755 "$dir/bin/busybox" "$rootfs/bin/busybox"
+  ln -s busybox "$rootfs/bin/sh"
+  echo 'served by a container on a fitter node' >"$rootfs/www/index.html"
+  tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -cf "$dir/usr/share/fitter/busybox-rootfs.tar" .
   # Cannot work in an unprivileged container; failed, it leaves every node "degraded".
   chroot "$dir" systemctl mask systemd-binfmt.service
   sed -i -E -e 's/^#?[[:space:]]*PermitRootLogin[[:space:]].*/PermitRootLogin prohibit-password/' \

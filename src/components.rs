@@ -51,6 +51,10 @@ pub struct Component {
     /// machines on different hosts do so for its nodes (Hetzner's spread placement group).
     #[serde(default)]
     pub quorum: bool,
+    /// Whether the component's services run containers themselves (Docker): clouds of
+    /// system containers (LXD) give such nodes nesting, and only those.
+    #[serde(default)]
+    pub nesting: bool,
     /// How to tell that the component's services work, once they run: deploy waits until
     /// every check of every started service passes (`--health-timeout`).
     #[serde(default)]
@@ -223,6 +227,26 @@ impl Catalog {
         TEMPLATES
             .get_file(format!("{component}/{template}"))
             .and_then(|f| f.contents_utf8())
+    }
+
+    /// The `settings.NAME` a component's templates read, sorted: what a plan may set in
+    /// `components: {NAME: {settings: ...}}` (anything else would be ignored, so the loader
+    /// refuses it).
+    pub fn settings_read(&self, component: &str) -> Vec<String> {
+        let Some(c) = self.get(component) else {
+            return Vec::new();
+        };
+        let read =
+            regex::Regex::new(r"\bsettings\.([A-Za-z_][A-Za-z0-9_]*)").expect("a valid pattern");
+        let mut names: Vec<String> = c
+            .files
+            .iter()
+            .filter_map(|f| self.template(component, &f.template))
+            .flat_map(|text| read.captures_iter(text).map(|m| m[1].to_string()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Components in an order where each comes after those it names in `after`.

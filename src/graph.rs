@@ -96,6 +96,8 @@ pub struct DesiredNode {
     pub tags: Vec<String>,
     /// A role of the node forms a quorum (its component says `quorum: true`).
     pub spread: bool,
+    /// A role of the node runs containers itself (its component says `nesting: true`).
+    pub nesting: bool,
 }
 
 /// Why an edge exists; shown by `fitter graph`.
@@ -488,11 +490,12 @@ fn add_nodes(
     firewall_of: &[Option<String>],
 ) {
     for (i, node) in fittings.nodes.iter().enumerate() {
-        let spread = fittings
-            .components_of(node, catalog)
-            .iter()
-            .any(|c| c.quorum);
-        let step = node_step(fittings, node, tag, firewall_of[i].as_deref(), spread);
+        let components = fittings.components_of(node, catalog);
+        let needs = MachineNeeds {
+            spread: components.iter().any(|c| c.quorum),
+            nesting: components.iter().any(|c| c.nesting),
+        };
+        let step = node_step(fittings, node, tag, firewall_of[i].as_deref(), needs);
         let n = b.add(step);
         if node.provider.cloud().has_account_resources() {
             for account in ["ssh_key.operator", "tag.deployment"] {
@@ -514,12 +517,18 @@ fn add_nodes(
     }
 }
 
+/// What a node's components ask of the machine it runs on.
+struct MachineNeeds {
+    spread: bool,
+    nesting: bool,
+}
+
 fn node_step(
     fittings: &Fittings,
     node: &NodeSpec,
     tag: &str,
     firewall: Option<&str>,
-    spread: bool,
+    needs: MachineNeeds,
 ) -> Step {
     let mut step = resource(
         ResourceKind::Node,
@@ -569,7 +578,8 @@ fn node_step(
         roles: node.roles.iter().map(|r| r.value.clone()).collect(),
         firewall: firewall.map(str::to_string),
         tags: vec![tag.to_string()],
-        spread,
+        spread: needs.spread,
+        nesting: needs.nesting,
     }));
     step
 }

@@ -70,6 +70,7 @@ fn request(deployment: &str, node: &str) -> (Request, String) {
         roles: vec![],
         firewall: None,
         spread: false,
+        nesting: false,
     };
     (Request::Node(request), key.public_openssh)
 }

@@ -173,12 +173,11 @@ fn rendered_files_match_the_reference_cluster() {
         s1.disable.contains(&"zookeeper".to_string())
             && s1.disable.contains(&"mesos-master".to_string())
     );
-    // Mesos, Marathon and Docker have no package source here: configuration only.
-    assert!(
-        !s1.services
-            .iter()
-            .any(|s| s.name == "mesos-slave" || s.name == "docker")
-    );
+    // Mesos and Marathon have no package source any more: configuration only. Docker is
+    // installed and run (Debian's docker.io).
+    assert!(!s1.services.iter().any(|s| s.name == "mesos-slave"));
+    assert!(s1.services.iter().any(|s| s.name == "docker"));
+    assert!(s1.packages.contains(&"docker.io".to_string()));
 }
 
 #[test]

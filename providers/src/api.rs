@@ -173,6 +173,9 @@ pub struct NodeRequest {
     /// Whether the node has a role whose component forms a quorum (ZooKeeper): such nodes
     /// go on different hosts where the cloud can say so (a spread placement group).
     pub spread: bool,
+    /// Whether the node runs containers itself (Docker): a cloud of system containers (LXD)
+    /// gives it nesting.
+    pub nesting: bool,
 }
 
 impl NodeRequest {

@@ -164,6 +164,7 @@ pub(super) fn build_request(
                 roles: n.roles.clone(),
                 firewall: n.firewall.clone(),
                 spread: n.spread,
+                nesting: n.nesting,
                 name,
             })
         }

@@ -181,7 +181,7 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
         }
     }
     if !walk.cancel.is_cancelled() {
-        check_health(&mut nodes, rolling, walk).await;
+        check_health(&mut nodes, &members_in_plan(steps), rolling, walk).await;
     }
     let mut reports = Vec::with_capacity(targets.len());
     for node in nodes {
@@ -205,7 +205,12 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
 /// Every node that went through its walk, its health checks until they pass; then every
 /// quorum component's members together, until they make one ensemble. A node that stays
 /// unhealthy past `--health-timeout` fails with the last answer.
-async fn check_health(nodes: &mut [Node<'_>], rolling: &super::apply::Rolling, walk: &Walk<'_>) {
+async fn check_health(
+    nodes: &mut [Node<'_>],
+    in_plan: &HashMap<String, usize>,
+    rolling: &super::apply::Rolling,
+    walk: &Walk<'_>,
+) {
     let deadline = std::time::Instant::now() + walk.health_timeout;
     let results = futures::future::join_all(nodes.iter_mut().filter(|n| !n.failed).map(|n| {
         let subject = format!("node.{}", n.run.report.node);
@@ -245,11 +250,9 @@ async fn check_health(nodes: &mut [Node<'_>], rolling: &super::apply::Rolling, w
         }
     }
     for (component, idx) in members {
-        // Every target with the component answered: the leader must be among them.
-        let complete = nodes
-            .iter()
-            .filter(|n| n.run.quorum_components().contains(&component))
-            .all(|n| !n.failed);
+        // Every member the plan has answered: the leader must be among them. A member left
+        // out (`--blueprint`, a node not ready) or failed may be the leader.
+        let complete = idx.len() >= in_plan.get(&component).copied().unwrap_or(0);
         loop {
             let list: Vec<(String, String)> = idx
                 .iter()
@@ -334,6 +337,16 @@ fn fail(node: &mut Node<'_>, subject: &str, error: String, walk: &Walk<'_>) {
     node.run.report.error = Some(error);
 }
 
+/// How many nodes of the plan have each component: the members of a quorum, whether this
+/// run bootstraps them all or not.
+fn members_in_plan(steps: &Steps) -> HashMap<String, usize> {
+    let mut count = HashMap::new();
+    for (_, component) in steps.iter().flatten() {
+        *count.entry(component.clone()).or_insert(0) += 1;
+    }
+    count
+}
+
 /// The graph's bootstrap steps and barriers, with the edges among them; for each vertex its
 /// node and component, `None` for a barrier. Resources are left out: they exist by now.
 type Steps = Vec<Option<(String, String)>>;
@@ -402,6 +415,10 @@ mod tests {
         }
         // The hardened sshd is a step too: the graph has what bootstrap applies.
         find("agent1", "sshd");
+        // The ensemble's members, whichever of them a run bootstraps.
+        let members = members_in_plan(&steps);
+        assert_eq!(members["zookeeper"], 3);
+        assert_eq!(members["docker"], 2);
         assert!(petgraph::algo::has_path_connecting(
             &dag,
             find("master2", "mesos-master"),

@@ -197,6 +197,27 @@ impl Loader<'_> {
         fittings
     }
 
+    /// A setting no template of the component reads would change nothing: an error, with
+    /// the names it does read.
+    fn check_setting_names(&mut self, component: &str, settings: &Node) {
+        let read = self.catalog.settings_read(component);
+        let read: Vec<&str> = read.iter().map(String::as_str).collect();
+        let context = format!("the settings of component `{component}`");
+        if !read.is_empty() {
+            check_keys(&mut self.report, settings, &context, &read);
+            return;
+        }
+        for (key, _) in settings.as_map().into_iter().flatten() {
+            self.report.push(
+                Diagnostic::error(
+                    key.span,
+                    format!("component `{component}` has no settings: its templates read none"),
+                )
+                .with_help(format!("see templates/{component}/ for what it renders")),
+            );
+        }
+    }
+
     /// `components: {docker: {install: true, packages: ["deb http://... main"]}}`.
     fn components(&mut self, node: &Node) -> BTreeMap<String, ComponentSettings> {
         let mut out = BTreeMap::new();
@@ -218,6 +239,7 @@ impl Loader<'_> {
             );
             let mut values = BTreeMap::new();
             if let Some(v) = value.get("settings") {
+                self.check_setting_names(&name.value, v);
                 for (k, v) in map(&mut self.report, v, "settings").unwrap_or_default() {
                     let (Some(k), Some(t)) =
                         (k.scalar_text(), text(&mut self.report, v, "setting"))

@@ -28,6 +28,11 @@ impl Lxd {
                 "limits.memory".into(),
                 json!(format!("{}MiB", limits.memory_mb)),
             );
+            if r.nesting {
+                // Docker inside the container: its own namespaces, cgroups and mounts. Only
+                // nodes whose roles run containers get it (it widens what root inside can do).
+                config.insert("security.nesting".into(), json!("true"));
+            }
             let mut devices = serde_json::Map::new();
             if let Some((network, _)) = &r.network {
                 // The address is configured inside the container (networkd): LXD only takes
