@@ -188,6 +188,8 @@ mod tests {
             status: if public.is_some() { "ready" } else { "absent" }.into(),
             host_key_fingerprint: None,
             ssh: None,
+            components: Vec::new(),
+            unreachable: None,
         }
     }
 
@@ -199,7 +201,9 @@ mod tests {
                 node("agent1", &["mesos-agent"], Some("127.1.0.3")),
                 node("agent2", &["mesos-agent"], None),
             ],
+            live: false,
             endpoints: BTreeMap::new(),
+            not_served: BTreeMap::new(),
             information: vec![],
             known_hosts: None,
         }

@@ -132,11 +132,7 @@ pub fn bootstrap_plan(
         if nodes.is_empty() {
             continue;
         }
-        let install = fittings
-            .components
-            .get(&c.name)
-            .and_then(|s| s.install)
-            .unwrap_or(c.install);
+        let install = fittings.installs(c);
         out.push(ComponentPlan {
             component: c.name.clone(),
             nodes,

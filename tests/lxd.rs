@@ -9,7 +9,7 @@
 //! script and then the whole suite with `--include-ignored`. They share one LXD, so they
 //! take turns.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
@@ -207,10 +207,6 @@ fn listen(instance: &str, port: u16) {
     assert!(status.success(), "no listener on {instance}:{port}");
 }
 
-fn reachable(ip: Ipv4Addr, port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(2)).is_ok()
-}
-
 fn firewall_refuses_what_the_plan_does_not_open(ws: &Workspace) {
     let state = ws.state();
     let master1: Ipv4Addr = node_output(&state, "master1", "private_ip")
@@ -235,49 +231,6 @@ fn firewall_refuses_what_the_plan_does_not_open(ws: &Workspace) {
         "agent1:5050 is not opened by the plan"
     );
     assert!(reachable(agent1, 22), "agent1:22 is opened by the plan");
-}
-
-/// Runs a shell command in a container through `lxc exec` (the test's own view, independent
-/// of fitter's SSH).
-fn exec(instance: &str, command: &str) -> (i32, String) {
-    // The lxc client itself failing without a word (seen once in CI under load: no output
-    // at all from `...; echo $?`) is tried again, twice at most; a command's own answer,
-    // whatever it is, is returned as it came.
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let out = Command::new("lxc")
-            .args([
-                "exec",
-                &format!("{DEPLOYMENT}-{instance}"),
-                "--",
-                "sh",
-                "-c",
-                command,
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let code = out.status.code().unwrap_or(-1);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        if code == 0 || !text.is_empty() || tries == 3 {
-            return (code, text);
-        }
-    }
-}
-
-/// `Mode:` of a ZooKeeper server, from `srvr` on port 2181.
-fn zk_mode(instance: &str) -> String {
-    let (_, out) = exec(
-        instance,
-        "echo srvr | nc -q 1 127.0.0.1 2181 2>/dev/null || true",
-    );
-    out.lines()
-        .find_map(|l| l.strip_prefix("Mode: "))
-        .unwrap_or("not serving")
-        .trim()
-        .to_string()
 }
 
 const ZK_CLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";

@@ -28,7 +28,7 @@ const ANSWER_CAP: usize = 300;
 
 /// One check's answer, as last seen.
 #[derive(Debug, Clone)]
-pub(super) struct Answer {
+pub struct Answer {
     pub component: String,
     pub check: String,
     /// The answer matched `expect`.
@@ -94,20 +94,102 @@ pub(super) async fn attempt(
 ) -> Result<Vec<Answer>, BootstrapError> {
     let mut script = String::from("set +e\n");
     for (i, c) in checks.iter().enumerate() {
-        let _ = writeln!(
-            script,
-            "echo '@@fitter-check {i}'\ntimeout {} sh -c {} 2>&1 </dev/null; s=$?\necho\necho \"@@fitter-status {i} $s\"",
-            c.timeout.max(1),
-            quote(&c.command)
-        );
+        script.push_str(&check_block(i, c));
     }
     let out = session
         .run_with_input("sh -s", script.as_bytes())
         .await
         .map_err(BootstrapError::Session)?;
+    Ok(answers(&out.stdout, checks))
+}
+
+/// What a node runs, as `information` reads it.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    /// Each service asked about with what `systemctl is-active` says of it (`active`,
+    /// `inactive`, `failed`, ...).
+    pub services: Vec<(String, String)>,
+    /// The checks, in the order asked; the checks of a component whose services do not
+    /// all run are not run (their answer says so).
+    pub answers: Vec<Answer>,
+}
+
+/// The answer of a check that was not run because its component's services do not run.
+pub const NOT_RUNNING: &str = "(not run: its service is not running)";
+
+/// Reads, in one round trip and changing nothing, each service's state and the checks of
+/// the components whose services all run. `services`: (component, service).
+pub async fn survey(
+    session: &Session,
+    services: &[(String, String)],
+    checks: &[HealthPlan],
+) -> Result<Survey, BootstrapError> {
+    let mut script = String::from("set +e\n");
+    for (i, (_, service)) in services.iter().enumerate() {
+        let _ = writeln!(
+            script,
+            "echo \"@@fitter-service {i} $(systemctl is-active {} 2>/dev/null)\"",
+            quote(service)
+        );
+    }
+    for (i, c) in checks.iter().enumerate() {
+        let gate: Vec<String> = services
+            .iter()
+            .filter(|(component, _)| *component == c.component)
+            .map(|(_, s)| format!("systemctl is-active -q {} 2>/dev/null", quote(s)))
+            .collect();
+        if gate.is_empty() {
+            script.push_str(&check_block(i, c));
+        } else {
+            let _ = write!(
+                script,
+                "if {}; then\n{}else\necho '@@fitter-check {i}'\necho {}\necho '@@fitter-status {i} 1'\nfi\n",
+                gate.join(" && "),
+                check_block(i, c),
+                quote(NOT_RUNNING)
+            );
+        }
+    }
+    let out = session
+        .run_with_input("sh -s", script.as_bytes())
+        .await
+        .map_err(BootstrapError::Session)?;
+    let mut states = vec![String::from("unknown"); services.len()];
+    for line in out.stdout.lines() {
+        if let Some(rest) = line.strip_prefix("@@fitter-service ") {
+            let (i, state) = rest.split_once(' ').unwrap_or((rest, ""));
+            if let Some(slot) = i.parse::<usize>().ok().and_then(|i| states.get_mut(i)) {
+                *slot = Some(state.trim())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("unknown")
+                    .to_string();
+            }
+        }
+    }
+    Ok(Survey {
+        services: services
+            .iter()
+            .zip(states)
+            .map(|((_, service), state)| (service.clone(), state))
+            .collect(),
+        answers: answers(&out.stdout, checks),
+    })
+}
+
+/// One check in a script: its answer between markers, then its exit code.
+fn check_block(i: usize, c: &HealthPlan) -> String {
+    format!(
+        "echo '@@fitter-check {i}'\ntimeout {} sh -c {} 2>&1 </dev/null; s=$?\necho\necho \"@@fitter-status {i} $s\"\n",
+        c.timeout.max(1),
+        quote(&c.command)
+    )
+}
+
+/// The checks' answers in a script's output, judged.
+fn answers(stdout: &str, checks: &[HealthPlan]) -> Vec<Answer> {
     let mut texts = vec![String::new(); checks.len()];
     let mut current = None;
-    for line in out.stdout.lines() {
+    for line in stdout.lines() {
         if let Some(i) = line.strip_prefix("@@fitter-check ") {
             current = i.trim().parse::<usize>().ok().filter(|i| *i < checks.len());
         } else if line.starts_with("@@fitter-status ") {
@@ -117,11 +199,11 @@ pub(super) async fn attempt(
             texts[i].push('\n');
         }
     }
-    Ok(checks
+    checks
         .iter()
         .zip(texts)
         .map(|(c, text)| judge(c, text.trim_end().to_string()))
-        .collect())
+        .collect()
 }
 
 fn judge(check: &HealthPlan, text: String) -> Answer {
@@ -140,7 +222,7 @@ fn judge(check: &HealthPlan, text: String) -> Answer {
 }
 
 /// An answer as a message shows it: one line, capped.
-pub(super) fn shown(text: &str) -> String {
+pub fn shown(text: &str) -> String {
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one.is_empty() {
         return "(no answer)".to_string();

@@ -32,9 +32,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::Serialize;
+
+use crate::components::Component;
 use sha2::{Digest, Sha256};
 
 pub use error::BootstrapError;
+pub use health::{Answer, NOT_RUNNING, Survey, shown, survey};
 pub use host_keys::given_host_keys;
 
 pub use render::render;
@@ -94,6 +97,24 @@ pub struct HealthPlan {
     pub timeout: u64,
     /// The component forms a quorum: its members are checked together too.
     pub quorum: bool,
+}
+
+impl HealthPlan {
+    /// A component's checks as its nodes run them.
+    pub fn of(component: &Component) -> Vec<HealthPlan> {
+        component
+            .health
+            .iter()
+            .map(|h| HealthPlan {
+                component: component.name.clone(),
+                name: h.name.clone(),
+                command: h.command.clone(),
+                expect: h.expect.clone(),
+                timeout: h.timeout,
+                quorum: component.quorum,
+            })
+            .collect()
+    }
 }
 
 /// Where the node's cloud-config becomes a script, run when it changes.

@@ -104,11 +104,7 @@ pub fn render(
             health: Vec::new(),
         };
         for component in fittings.components_of(node, catalog) {
-            let install = fittings
-                .components
-                .get(&component.name)
-                .and_then(|c| c.install)
-                .unwrap_or(component.install);
+            let install = fittings.installs(component);
             let mut paths = Vec::new();
             for spec in &component.files {
                 let template = catalog
@@ -180,16 +176,7 @@ pub fn render(
                         files: paths.clone(),
                     });
                 }
-                config
-                    .health
-                    .extend(component.health.iter().map(|h| super::HealthPlan {
-                        component: component.name.clone(),
-                        name: h.name.clone(),
-                        command: h.command.clone(),
-                        expect: h.expect.clone(),
-                        timeout: h.timeout,
-                        quorum: component.quorum,
-                    }));
+                config.health.extend(super::HealthPlan::of(component));
             }
             config.disable.extend(component.disable.iter().cloned());
         }

@@ -81,7 +81,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Nodes, addresses, roles, endpoints and ssh commands of a deployment.
+    /// Nodes, addresses, roles, what each node runs (asked over SSH), endpoints and ssh
+    /// commands of a deployment.
     Information {
         #[command(flatten)]
         plan: PlanArgs,
@@ -93,6 +94,9 @@ enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        /// Show only what the plan and the state say: no node is asked what it runs.
+        #[arg(long)]
+        offline: bool,
     },
     /// The deployment's nodes as an Ansible inventory (INI or YAML) or a JSON list.
     Inventory {
@@ -505,10 +509,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             state,
             ssh_key,
             json,
+            offline,
         } => {
             let checked = check(&args, cli.quiet)?;
             let ws = state.workspace(&checked, &args, ssh_key)?;
-            let info = inspect::report(&checked, &ws, false)?.information;
+            let mut info = inspect::report(&checked, &ws, false)?.information;
+            if !offline {
+                runtime()?.block_on(inspect::ask_nodes(&checked, &ws, &mut info))?;
+            }
             if json {
                 println!(
                     "{}",

@@ -98,6 +98,15 @@ impl Fittings {
             })
             .collect()
     }
+
+    /// Whether `component`'s packages are installed and its services run: the plan's
+    /// `components:` setting, else the component's own default.
+    pub fn installs(&self, component: &Component) -> bool {
+        self.components
+            .get(&component.name)
+            .and_then(|s| s.install)
+            .unwrap_or(component.install)
+    }
 }
 
 /// How a component is installed, when the plan says otherwise than `templates/`.

@@ -1,6 +1,17 @@
 //! `fitter information`: what a deployment is made of, from its plan and its state: nodes
-//! with roles and addresses, the cluster's endpoints, the plan's `information:` lines with
-//! their tokens rendered, and ssh commands that check the pinned host keys.
+//! with roles and addresses, each node's components and services, the cluster's endpoints,
+//! the plan's `information:` lines with their tokens rendered, and ssh commands that check
+//! the pinned host keys.
+//!
+//! [`gather`] reads only the plan and the state (`--offline`, and the summary after a
+//! deploy); [`live::survey`] then asks every ready node, in one SSH round trip each, what
+//! its services are doing (`systemctl is-active`, the components' health checks: ZooKeeper's
+//! mode, Docker's engine). An endpoint is listed only for a component that is installed,
+//! and, when the nodes were asked, only where its service runs: a component that is only
+//! configured (Mesos and Marathon by default) is shown as such, never as a URL.
+//!
+//! Files: `mod.rs` (what is shown, from the plan and the state), `live.rs` (the nodes
+//! asked over SSH), `render.rs` (the text form; `--json` serialises [`Information`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,9 +19,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::components::Catalog;
 use crate::fittings::Fittings;
 use crate::fittings::tokens::{self, Meaning};
 use crate::state::{State, Status};
+
+pub mod live;
+mod render;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeInfo {
@@ -23,14 +38,68 @@ pub struct NodeInfo {
     pub status: String,
     pub host_key_fingerprint: Option<String>,
     pub ssh: Option<String>,
+    /// The node's components (`common` aside), as the plan has them and, once the node
+    /// was asked, as it runs them.
+    pub components: Vec<ComponentInfo>,
+    /// Why the node could not be asked (unreachable, a refused key), when it was tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
+}
+
+/// One component on one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentInfo {
+    pub component: String,
+    /// Whether fitter installs its packages and runs its services (`install:`); when false
+    /// only its files are placed ("configured").
+    pub installed: bool,
+    /// Each service with its state (`active`, `inactive`, `failed`...; `null` when the
+    /// node was not asked).
+    pub services: Vec<ServiceInfo>,
+    /// Each health check's verdict, when the node was asked.
+    pub checks: Vec<CheckInfo>,
+    /// For a quorum component (ZooKeeper): the member's role, `leader`, `follower` or
+    /// `standalone`, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckInfo {
+    pub name: String,
+    pub healthy: bool,
+    /// The check's answer, one line, capped (Docker's version, ZooKeeper's `srvr`...).
+    pub answer: String,
+}
+
+impl ComponentInfo {
+    /// Whether its services are known to run: `None` when the node was not asked.
+    pub fn running(&self) -> Option<bool> {
+        if !self.installed {
+            return Some(false);
+        }
+        let states: Option<Vec<&String>> = self.services.iter().map(|s| s.state.as_ref()).collect();
+        states.map(|s| s.iter().all(|s| *s == "active"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Information {
     pub deployment: String,
     pub nodes: Vec<NodeInfo>,
-    /// Mesos UI, Marathon, the ZooKeeper connection string, where the roles are deployed.
+    /// Whether the nodes were asked over SSH (`false`: `--offline`, the state alone).
+    pub live: bool,
+    /// Mesos UI, Marathon, the ZooKeeper connection string: only for components installed
+    /// and, when the nodes were asked, running on at least one node.
     pub endpoints: BTreeMap<String, String>,
+    /// Endpoints not listed, and why: `configured, not installed`, `not running`.
+    pub not_served: BTreeMap<String, String>,
     /// The plan's `information:` lines, tokens rendered.
     pub information: Vec<String>,
     pub known_hosts: Option<PathBuf>,
@@ -57,6 +126,7 @@ pub fn known_hosts(state: &State) -> String {
 
 pub fn gather(
     fittings: &Fittings,
+    catalog: &Catalog,
     state: Option<&State>,
     key_path: Option<&Path>,
     known_hosts: Option<&Path>,
@@ -101,28 +171,33 @@ pub fn gather(
             status: status.to_string(),
             host_key_fingerprint: outputs.and_then(|o| o.host_key_fingerprint.clone()),
             ssh,
+            components: fittings
+                .components_of(spec, catalog)
+                .into_iter()
+                .filter(|c| c.name != crate::components::COMMON)
+                .map(|c| {
+                    let installed = fittings.installs(c);
+                    ComponentInfo {
+                        component: c.name.clone(),
+                        installed,
+                        services: if installed {
+                            c.services
+                                .iter()
+                                .map(|s| ServiceInfo {
+                                    name: s.clone(),
+                                    state: None,
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
+                        checks: Vec::new(),
+                        mode: None,
+                    }
+                })
+                .collect(),
+            unreachable: None,
         });
-    }
-    let with_role = |role: &str| -> Vec<&NodeInfo> {
-        nodes
-            .iter()
-            .filter(|n| n.roles.iter().any(|r| r == role))
-            .collect()
-    };
-    let reachable = |n: &NodeInfo| n.public_ip.clone().or_else(|| n.private_ip.clone());
-    let mut endpoints = BTreeMap::new();
-    if let Some(ip) = with_role("mesos-master").first().and_then(|n| reachable(n)) {
-        endpoints.insert("mesos".to_string(), format!("http://{ip}:5050"));
-    }
-    if let Some(ip) = with_role("marathon").first().and_then(|n| reachable(n)) {
-        endpoints.insert("marathon".to_string(), format!("http://{ip}:8080"));
-    }
-    let zk: Vec<String> = with_role("zookeeper")
-        .iter()
-        .filter_map(|n| n.private_ip.clone().map(|ip| format!("{ip}:2181")))
-        .collect();
-    if !zk.is_empty() {
-        endpoints.insert("zookeeper".to_string(), zk.join(","));
     }
     let mut information: Vec<String> = fittings
         .information
@@ -131,12 +206,77 @@ pub fn gather(
         .map(|line| render_line(&line.value, &addresses))
         .collect();
     information.retain(|l| !l.is_empty());
-    Information {
+    let mut info = Information {
         deployment: fittings.deployment.clone(),
         nodes,
-        endpoints,
+        live: false,
+        endpoints: BTreeMap::new(),
+        not_served: BTreeMap::new(),
         information,
         known_hosts: known_hosts.map(Path::to_path_buf),
+    };
+    info.find_endpoints();
+    info
+}
+
+/// The endpoints fitter knows: its name, the component that serves it, the port, and
+/// whether it is a URL (else a `host:port` list of every member, for ZooKeeper clients).
+const ENDPOINTS: &[(&str, &str, u16, bool)] = &[
+    ("mesos", "mesos-master", 5050, true),
+    ("marathon", "marathon", 8080, true),
+    ("zookeeper", "zookeeper", 2181, false),
+];
+
+impl Information {
+    /// Lists an endpoint for each component installed on some node and, when the nodes
+    /// were asked, running there; says why for the others.
+    fn find_endpoints(&mut self) {
+        self.endpoints.clear();
+        self.not_served.clear();
+        for (name, component, port, url) in ENDPOINTS {
+            let with: Vec<(&NodeInfo, &ComponentInfo)> = self
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let c = n.components.iter().find(|c| c.component == *component)?;
+                    Some((n, c))
+                })
+                .collect();
+            if with.is_empty() {
+                continue;
+            }
+            if with.iter().all(|(_, c)| !c.installed) {
+                self.not_served
+                    .insert(name.to_string(), "configured, not installed".into());
+                continue;
+            }
+            // Asked: where it runs. Offline: wherever it is installed.
+            let serving: Vec<&NodeInfo> = with
+                .iter()
+                .filter(|(_, c)| c.installed && c.running() != Some(false))
+                .map(|(n, _)| *n)
+                .collect();
+            if serving.is_empty() {
+                self.not_served
+                    .insert(name.to_string(), "installed, not running".into());
+                continue;
+            }
+            let value = if *url {
+                let reachable = serving
+                    .iter()
+                    .find_map(|n| n.public_ip.clone().or_else(|| n.private_ip.clone()));
+                reachable.map(|ip| format!("http://{ip}:{port}"))
+            } else {
+                let members: Vec<String> = serving
+                    .iter()
+                    .filter_map(|n| n.private_ip.clone().map(|ip| format!("{ip}:{port}")))
+                    .collect();
+                Some(members.join(",")).filter(|m| !m.is_empty())
+            };
+            if let Some(v) = value {
+                self.endpoints.insert(name.to_string(), v);
+            }
+        }
     }
 }
 
@@ -172,69 +312,86 @@ fn render_line(
     out
 }
 
-impl Information {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let ready = self.nodes.iter().filter(|n| n.status == "ready").count();
-        let _ = writeln!(
-            out,
-            "Deployment `{}`: {ready} of {} nodes ready\n",
-            self.deployment,
-            self.nodes.len()
-        );
-        let width = |f: &dyn Fn(&NodeInfo) -> String, head: &str| {
-            self.nodes
-                .iter()
-                .map(|n| f(n).len())
-                .max()
-                .unwrap_or(0)
-                .max(head.len())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, ip: &str, installed: bool, state: Option<&str>) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            provider: "lxd".into(),
+            roles: vec!["zookeeper".into(), "mesos-master".into()],
+            private_ip: Some(ip.into()),
+            public_ip: None,
+            status: "ready".into(),
+            host_key_fingerprint: None,
+            ssh: None,
+            components: vec![
+                ComponentInfo {
+                    component: "zookeeper".into(),
+                    installed: true,
+                    services: vec![ServiceInfo {
+                        name: "zookeeper".into(),
+                        state: state.map(str::to_string),
+                    }],
+                    checks: Vec::new(),
+                    mode: None,
+                },
+                ComponentInfo {
+                    component: "mesos-master".into(),
+                    installed,
+                    services: if installed {
+                        vec![ServiceInfo {
+                            name: "mesos-master".into(),
+                            state: state.map(str::to_string),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    checks: Vec::new(),
+                    mode: None,
+                },
+            ],
+            unreachable: None,
+        }
+    }
+
+    fn info(nodes: Vec<NodeInfo>) -> Information {
+        let mut i = Information {
+            deployment: "d".into(),
+            nodes,
+            live: false,
+            endpoints: BTreeMap::new(),
+            not_served: BTreeMap::new(),
+            information: Vec::new(),
+            known_hosts: None,
         };
-        let name = |n: &NodeInfo| n.name.clone();
-        let roles = |n: &NodeInfo| n.roles.join(",");
-        let private = |n: &NodeInfo| n.private_ip.clone().unwrap_or_else(|| "-".into());
-        let public = |n: &NodeInfo| n.public_ip.clone().unwrap_or_else(|| "-".into());
-        let (w1, w2, w3, w4) = (
-            width(&name, "NODE"),
-            width(&roles, "ROLES"),
-            width(&private, "PRIVATE"),
-            width(&public, "PUBLIC"),
-        );
-        let _ = writeln!(
-            out,
-            "{:w1$}  {:w2$}  {:w3$}  {:w4$}  STATUS",
-            "NODE", "ROLES", "PRIVATE", "PUBLIC"
-        );
-        for n in &self.nodes {
-            let _ = writeln!(
-                out,
-                "{:w1$}  {:w2$}  {:w3$}  {:w4$}  {}",
-                name(n),
-                roles(n),
-                private(n),
-                public(n),
-                n.status
-            );
-        }
-        if !self.endpoints.is_empty() {
-            let _ = writeln!(out, "\nEndpoints:");
-            for (k, v) in &self.endpoints {
-                let _ = writeln!(out, "  {k:<10} {v}");
-            }
-        }
-        if !self.information.is_empty() {
-            let _ = writeln!(out, "\nInformation:");
-            for line in &self.information {
-                let _ = writeln!(out, "  {line}");
-            }
-        }
-        let ssh: Vec<&NodeInfo> = self.nodes.iter().filter(|n| n.ssh.is_some()).collect();
-        if !ssh.is_empty() {
-            let _ = writeln!(out, "\nSSH (host keys pinned):");
-            for n in ssh {
-                let _ = writeln!(out, "  {}   # {}", n.ssh.as_deref().unwrap_or(""), n.name);
-            }
-        }
-        out
+        i.find_endpoints();
+        i
+    }
+
+    #[test]
+    fn a_component_only_configured_has_no_endpoint() {
+        let i = info(vec![member("m1", "10.0.0.11", false, None)]);
+        assert!(!i.endpoints.contains_key("mesos"));
+        assert_eq!(i.not_served["mesos"], "configured, not installed");
+        // Offline, an installed component is listed where it is installed.
+        assert_eq!(i.endpoints["zookeeper"], "10.0.0.11:2181");
+        let i = info(vec![member("m1", "10.0.0.11", true, None)]);
+        assert_eq!(i.endpoints["mesos"], "http://10.0.0.11:5050");
+    }
+
+    #[test]
+    fn asked_nodes_list_an_endpoint_only_where_its_service_runs() {
+        let i = info(vec![
+            member("m1", "10.0.0.11", true, Some("failed")),
+            member("m2", "10.0.0.12", true, Some("active")),
+        ]);
+        assert_eq!(i.endpoints["mesos"], "http://10.0.0.12:5050");
+        assert_eq!(i.endpoints["zookeeper"], "10.0.0.12:2181");
+        let i = info(vec![member("m1", "10.0.0.11", true, Some("inactive"))]);
+        assert!(i.endpoints.is_empty(), "{:?}", i.endpoints);
+        assert_eq!(i.not_served["mesos"], "installed, not running");
+        assert_eq!(i.not_served["zookeeper"], "installed, not running");
     }
 }

@@ -189,6 +189,7 @@ impl Deployment {
         let key = self.workspace.existing_key_path();
         let information = information::gather(
             &checked.fittings,
+            &catalog()?,
             Some(self.state.state()),
             key.as_deref(),
             Some(&self.workspace.known_hosts),

@@ -77,6 +77,7 @@ pub fn report(
     }
     let information = information::gather(
         &checked.fittings,
+        &catalog()?,
         recorded.as_ref(),
         key.as_deref(),
         known_hosts.as_deref(),
@@ -86,6 +87,29 @@ pub fn report(
         key,
         known_hosts,
     })
+}
+
+/// Asks the ready nodes over SSH what they run (`information` without `--offline`): each
+/// service's state and its component's health checks, one round trip per node.
+pub async fn ask_nodes(
+    checked: &Checked,
+    workspace: &Workspace,
+    information: &mut Information,
+) -> Result<(), OperationError> {
+    let Some(state) = workspace.read_state(&checked.fittings.deployment)? else {
+        return Ok(());
+    };
+    match workspace.existing_operator_key().await {
+        Some(operator) => {
+            information::live::survey(information, &catalog()?, &state, &operator).await
+        }
+        None => {
+            for n in information.nodes.iter_mut().filter(|n| n.status == "ready") {
+                n.unreachable = Some("no operator key to log in with (--ssh-key)".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The known_hosts file, written again from the state when it is missing (`ssh`).

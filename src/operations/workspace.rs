@@ -139,6 +139,15 @@ impl Workspace {
         }
     }
 
+    /// The operator's key if one exists, from a file or the SSH agent (never made).
+    pub async fn existing_operator_key(&self) -> Option<OperatorKey> {
+        match OperatorKey::find_existing(self.ssh_key.as_deref(), &self.own_key) {
+            Some(key) => Some(key),
+            None if self.ssh_key.is_none() => OperatorKey::from_agent().await,
+            None => None,
+        }
+    }
+
     /// Writes the known_hosts file from the state's pinned host keys.
     pub fn write_known_hosts(&self, state: &state::State) -> Result<(), OperationError> {
         std::fs::write(&self.known_hosts, information::known_hosts(state)).map_err(|source| {

@@ -4,8 +4,10 @@
 //! run one after another, so they may all use the one deployment name.
 #![allow(dead_code)]
 
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use fitter::state::State;
 use serde_json::Value as Json;
@@ -90,4 +92,52 @@ pub fn expected_instances() -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Runs a shell command in a container through `lxc exec` (the test's own view, independent
+/// of fitter's SSH).
+pub fn exec(instance: &str, command: &str) -> (i32, String) {
+    // The lxc client itself failing without a word (seen once in CI under load: no output
+    // at all from `...; echo $?`) is tried again, twice at most; a command's own answer,
+    // whatever it is, is returned as it came.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = Command::new("lxc")
+            .args([
+                "exec",
+                &format!("{DEPLOYMENT}-{instance}"),
+                "--",
+                "sh",
+                "-c",
+                command,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if code == 0 || !text.is_empty() || tries == 3 {
+            return (code, text);
+        }
+    }
+}
+
+/// `Mode:` of a ZooKeeper server, from `srvr` on port 2181.
+pub fn zk_mode(instance: &str) -> String {
+    let (_, out) = exec(
+        instance,
+        "echo srvr | nc -q 1 127.0.0.1 2181 2>/dev/null || true",
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .unwrap_or("not serving")
+        .trim()
+        .to_string()
+}
+
+/// Whether the host (outside every deployment) can open a TCP connection to `ip:port`.
+pub fn reachable(ip: Ipv4Addr, port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(2)).is_ok()
 }
