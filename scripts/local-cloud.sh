@@ -377,6 +377,10 @@ EOF
   tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -cf "$dir/usr/share/fitter/busybox-rootfs.tar" .
   # Cannot work in an unprivileged container; failed, it leaves every node "degraded".
   chroot "$dir" systemctl mask systemd-binfmt.service
+  # networkd manages no link here (fitter-node.service sets the address), so its
+  # wait-online waited out its 2 minutes before anything ordered after network-online.target
+  # (docker.service) could start; fitter-node.service orders itself before that target.
+  chroot "$dir" systemctl mask systemd-networkd-wait-online.service
   sed -i -E -e 's/^#?[[:space:]]*PermitRootLogin[[:space:]].*/PermitRootLogin prohibit-password/' \
     -e 's/^#?[[:space:]]*PasswordAuthentication[[:space:]].*/PasswordAuthentication no/' \
     "$dir/etc/ssh/sshd_config"

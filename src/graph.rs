@@ -493,7 +493,9 @@ fn add_nodes(
         let components = fittings.components_of(node, catalog);
         let needs = MachineNeeds {
             spread: components.iter().any(|c| c.quorum),
-            nesting: components.iter().any(|c| c.nesting),
+            // Only where the cloud's nodes are containers, and only for what runs.
+            nesting: node.provider.cloud().nests_containers()
+                && components.iter().any(|c| c.nesting && fittings.installs(c)),
         };
         let step = node_step(fittings, node, tag, firewall_of[i].as_deref(), needs);
         let n = b.add(step);
@@ -565,6 +567,10 @@ fn node_step(
     }
     if node.monitoring {
         a.insert("monitoring".into(), Json::Bool(true));
+    }
+    if needs.nesting {
+        // An attribute, so that a node gaining or losing it is an update the plan shows.
+        a.insert("nesting".into(), Json::Bool(true));
     }
     a.insert("tags".into(), strings([tag]));
     step.desired = Some(Desired::Node(DesiredNode {

@@ -189,7 +189,7 @@ mod tests {
             host_key_fingerprint: None,
             ssh: None,
             components: Vec::new(),
-            unreachable: None,
+            not_asked: None,
         }
     }
 

@@ -35,7 +35,7 @@ pub enum SshError {
         key: String,
     },
     #[error(
-        "`{node}` ({address}) did not answer over SSH after {attempts} attempts in {seconds} s: {last}"
+        "`{node}` ({address}) did not answer over SSH ({}): {last}", tries(*attempts, *seconds)
     )]
     Unreachable {
         node: String,
@@ -346,6 +346,14 @@ impl client::Handler for Pinned {
             }
         }
         Ok(matches)
+    }
+}
+
+/// How often and for how long a node was tried, for a message.
+fn tries(attempts: u32, seconds: u64) -> String {
+    match attempts {
+        1 => "one attempt".to_string(),
+        n => format!("{n} attempts in {seconds} s"),
     }
 }
 

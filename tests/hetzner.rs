@@ -277,7 +277,7 @@ fn deploy_redeploy_information_inventory_dispose_through_prism() {
     assert_eq!(std::fs::read(ws.state()).unwrap(), state_before);
 
     // information and inventory list all twelve.
-    let out = run(&ws, &cloud.endpoint, &["information"]);
+    let out = run(&ws, &cloud.endpoint, &["information", "--offline"]);
     assert!(out.status.success(), "information: {}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     for name in expected_names() {

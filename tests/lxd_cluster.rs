@@ -34,6 +34,7 @@ fn information_docker_and_a_failing_health_check_on_a_running_cluster() {
     information_offline_reads_only_the_state(&ws);
     a_container_on_an_agent_is_reached_through_the_firewall(&ws);
     a_zookeeper_failing_its_check_fails_its_node_until_the_next_deploy(&ws);
+    a_node_that_does_not_answer_is_shown_with_why(&ws);
 
     dispose_everything(&ws);
 }
@@ -67,8 +68,24 @@ fn component<'a>(info: &'a Json, node_name: &str, component: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("no component {component} on {node_name}: {n}"))
 }
 
+/// When a node's services last started: what `information` must leave as it found it.
+fn started(node: &str, service: &str) -> String {
+    let (code, out) = exec(
+        node,
+        &format!("systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainPID {service}"),
+    );
+    assert_eq!(code, 0, "{out}");
+    out
+}
+
 fn information_asks_the_nodes(ws: &Workspace) {
+    let before = (started("master1", "zookeeper"), started("agent1", "docker"));
     let info = information(ws, &[]);
+    // Asking changed nothing: the services run as they were.
+    assert_eq!(
+        (started("master1", "zookeeper"), started("agent1", "docker")),
+        before
+    );
     assert_eq!(info["live"], true, "{info}");
     // Each master's ZooKeeper mode, as `srvr` gives it: one leader, two followers.
     let mut modes: Vec<String> = ["master1", "master2", "master3"]
@@ -215,6 +232,36 @@ fn a_container_on_an_agent_is_reached_through_the_firewall(ws: &Workspace) {
     assert!(
         !reachable(agent1, 8080),
         "closed again by the plan: agent1:8080"
+    );
+    // ... while the container still serves the deployment's own nodes.
+    let (code, out) = exec(
+        "master1",
+        &format!("nc -z -w 5 {agent1} 8080 && echo reached"),
+    );
+    assert_eq!(
+        (code, out.trim()),
+        (0, "reached"),
+        "master1 still reaches agent1:8080"
+    );
+}
+
+/// A node that does not answer (its container stopped behind fitter's back) is shown with
+/// why, and the others are still asked.
+fn a_node_that_does_not_answer_is_shown_with_why(ws: &Workspace) {
+    let status = std::process::Command::new("lxc")
+        .args(["stop", "--force", &format!("{DEPLOYMENT}-agent2")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let info = information(ws, &[]);
+    let agent2 = node(&info, "agent2");
+    let why = agent2["not_asked"].as_str().unwrap_or_default();
+    assert!(why.starts_with("no answer: `agent2`"), "{agent2}");
+    assert!(component(&info, "agent2", "docker")["services"][0]["state"].is_null());
+    assert!(node(&info, "master1")["not_asked"].is_null(), "{info}");
+    assert_eq!(
+        component(&info, "agent1", "docker")["services"][0]["state"],
+        "active"
     );
 }
 

@@ -156,3 +156,54 @@ async fn a_container_still_being_created_can_be_disposed() {
     deleted.expect("the half-made container is deleted");
     assert!(left.is_empty(), "containers left: {left:?}");
 }
+
+/// Nesting follows the node's roles: a node that gains one that runs containers (Docker) is
+/// given nesting by an update, and restarted so that it takes effect (LXD applies it at
+/// start); one that loses it has it taken away.
+#[tokio::test]
+#[ignore = "needs LXD: run scripts/test.sh"]
+async fn an_update_gives_and_takes_nesting_with_a_restart() {
+    let deployment = "fitter-nesting";
+    let lxd = provider(deployment);
+    let (mut node, _) = request(deployment, "n1");
+    let id = lxd.create(&node).await.expect("the node is created");
+    let nesting = || {
+        lxc(&["config", "get", &id, "security.nesting"])
+            .trim()
+            .to_string()
+    };
+    // `lxc info` gives the host's PID of the container's init: a restart gives another.
+    let pid_one = || lxc(&["info", &id]);
+    let before = (nesting(), pid_one());
+    let Request::Node(r) = &mut node else {
+        unreachable!()
+    };
+    r.nesting = true;
+    lxd.update(&node, &id).await.expect("the node is updated");
+    let given = (nesting(), containers(deployment), pid_one());
+    let Request::Node(r) = &mut node else {
+        unreachable!()
+    };
+    r.nesting = false;
+    lxd.update(&node, &id).await.expect("the node is updated");
+    let taken = nesting();
+    lxd.delete(ResourceKind::Node, &id)
+        .await
+        .expect("the node is deleted");
+
+    assert_ne!(before.0, "true", "created without nesting");
+    assert_eq!(given.0, "true", "given by the update");
+    assert_eq!(given.1, vec![(id.clone(), "Running".to_string())]);
+    let pid = |info: &str| {
+        info.lines()
+            .find(|l| l.trim_start().starts_with("PID:"))
+            .map(str::to_string)
+    };
+    assert!(pid(&before.1).is_some(), "{}", before.1);
+    assert_ne!(
+        pid(&before.1),
+        pid(&given.2),
+        "restarted: its init is another process"
+    );
+    assert_eq!(taken, "false", "taken away by the next update");
+}

@@ -250,7 +250,7 @@ fn two_operators_share_one_deployment_and_its_lock() {
     // Bob, from his own folder and key, sees the deployment as alice left it.
     let plan = bob.run(&sim, &db, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "bob's plan: {}", text(&plan));
-    let info = bob.run(&sim, &db, &["information", "--json"]);
+    let info = bob.run(&sim, &db, &["information", "--json", "--offline"]);
     ok(&info, "bob's information");
     let info: Json = serde_json::from_slice(&info.stdout).unwrap();
     let nodes = info["nodes"].as_array().unwrap();

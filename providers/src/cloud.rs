@@ -117,6 +117,12 @@ pub trait Cloud: Send + Sync {
         false
     }
 
+    /// Whether nodes are system containers, which need nesting to run containers of their
+    /// own (Docker): LXD.
+    fn nests_containers(&self) -> bool {
+        false
+    }
+
     /// Whether fitter gives each node its private address (the cloud has no DHCP of its
     /// own), rather than the cloud.
     fn assigns_addresses(&self) -> bool {

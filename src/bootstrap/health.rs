@@ -8,10 +8,11 @@
 //! members need exactly one `leader` (or to be a single `standalone`). Deploy returns only
 //! once that holds, so "done" means the ensemble serves.
 //!
+//! `information` runs the same checks, read-only, through [`super::survey`].
+//!
 //! Attempts are a second apart: a service that has just been (re)started takes seconds to
 //! answer, and a check costs a round trip.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
@@ -92,107 +93,47 @@ pub(super) async fn attempt(
     session: &Session,
     checks: &[HealthPlan],
 ) -> Result<Vec<Answer>, BootstrapError> {
+    let tag = marker();
     let mut script = String::from("set +e\n");
     for (i, c) in checks.iter().enumerate() {
-        script.push_str(&check_block(i, c));
+        script.push_str(&check_block(&tag, i, c));
     }
     let out = session
         .run_with_input("sh -s", script.as_bytes())
         .await
         .map_err(BootstrapError::Session)?;
-    Ok(answers(&out.stdout, checks))
+    Ok(answers(&out.stdout, &tag, checks))
 }
 
-/// What a node runs, as `information` reads it.
-#[derive(Debug, Clone)]
-pub struct Survey {
-    /// Each service asked about with what `systemctl is-active` says of it (`active`,
-    /// `inactive`, `failed`, ...).
-    pub services: Vec<(String, String)>,
-    /// The checks, in the order asked; the checks of a component whose services do not
-    /// all run are not run (their answer says so).
-    pub answers: Vec<Answer>,
-}
-
-/// The answer of a check that was not run because its component's services do not run.
-pub const NOT_RUNNING: &str = "(not run: its service is not running)";
-
-/// Reads, in one round trip and changing nothing, each service's state and the checks of
-/// the components whose services all run. `services`: (component, service).
-pub async fn survey(
-    session: &Session,
-    services: &[(String, String)],
-    checks: &[HealthPlan],
-) -> Result<Survey, BootstrapError> {
-    let mut script = String::from("set +e\n");
-    for (i, (_, service)) in services.iter().enumerate() {
-        let _ = writeln!(
-            script,
-            "echo \"@@fitter-service {i} $(systemctl is-active {} 2>/dev/null)\"",
-            quote(service)
-        );
-    }
-    for (i, c) in checks.iter().enumerate() {
-        let gate: Vec<String> = services
-            .iter()
-            .filter(|(component, _)| *component == c.component)
-            .map(|(_, s)| format!("systemctl is-active -q {} 2>/dev/null", quote(s)))
-            .collect();
-        if gate.is_empty() {
-            script.push_str(&check_block(i, c));
-        } else {
-            let _ = write!(
-                script,
-                "if {}; then\n{}else\necho '@@fitter-check {i}'\necho {}\necho '@@fitter-status {i} 1'\nfi\n",
-                gate.join(" && "),
-                check_block(i, c),
-                quote(NOT_RUNNING)
-            );
-        }
-    }
-    let out = session
-        .run_with_input("sh -s", script.as_bytes())
-        .await
-        .map_err(BootstrapError::Session)?;
-    let mut states = vec![String::from("unknown"); services.len()];
-    for line in out.stdout.lines() {
-        if let Some(rest) = line.strip_prefix("@@fitter-service ") {
-            let (i, state) = rest.split_once(' ').unwrap_or((rest, ""));
-            if let Some(slot) = i.parse::<usize>().ok().and_then(|i| states.get_mut(i)) {
-                *slot = Some(state.trim())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("unknown")
-                    .to_string();
-            }
-        }
-    }
-    Ok(Survey {
-        services: services
-            .iter()
-            .zip(states)
-            .map(|((_, service), state)| (service.clone(), state))
-            .collect(),
-        answers: answers(&out.stdout, checks),
-    })
+/// A marker for one script's output, unguessable by what runs on the node: a check's
+/// answer is the node's to write, and a line of it that looked like a marker would move
+/// answers between checks.
+pub(super) fn marker() -> String {
+    let mut b = [0u8; 8];
+    // No randomness at all is not worth failing a check for: a fixed tag still parses.
+    let _ = getrandom::fill(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("@@fitter-{hex}")
 }
 
 /// One check in a script: its answer between markers, then its exit code.
-fn check_block(i: usize, c: &HealthPlan) -> String {
+pub(super) fn check_block(tag: &str, i: usize, c: &HealthPlan) -> String {
     format!(
-        "echo '@@fitter-check {i}'\ntimeout {} sh -c {} 2>&1 </dev/null; s=$?\necho\necho \"@@fitter-status {i} $s\"\n",
+        "echo '{tag}-check {i}'\ntimeout {} sh -c {} 2>&1 </dev/null; s=$?\necho\necho \"{tag}-status {i} $s\"\n",
         c.timeout.max(1),
         quote(&c.command)
     )
 }
 
 /// The checks' answers in a script's output, judged.
-fn answers(stdout: &str, checks: &[HealthPlan]) -> Vec<Answer> {
+pub(super) fn answers(stdout: &str, tag: &str, checks: &[HealthPlan]) -> Vec<Answer> {
+    let (check, status) = (format!("{tag}-check "), format!("{tag}-status "));
     let mut texts = vec![String::new(); checks.len()];
     let mut current = None;
     for line in stdout.lines() {
-        if let Some(i) = line.strip_prefix("@@fitter-check ") {
+        if let Some(i) = line.strip_prefix(&check) {
             current = i.trim().parse::<usize>().ok().filter(|i| *i < checks.len());
-        } else if line.starts_with("@@fitter-status ") {
+        } else if line.starts_with(&status) {
             current = None;
         } else if let Some(i) = current {
             texts[i].push_str(line);
@@ -206,7 +147,7 @@ fn answers(stdout: &str, checks: &[HealthPlan]) -> Vec<Answer> {
         .collect()
 }
 
-fn judge(check: &HealthPlan, text: String) -> Answer {
+pub(super) fn judge(check: &HealthPlan, text: String) -> Answer {
     // The catalogue's patterns are checked when it loads; a bad one reads as unhealthy.
     let found = Regex::new(&check.expect).ok().and_then(|re| {
         re.captures(&text)

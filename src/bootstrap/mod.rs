@@ -26,19 +26,21 @@ mod health;
 mod host_keys;
 mod render;
 mod summary;
+mod survey;
 mod walk;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::Serialize;
-
-use crate::components::Component;
 use sha2::{Digest, Sha256};
 
+use crate::components::Component;
+
 pub use error::BootstrapError;
-pub use health::{Answer, NOT_RUNNING, Survey, shown, survey};
+pub use health::{Answer, shown};
 pub use host_keys::given_host_keys;
+pub use survey::{NOT_RUNNING, Survey, survey};
 
 pub use render::render;
 pub use summary::render_report;

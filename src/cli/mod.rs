@@ -513,9 +513,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             let checked = check(&args, cli.quiet)?;
             let ws = state.workspace(&checked, &args, ssh_key)?;
-            let mut info = inspect::report(&checked, &ws, false)?.information;
+            let report = inspect::report(&checked, &ws, false)?;
+            let mut info = report.information;
             if !offline {
-                runtime()?.block_on(inspect::ask_nodes(&checked, &ws, &mut info))?;
+                runtime()?.block_on(inspect::ask_nodes(&ws, report.state.as_ref(), &mut info))?;
             }
             if json {
                 println!(

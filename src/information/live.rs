@@ -22,6 +22,11 @@ const CONNECT: Duration = Duration::ZERO;
 /// How long the round trip may take: the checks' own timeouts are a few seconds each.
 const ROUND_TRIP: Duration = Duration::from_secs(60);
 
+/// How long one node may take in all, login included: a server that accepts the
+/// connection and then says nothing must not hold `information` for the session's own
+/// inactivity timeout (10 minutes).
+const PER_NODE: Duration = Duration::from_secs(90);
+
 /// Asks every ready node of `info` what it runs, and lists the endpoints again from what
 /// the nodes said.
 pub async fn survey(
@@ -32,9 +37,16 @@ pub async fn survey(
 ) {
     let asked = info.nodes.iter().map(|n| {
         let recorded = state.resources.get(&format!("node.{}", n.name));
-        let target = recorded
-            .filter(|r| r.status == Status::Ready)
-            .and_then(|r| Some((r.outputs.address()?, r.outputs.host_key.clone()?)));
+        let target = match recorded {
+            None => Err("not asked: not created".to_string()),
+            Some(r) if r.status != Status::Ready => {
+                Err("not asked: its creation did not finish".to_string())
+            }
+            Some(r) => match (r.outputs.address(), r.outputs.host_key.clone()) {
+                (Some(ip), Some(key)) => Ok((ip, key)),
+                _ => Err("not asked: no address or pinned host key in the state".to_string()),
+            },
+        };
         let services: Vec<(String, String)> = n
             .components
             .iter()
@@ -55,15 +67,22 @@ pub async fn survey(
         async move {
             let (ip, host_key) = target?;
             let address = SocketAddr::new(ip, 22);
-            Some(ask(&name, address, &host_key, operator, &services, &checks).await)
+            let asked = ask(&name, address, &host_key, operator, &services, &checks);
+            match tokio::time::timeout(PER_NODE, asked).await {
+                Ok(Ok(survey)) => Ok(survey),
+                Ok(Err(e)) => Err(format!("no answer: {e}")),
+                Err(_) => Err(format!(
+                    "no answer: `{name}` did not answer within {} s",
+                    PER_NODE.as_secs()
+                )),
+            }
         }
     });
     let answers = join_all(asked).await;
     for (node, answer) in info.nodes.iter_mut().zip(answers) {
         match answer {
-            None => {}
-            Some(Err(why)) => node.unreachable = Some(why.to_string()),
-            Some(Ok(survey)) => {
+            Err(why) => node.not_asked = Some(why),
+            Ok(survey) => {
                 for c in &mut node.components {
                     fill(c, &survey);
                 }

@@ -41,9 +41,10 @@ pub struct NodeInfo {
     /// The node's components (`common` aside), as the plan has them and, once the node
     /// was asked, as it runs them.
     pub components: Vec<ComponentInfo>,
-    /// Why the node could not be asked (unreachable, a refused key), when it was tried.
+    /// Why the node was not asked, or gave no answer (not created, unreachable, a refused
+    /// key), when the nodes were asked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreachable: Option<String>,
+    pub not_asked: Option<String>,
 }
 
 /// One component on one node.
@@ -98,7 +99,8 @@ pub struct Information {
     /// Mesos UI, Marathon, the ZooKeeper connection string: only for components installed
     /// and, when the nodes were asked, running on at least one node.
     pub endpoints: BTreeMap<String, String>,
-    /// Endpoints not listed, and why: `configured, not installed`, `not running`.
+    /// Endpoints not listed, and why: `configured, not installed`, `installed, not
+    /// running`, `installed, no member could be asked`.
     pub not_served: BTreeMap<String, String>,
     /// The plan's `information:` lines, tokens rendered.
     pub information: Vec<String>,
@@ -196,7 +198,7 @@ pub fn gather(
                     }
                 })
                 .collect(),
-            unreachable: None,
+            not_asked: None,
         });
     }
     let mut information: Vec<String> = fittings
@@ -250,15 +252,27 @@ impl Information {
                     .insert(name.to_string(), "configured, not installed".into());
                 continue;
             }
-            // Asked: where it runs. Offline: wherever it is installed.
+            // Asked: only where it was seen running. Offline: wherever it is installed.
+            let live = self.live;
             let serving: Vec<&NodeInfo> = with
                 .iter()
-                .filter(|(_, c)| c.installed && c.running() != Some(false))
+                .filter(|(_, c)| c.installed)
+                .filter(|(_, c)| match c.running() {
+                    Some(running) => running,
+                    None => !live,
+                })
                 .map(|(n, _)| *n)
                 .collect();
             if serving.is_empty() {
-                self.not_served
-                    .insert(name.to_string(), "installed, not running".into());
+                let unknown = with
+                    .iter()
+                    .any(|(_, c)| c.installed && c.running().is_none());
+                let why = if unknown {
+                    "installed, no member could be asked"
+                } else {
+                    "installed, not running"
+                };
+                self.not_served.insert(name.to_string(), why.into());
                 continue;
             }
             let value = if *url {
@@ -352,7 +366,7 @@ mod tests {
                     mode: None,
                 },
             ],
-            unreachable: None,
+            not_asked: None,
         }
     }
 
@@ -393,5 +407,11 @@ mod tests {
         assert!(i.endpoints.is_empty(), "{:?}", i.endpoints);
         assert_eq!(i.not_served["mesos"], "installed, not running");
         assert_eq!(i.not_served["zookeeper"], "installed, not running");
+        // Asked, and no member answered: nothing is claimed to serve.
+        let mut i = info(vec![member("m1", "10.0.0.11", true, None)]);
+        i.live = true;
+        i.find_endpoints();
+        assert!(i.endpoints.is_empty(), "{:?}", i.endpoints);
+        assert_eq!(i.not_served["mesos"], "installed, no member could be asked");
     }
 }

@@ -89,8 +89,8 @@ impl Information {
             }
         );
         for n in &self.nodes {
-            let line = match &n.unreachable {
-                Some(why) => format!("not asked: {why}"),
+            let line = match &n.not_asked {
+                Some(why) => why.clone(),
                 None => n
                     .components
                     .iter()

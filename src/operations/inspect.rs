@@ -57,6 +57,8 @@ pub async fn dry_run(
 /// operator's key and the known_hosts file when they exist.
 pub struct Report {
     pub information: Information,
+    /// The state it was read from (`None`: never deployed).
+    pub state: Option<state::State>,
     pub key: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
 }
@@ -84,6 +86,7 @@ pub fn report(
     );
     Ok(Report {
         information,
+        state: recorded,
         key,
         known_hosts,
     })
@@ -92,20 +95,20 @@ pub fn report(
 /// Asks the ready nodes over SSH what they run (`information` without `--offline`): each
 /// service's state and its component's health checks, one round trip per node.
 pub async fn ask_nodes(
-    checked: &Checked,
     workspace: &Workspace,
+    state: Option<&state::State>,
     information: &mut Information,
 ) -> Result<(), OperationError> {
-    let Some(state) = workspace.read_state(&checked.fittings.deployment)? else {
+    let Some(state) = state else {
         return Ok(());
     };
     match workspace.existing_operator_key().await {
         Some(operator) => {
-            information::live::survey(information, &catalog()?, &state, &operator).await
+            information::live::survey(information, &catalog()?, state, &operator).await
         }
         None => {
-            for n in information.nodes.iter_mut().filter(|n| n.status == "ready") {
-                n.unreachable = Some("no operator key to log in with (--ssh-key)".into());
+            for n in &mut information.nodes {
+                n.not_asked = Some("not asked: no operator key to log in with (--ssh-key)".into());
             }
         }
     }

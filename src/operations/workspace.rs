@@ -143,7 +143,14 @@ impl Workspace {
     pub async fn existing_operator_key(&self) -> Option<OperatorKey> {
         match OperatorKey::find_existing(self.ssh_key.as_deref(), &self.own_key) {
             Some(key) => Some(key),
-            None if self.ssh_key.is_none() => OperatorKey::from_agent().await,
+            // An agent that accepts the connection and never answers must not hold the
+            // command: a few seconds, then no key.
+            None if self.ssh_key.is_none() => {
+                tokio::time::timeout(Duration::from_secs(5), OperatorKey::from_agent())
+                    .await
+                    .ok()
+                    .flatten()
+            }
             None => None,
         }
     }

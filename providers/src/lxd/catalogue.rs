@@ -93,6 +93,10 @@ impl Cloud for LxdCloud {
         true
     }
 
+    fn nests_containers(&self) -> bool {
+        true
+    }
+
     /// The containers go first, then the bridges, then the ACLs, which LXD refuses to delete
     /// while a bridge uses them: the reverse of the creation order, the default.
     fn teardown_rank(&self, kind: ResourceKind) -> u8 {

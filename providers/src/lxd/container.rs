@@ -10,6 +10,46 @@ use super::{KIND, Limits, Lxd, PROFILE, bridge_name, instance_name};
 use crate::api::{NodeRequest, ProviderError};
 
 impl Lxd {
+    /// Limits changed in place; nesting given or taken away, which takes a restart of the
+    /// container (LXD applies `security.nesting` at start).
+    pub(super) async fn update_node(
+        &self,
+        resource: &str,
+        r: &NodeRequest,
+        id: &str,
+    ) -> Result<(), ProviderError> {
+        let path = format!("/1.0/instances/{id}");
+        // (A container gone since the plan was made fails the PATCH below, naming it.)
+        let nested = self
+            .get_owned(resource, &path)
+            .await?
+            .is_some_and(|meta| meta["config"]["security.nesting"].as_str() == Some("true"));
+        let mut config = serde_json::Map::new();
+        if let Some(limits) = Limits::from_slug(&r.size) {
+            config.insert("limits.cpu".into(), json!(limits.cpus.to_string()));
+            config.insert(
+                "limits.memory".into(),
+                json!(format!("{}MiB", limits.memory_mb)),
+            );
+        }
+        config.insert("security.nesting".into(), json!(r.nesting.to_string()));
+        let body = json!({ "config": config });
+        let answer = self
+            .json(resource, Method::PATCH, &path, Some(body))
+            .await?;
+        self.expect_ok(resource, answer).await?;
+        if nested != r.nesting
+            && self.instance_status(resource, id).await?.as_deref() == Some("Running")
+        {
+            let body = json!({"action": "restart", "timeout": 30, "force": false});
+            let answer = self
+                .json(resource, Method::PUT, &format!("{path}/state"), Some(body))
+                .await?;
+            self.expect_ok(resource, answer).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn create_node(&self, r: &NodeRequest) -> Result<String, ProviderError> {
         let resource = format!("node.{}", r.name);
         let name = instance_name(&self.deployment, &r.name);
@@ -209,11 +249,14 @@ impl Lxd {
         .await?;
         if let (Some((_, subnet)), Some(address)) = (&r.network, r.address) {
             // A oneshot unit rather than networkd: without udev in a container, networkd
-            // leaves eth0 "pending" forever (seen with Debian 12 in LXD 5.0).
+            // leaves eth0 "pending" forever (seen with Debian 12 in LXD 5.0). It is what
+            // "online" means for services that wait for the network (Docker): the image masks
+            // networkd's wait-online, which would wait for a link networkd does not manage.
             let unit = format!(
                 "# written by fitter: the node's static address and host name\n\
                  [Unit]\nDescription=fitter node address and host name\nDefaultDependencies=no\n\
-                 Before=network.target ssh.service\nWants=network.target\n\n\
+                 Before=network.target network-online.target ssh.service\n\
+                 Wants=network.target\n\n\
                  [Service]\nType=oneshot\nRemainAfterExit=yes\n\
                  ExecStart=/bin/sh -c 'echo {name} > /etc/hostname && hostname {name}'\n\
                  ExecStart=/usr/sbin/ip link set eth0 up\n\

@@ -204,23 +204,7 @@ impl Provider for Lxd {
                     .await?;
                 self.expect_ok(&resource, answer).await?;
             }
-            Request::Node(r) => {
-                if let Some(limits) = Limits::from_slug(&r.size) {
-                    let body = json!({"config": {
-                        "limits.cpu": limits.cpus.to_string(),
-                        "limits.memory": format!("{}MiB", limits.memory_mb),
-                    }});
-                    let answer = self
-                        .json(
-                            &resource,
-                            Method::PATCH,
-                            &format!("/1.0/instances/{id}"),
-                            Some(body),
-                        )
-                        .await?;
-                    self.expect_ok(&resource, answer).await?;
-                }
-            }
+            Request::Node(r) => self.update_node(&resource, r, id).await?,
             Request::Network(r) => self.set_network_acls(r).await?,
             Request::SshKey(_) | Request::Tag(_) => return Err(self.no_account_resources(request)),
         }
