@@ -6,7 +6,10 @@
 #     followers by `srvr`, asked through `lxc exec` every 0.2 s while the deploy runs and
 #     after it returns), and when deploy itself returns;
 #   - the time of a no-change re-run (`fitter deploy --yes` on the deployed nodes), whose
-#     health checks are the cost added to every run. Target: under 20% of the re-run.
+#     health checks are the cost added to every run: for the after build, the same re-run
+#     with `--health-timeout 0` (no check at all) too, in alternating order, on the same
+#     nodes. Target: the checks add under 20% to the re-run. (The before build runs no
+#     Docker engine, so its re-run is not the baseline for the checks' cost.)
 #
 #   bench/health.sh                   # BEFORE=098a3a3, 2 runs each
 #   RUNS=3 BEFORE=<commit> bench/health.sh
@@ -69,6 +72,31 @@ for which in before after; do
     : >"$tmp/$which.returned"
     : >"$tmp/$which.rerun"
 done
+: >"$tmp/after.unchecked"
+
+# A no-change re-run, timed into $2; $1 the binary, the rest its extra arguments. A re-run
+# that changed something is not a no-change re-run: it is said, not timed, and run again
+# (twice at most). The before build re-uploaded every file of one agent now and then: its
+# probe read nothing from a shell that did not start, and took that for "every file
+# differs" (the after build tries such a probe again, then fails the node).
+discarded=0
+rerun() {
+    local bin=$1 into=$2 r0 r1 try
+    shift 2
+    for try in 1 2 3; do
+        r0=$(now)
+        (cd "$tmp" && HOME="$tmp" "$bin" deploy --yes --no-progress "$@" plan.yaml >"$tmp/rerun.out" 2>&1)
+        r1=$(now)
+        if grep -q "Bootstrap: 0 files uploaded, 0 services restarted, 0 nodes failed." "$tmp/rerun.out"; then
+            awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.2f\n", b - a }' >>"$into"
+            return
+        fi
+        discarded=$((discarded + 1))
+        echo "re-run ($bin $*) changed something (try $try):" >&2
+        grep -E "^bootstrap.*(uploaded|restarted|failed)|^Bootstrap|rror" "$tmp/rerun.out" >&2
+    done
+    exit 1
+}
 
 for ((run = 1; run <= RUNS; run++)); do
     for which in before after; do
@@ -97,18 +125,18 @@ for ((run = 1; run <= RUNS; run++)); do
             (($(date +%s) < deadline)) || { echo "$which: ZooKeeper never served" >&2; exit 1; }
             sleep 0.2
         done
-        r0=$(now)
-        (cd "$tmp" && HOME="$tmp" "$bin" deploy --yes --no-progress plan.yaml >"$tmp/rerun.out" 2>&1)
-        r1=$(now)
-        grep -q "Bootstrap: 0 files uploaded, 0 services restarted, 0 nodes failed." "$tmp/rerun.out" || {
-            echo "$which re-run changed something:" >&2
-            tail -20 "$tmp/rerun.out" >&2
-            exit 1
-        }
+        if [[ $which == after ]] && ((run % 2 == 0)); then
+            rerun "$bin" "$tmp/after.unchecked" --health-timeout 0
+            rerun "$bin" "$tmp/after.rerun"
+        elif [[ $which == after ]]; then
+            rerun "$bin" "$tmp/after.rerun"
+            rerun "$bin" "$tmp/after.unchecked" --health-timeout 0
+        else
+            rerun "$bin" "$tmp/before.rerun"
+        fi
         (cd "$tmp" && HOME="$tmp" "$bin" dispose --yes --no-progress plan.yaml >/dev/null 2>&1)
         awk -v a="$t0" -v b="$served" 'BEGIN { printf "%.2f\n", b - a }' >>"$tmp/$which.serving"
         awk -v a="$t0" -v b="$returned" 'BEGIN { printf "%.2f\n", b - a }' >>"$tmp/$which.returned"
-        awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.2f\n", b - a }' >>"$tmp/$which.rerun"
         echo "$which run $run: serving after $(tail -1 "$tmp/$which.serving") s, deploy returned after $(tail -1 "$tmp/$which.returned") s, re-run $(tail -1 "$tmp/$which.rerun") s" >&2
     done
 done
@@ -119,7 +147,9 @@ for which in before after; do
     returned_m[$which]=$(median <"$tmp/$which.returned")
     rerun_m[$which]=$(median <"$tmp/$which.rerun")
 done
-cost=$(awk -v a="${rerun_m[after]}" -v b="${rerun_m[before]}" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')
+unchecked_m=$(median <"$tmp/after.unchecked")
+cost=$(awk -v a="${rerun_m[after]}" -v b="$unchecked_m" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')
+engines=$(awk -v a="$unchecked_m" -v b="${rerun_m[before]}" 'BEGIN { printf "%.1f", (a / b - 1) * 100 }')
 verdict=$(awk -v c="$cost" 'BEGIN { print (c < 20) ? "met" : "NOT met" }')
 
 body="$tmp/section.md"
@@ -133,15 +163,20 @@ body="$tmp/section.md"
     echo
     echo "Machine: $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(revision). Medians of $RUNS runs."
     echo
-    echo "| build | ensemble serving after (s) | deploy returned after (s) | no-change re-run (s) |"
-    echo "|---|---:|---:|---:|"
-    for which in before after; do
-        echo "| $which | ${serving_m[$which]} | ${returned_m[$which]} | ${rerun_m[$which]} |"
-    done
+    echo "| build | ensemble serving after (s) | deploy returned after (s) | no-change re-run (s) | re-run, \`--health-timeout 0\` (s) |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| before | ${serving_m[before]} | ${returned_m[before]} | ${rerun_m[before]} | - |"
+    echo "| after | ${serving_m[after]} | ${returned_m[after]} | ${rerun_m[after]} | $unchecked_m |"
     echo
     echo "Before, deploy returned while the ensemble was still electing (it served after deploy had"
     echo "returned); after, it returns once the health checks pass, so \"done\" means serving."
-    echo "Health checks' cost in a no-change re-run: ${cost}% (target under 20%: **$verdict**)."
+    echo "Health checks' cost in a no-change re-run (after, with the checks against \`--health-timeout 0\`,"
+    echo "same nodes, alternating): ${cost}% (target under 20%: **$verdict**). The checks of a node"
+    echo "nothing changed on run in the bootstrap's first round trip, so they add no round trip."
+    echo "The after build also runs a Docker engine on each of the 9 agents, which the before build"
+    echo "does not: the ensemble serves later while 9 engines start, and the re-run without checks"
+    echo "is ${engines}% slower than before's (more services probed, 9 engines running)."
+    echo "Re-runs that changed something, not timed and run again: $discarded."
 } >"$body"
 cat "$body"
 write_section "$doc" "$body" "$section"

@@ -180,7 +180,8 @@ pub async fn apply(graph: &ResourceGraph, targets: &[Target], walk: &Walk<'_>) -
             fail(node, &subject, error, walk);
         }
     }
-    if !walk.cancel.is_cancelled() {
+    // `--health-timeout 0`: no check at all (the operator takes "started" for "done").
+    if !walk.cancel.is_cancelled() && !walk.health_timeout.is_zero() {
         check_health(&mut nodes, &members_in_plan(steps), rolling, walk).await;
     }
     let mut reports = Vec::with_capacity(targets.len());
@@ -310,7 +311,13 @@ async fn round_of(
         walk.reporter.started(&subject, Activity::Bootstrapping);
         if let Err(e) = node
             .run
-            .begin(walk.operator, walk.patience, walk.command_timeout, &step)
+            .begin(
+                walk.operator,
+                walk.patience,
+                walk.command_timeout,
+                !walk.health_timeout.is_zero(),
+                &step,
+            )
             .await
         {
             fail(node, &subject, e.to_string(), walk);

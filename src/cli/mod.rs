@@ -187,6 +187,8 @@ struct ApplyArgs {
     ready_timeout: u64,
     /// Seconds the started services may take, after bootstrap, to pass their health checks
     /// (a ZooKeeper ensemble to elect its leader); a node still failing one then fails.
+    /// 0 runs no check: deploy returns once the services are (re)started, and a rolled
+    /// quorum member is not waited for before the next.
     #[arg(long, default_value_t = 180, value_name = "SECONDS")]
     health_timeout: u64,
     /// At most this many nodes restart services at once (Ansible's `serial`; default: as

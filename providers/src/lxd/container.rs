@@ -190,16 +190,28 @@ impl Lxd {
             headers.push(("X-LXD-mode", mode.to_string()));
         }
         let url = format!("/1.0/instances/{instance}/files?path={path}");
-        let answer = self
-            .call(
-                resource,
-                Method::POST,
-                &url,
-                Some(Bytes::from(body.to_string())),
-                &headers,
-            )
-            .await?;
-        self.expect_ok(resource, answer).await.map(|_| ())
+        // LXD writes the file through a helper process of its own, which under load now and
+        // then is not there yet: `dial unix /proc/self/fd/N/forkfile.sock: no such file or
+        // directory` (HTTP 500, seen on 12-node deploys here). A push overwrites, so it is
+        // tried again, three times in all, a moment apart.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let answer = self
+                .call(
+                    resource,
+                    Method::POST,
+                    &url,
+                    Some(Bytes::from(body.to_string())),
+                    &headers,
+                )
+                .await?;
+            if answer.status.is_server_error() && tries < 3 {
+                tokio::time::sleep(std::time::Duration::from_millis(300 * tries)).await;
+                continue;
+            }
+            return self.expect_ok(resource, answer).await.map(|_| ());
+        }
     }
 
     async fn push_node_files(
