@@ -2,6 +2,8 @@
 //! confirmation and prints what they return. Nothing here decides anything about plans,
 //! states or providers.
 
+#[macro_use]
+mod output;
 mod state;
 
 use state::StateArgs;
@@ -240,9 +242,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(failure) => {
             let message = failure.render();
-            eprint!("{message}");
+            err!("{message}");
             if !message.ends_with('\n') {
-                eprintln!();
+                errln!();
             }
             ExitCode::from(1)
         }
@@ -319,6 +321,8 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LogWriter)
+        // Colour only for a person at a terminal: never into a pipe or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }
@@ -348,7 +352,7 @@ fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
         region: args.region.clone(),
     })?;
     if !quiet && !checked.warnings.is_empty() {
-        eprint!("{}", checked.source.render_all(&checked.warnings));
+        err!("{}", checked.source.render_all(&checked.warnings));
     }
     Ok(checked)
 }
@@ -372,7 +376,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .resources()
                 .filter(|s| s.address.starts_with("firewall."))
                 .count();
-            println!(
+            outln!(
                 "`{}` is valid: deployment `{}`, {} node{}, {} network{}, {} firewall{}{}.",
                 checked.source.name,
                 f.deployment,
@@ -405,9 +409,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let ws = state.workspace(&checked, &args, None)?;
             let the_plan = dry_run(&checked, &ws, !no_refresh, insecure)?;
             if json {
-                print!("{}", the_plan.to_json());
+                out!("{}", the_plan.to_json());
             } else {
-                print!("{}", the_plan.render());
+                out!("{}", the_plan.render());
             }
             Ok(if detailed_exitcode && the_plan.has_changes() {
                 ExitCode::from(2)
@@ -417,7 +421,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Graph(args) => {
             let checked = check(&args, cli.quiet)?;
-            print!("{}", checked.graph.to_dot());
+            out!("{}", checked.graph.to_dot());
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploy {
@@ -430,7 +434,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .state
                 .workspace(&checked, &args, apply.ssh_key.clone())?;
             if only_plan {
-                print!("{}", dry_run(&checked, &ws, true, insecure)?.render());
+                out!("{}", dry_run(&checked, &ws, true, insecure)?.render());
                 return Ok(ExitCode::SUCCESS);
             }
             let runtime = runtime()?;
@@ -446,7 +450,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let ws = state.workspace(&checked, &args, ssh_key)?;
             // Absolute paths, so that Ansible finds them from any directory.
             let r = inspect::report(&checked, &ws, true)?;
-            print!(
+            out!(
                 "{}",
                 inventory::render(
                     &r.information,
@@ -521,12 +525,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 runtime()?.block_on(inspect::ask_nodes(&ws, report.state.as_ref(), &mut info))?;
             }
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&info).expect("information serialises")
                 );
             } else {
-                print!("{}", info.render());
+                out!("{}", info.render());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -567,7 +571,7 @@ fn dry_run(
             e => e.into(),
         })?;
     for address in &result.gone {
-        eprintln!("`{address}` is gone from its provider; deploy will create it again.");
+        errln!("`{address}` is gone from its provider; deploy will create it again.");
     }
     Ok(result.plan)
 }
@@ -609,7 +613,7 @@ fn confirm(yes: bool, what: &str) -> Result<bool, Failure> {
         )
         .into());
     }
-    eprint!("Do you want to {what}? Only `yes` will be accepted: ");
+    err!("Do you want to {what}? Only `yes` will be accepted: ");
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -648,20 +652,20 @@ async fn deploy(
     let state_path = ws.store.location();
     let mut deployment = Deployment::open(&checked, ws, "fitter deploy", &options).await?;
     for address in &deployment.gone {
-        eprintln!("`{address}` is gone from its provider; it will be created again.");
+        errln!("`{address}` is gone from its provider; it will be created again.");
     }
     let the_plan = deployment.plan(&checked, args.skip_bootstrap)?;
-    print!("{}", the_plan.render());
+    out!("{}", the_plan.render());
     if the_plan.has_changes() && !confirm(args.yes, "perform these actions")? {
-        eprintln!("Nothing changed.");
+        errln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
     let result = deployment.deploy(&checked, &the_plan, &options).await?;
     if let Some(report) = &result.applied {
-        println!();
-        print!("{}", report.render());
+        outln!();
+        out!("{}", report.render());
         if report.failed() > 0 {
-            eprintln!(
+            errln!(
                 "error: {} of {} changes did not complete; what was created is recorded in {}; run deploy again to finish",
                 report.failed(),
                 report.steps.len(),
@@ -670,16 +674,16 @@ async fn deploy(
         }
     }
     if let Some(b) = &result.bootstrap {
-        println!();
+        outln!();
         for node in &b.not_ready {
-            println!("bootstrap {node}: skipped: the node is not ready");
+            outln!("bootstrap {node}: skipped: the node is not ready");
         }
-        print!("{}", bootstrap::render_report(&b.nodes));
+        out!("{}", bootstrap::render_report(&b.nodes));
     }
-    println!();
-    print!("{}", result.information.render());
+    outln!();
+    out!("{}", result.information.render());
     if options.cancel.is_cancelled() {
-        eprintln!(
+        errln!(
             "error: interrupted (Ctrl-C): what finished is recorded in {}; run deploy again to finish",
             state_path
         );
@@ -702,32 +706,32 @@ async fn dispose(
     let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options).await?;
     let disposal = deployment.plan_dispose(&checked).await?;
     for a in &disposal.adopted {
-        eprintln!(
+        errln!(
             "`{a}` carries the deployment's mark but was not in the state; it will be destroyed too."
         );
     }
     for k in &disposal.kept {
-        eprintln!(
+        errln!(
             "`{k}` is kept: `destroy: never` in the plan protects it (or a node that needs it)."
         );
     }
     let the_plan = disposal.plan;
-    print!("{}", the_plan.render());
+    out!("{}", the_plan.render());
     if !the_plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
     if !confirm(args.yes, "destroy all of these")? {
-        eprintln!("Nothing changed.");
+        errln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
     let report = deployment.dispose(&checked, &the_plan, &options).await?;
-    print!("{}", report.render());
+    out!("{}", report.render());
     if options.cancel.is_cancelled() {
-        eprintln!("error: interrupted (Ctrl-C): run dispose again to finish");
+        errln!("error: interrupted (Ctrl-C): run dispose again to finish");
         return Ok(ExitCode::from(INTERRUPTED));
     }
     if report.failed() > 0 {
-        eprintln!(
+        errln!(
             "error: {} of {} deletions did not complete; run dispose again",
             report.failed(),
             report.steps.len()
@@ -736,18 +740,18 @@ async fn dispose(
     }
     if let Some(selection) = &checked.selection {
         let names: Vec<&str> = selection.blueprints.iter().map(String::as_str).collect();
-        println!(
+        outln!(
             "Blueprint(s) {} of `{}` disposed of; the rest of the deployment is as it was.",
             names.join(", "),
             checked.fittings.deployment
         );
     } else if disposal.kept.is_empty() {
-        println!(
+        outln!(
             "Deployment `{}` disposed of: nothing left.",
             checked.fittings.deployment
         );
     } else {
-        println!(
+        outln!(
             "Deployment `{}` disposed of but for {} resource(s) `destroy: never` keeps.",
             checked.fittings.deployment,
             disposal.kept.len()

@@ -159,7 +159,7 @@ pub(crate) fn run(command: StateCommand, quiet: bool) -> Result<ExitCode, Failur
         StateCommand::List { plan, state } => {
             let (checked, ws) = open(&plan, &state, quiet)?;
             for address in stored(&checked, &ws)?.resources.keys() {
-                println!("{address}");
+                outln!("{address}");
             }
         }
         StateCommand::Show {
@@ -171,7 +171,7 @@ pub(crate) fn run(command: StateCommand, quiet: bool) -> Result<ExitCode, Failur
             let stored = stored(&checked, &ws)?;
             let mut resource = known(&stored, &address)?.clone();
             resource.outputs.host_key_private = None;
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&resource).expect("a resource serialises")
             );
@@ -194,7 +194,7 @@ pub(crate) fn run(command: StateCommand, quiet: bool) -> Result<ExitCode, Failur
                 })
                 .map_err(OperationError::from)?;
             for a in &addresses {
-                println!("Removed `{a}` from the state; it is no longer managed, not destroyed.");
+                outln!("Removed `{a}` from the state; it is no longer managed, not destroyed.");
             }
         }
         StateCommand::Mv {
@@ -224,7 +224,7 @@ pub(crate) fn run(command: StateCommand, quiet: bool) -> Result<ExitCode, Failur
                     }
                 })
                 .map_err(OperationError::from)?;
-            println!("Moved `{from}` to `{to}`.");
+            outln!("Moved `{from}` to `{to}`.");
         }
         StateCommand::Pull { plan, state } => {
             let (checked, ws) = open(&plan, &state, quiet)?;
@@ -232,7 +232,7 @@ pub(crate) fn run(command: StateCommand, quiet: bool) -> Result<ExitCode, Failur
             let Some(stored) = ws.store.read(deployment).map_err(OperationError::from)? else {
                 return Err(no_state(&checked, &ws).into());
             };
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&stored).expect("the state serialises")
             );
@@ -265,7 +265,7 @@ pub(crate) fn run(command: StateCommand, quiet: bool) -> Result<ExitCode, Failur
             if let Some(errored) = errored.filter(|e| same(e)) {
                 let _ = std::fs::remove_file(errored);
             }
-            println!(
+            outln!(
                 "Pushed `{}` to {} (serial {}, lineage {}).",
                 file.display(),
                 ws.store.location(),
@@ -285,21 +285,21 @@ pub(crate) fn force_unlock(
 ) -> Result<ExitCode, Failure> {
     let deployment = &checked.fittings.deployment;
     let Some(holder) = ws.store.holder(deployment).map_err(OperationError::from)? else {
-        println!(
+        outln!(
             "The state of `{deployment}` in {} is not locked.",
             ws.store.location()
         );
         return Ok(ExitCode::SUCCESS);
     };
-    eprintln!("The state of `{deployment}` is locked by {holder}.");
+    errln!("The state of `{deployment}` is locked by {holder}.");
     if !confirm(yes, "end that command's session and free the lock")? {
-        eprintln!("Nothing changed.");
+        errln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
     ws.store
         .force_unlock(deployment, &holder)
         .map_err(OperationError::from)?;
-    println!("The lock of `{deployment}` is free.");
+    outln!("The lock of `{deployment}` is free.");
     Ok(ExitCode::SUCCESS)
 }
 
