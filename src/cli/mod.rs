@@ -74,6 +74,7 @@ enum Command {
     /// Print the resource and bootstrap graph in Graphviz DOT.
     Graph(PlanArgs),
     /// Create what the plan asks for and is missing, then print `information`.
+    #[command(visible_alias = "apply")]
     Deploy {
         #[command(flatten)]
         plan: PlanArgs,
@@ -131,6 +132,7 @@ enum Command {
     },
     /// Destroy everything the deployment owns: what the state records, and anything else
     /// carrying the deployment's mark.
+    #[command(visible_alias = "destroy")]
     Dispose {
         #[command(flatten)]
         plan: PlanArgs,
@@ -716,10 +718,15 @@ async fn dispose(
         );
     }
     let the_plan = disposal.plan;
-    out!("{}", the_plan.render());
     if !the_plan.has_changes() {
+        // Not "matches the plan": there is nothing at all, whether it never was or is gone.
+        outln!(
+            "Nothing to dispose of: no resource of `{}` is recorded in its state or carries its mark.",
+            the_plan.deployment
+        );
         return Ok(ExitCode::SUCCESS);
     }
+    out!("{}", the_plan.render());
     if !confirm(args.yes, "destroy all of these")? {
         errln!("Nothing changed.");
         return Ok(ExitCode::from(1));
