@@ -99,6 +99,10 @@ pub struct Substitution {
     pub parsed_end: usize,
     pub original_start: usize,
     pub original_end: usize,
+    /// Where the parameter's default is written, when the value is that default (not a
+    /// `-p` value): an error the value causes is shown where it is used, and pointed back
+    /// there.
+    pub default_at: Option<usize>,
 }
 
 /// A plan file: its name as the operator gave it, its original text, and how the parsed
@@ -174,6 +178,7 @@ impl SourceFile {
             }
             return out;
         };
+        let from_default = self.default_behind(span);
         let span = self.original_span(span);
         let (line, col) = self.line_col(span.start);
         let _ = writeln!(
@@ -209,7 +214,32 @@ impl SourceFile {
             }
             None => out.push('\n'),
         }
+        if let Some((name, at)) = from_default {
+            let (line, col) = self.line_col(at);
+            let _ = writeln!(
+                out,
+                "{:gutter$} = note: the value is parameter `{name}`'s default, at {}:{line}:{col}",
+                "", self.name
+            );
+        }
         out
+    }
+
+    /// The parameter whose default was substituted where `parsed` lies, and where that
+    /// default is written.
+    fn default_behind(&self, parsed: Span) -> Option<(&str, usize)> {
+        let s = self.substitutions.iter().find(|s| {
+            s.default_at.is_some()
+                && parsed.start < s.parsed_end.max(s.parsed_start + 1)
+                && parsed.end.max(parsed.start + 1) > s.parsed_start
+        })?;
+        let token = &self.original[s.original_start..s.original_end];
+        let name = token
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim()
+            .strip_prefix("parameter.")?;
+        Some((name, s.default_at?))
     }
 
     /// Renders all diagnostics and a closing count.
@@ -259,6 +289,7 @@ mod tests {
             parsed_start: 3,
             parsed_end: 15,
             original_start: 3,
+            default_at: None,
             original_end: 20,
         });
         assert_eq!(file.original_offset(0), 0);

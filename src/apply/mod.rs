@@ -41,7 +41,7 @@ mod refresh;
 mod request;
 
 pub use addresses::assign_addresses;
-pub use refresh::{adopt_orphans, gone, refresh};
+pub use refresh::{adopt_orphans, gone, orphans, refresh};
 
 use cohort::{Cohort, joins_batch};
 use request::build_request;
@@ -140,6 +140,12 @@ pub struct StepReport {
     pub address: String,
     pub action: Action,
     pub result: StepResult,
+}
+
+impl StepReport {
+    pub fn done(&self) -> bool {
+        matches!(self.result, StepResult::Done { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

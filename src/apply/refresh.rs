@@ -105,21 +105,18 @@ async fn believable(
     Ok(())
 }
 
-/// Takes into the state what the providers found carrying the deployment's mark but the
-/// state does not know (a lost or stale state file), so that dispose deletes it too.
-pub async fn adopt_orphans(
-    state: &mut LockedState,
+/// What the providers find carrying the deployment's mark but the state does not know (a
+/// lost or stale state file), each with the address it would be recorded under. Reads only.
+pub async fn orphans(
+    state: &State,
     providers: &Providers,
     kinds: &[ProviderKind],
-) -> Result<Vec<String>, ApplyError> {
-    let deployment = state.state().deployment.clone();
-    let mut adopted = Vec::new();
+) -> Result<Vec<(String, ResourceState)>, ApplyError> {
+    let mut found: Vec<(String, ResourceState)> = Vec::new();
     for kind in kinds {
         let provider = providers.get(*kind, "the deployment")?;
-        let owned = provider.owned(&deployment).await?;
-        for o in owned {
+        for o in provider.owned(&state.deployment).await? {
             let known = state
-                .state()
                 .resources
                 .values()
                 .any(|r| r.provider == *kind && r.id.as_deref() == Some(o.id.as_str()));
@@ -128,7 +125,8 @@ pub async fn adopt_orphans(
             }
             let name = if o.name.is_empty() { &o.id } else { &o.name };
             let mut address = format!("{}.{name}", o.kind);
-            if state.state().resources.contains_key(&address) {
+            let taken = |a: &str| state.resources.contains_key(a) || found.iter().any(|f| f.0 == a);
+            if taken(&address) {
                 address = format!("{address}#{}", o.id);
             }
             let record = ResourceState {
@@ -139,11 +137,25 @@ pub async fn adopt_orphans(
                 outputs: Outputs::default(),
                 status: Status::Ready,
             };
-            state.update(|s| {
-                s.resources.insert(address.clone(), record);
-            })?;
-            adopted.push(address);
+            found.push((address, record));
         }
+    }
+    Ok(found)
+}
+
+/// Takes the [`orphans`] into the state, so that dispose deletes them too.
+pub async fn adopt_orphans(
+    state: &mut LockedState,
+    providers: &Providers,
+    kinds: &[ProviderKind],
+) -> Result<Vec<String>, ApplyError> {
+    let found = orphans(state.state(), providers, kinds).await?;
+    let mut adopted = Vec::new();
+    for (address, record) in found {
+        state.update(|s| {
+            s.resources.insert(address.clone(), record);
+        })?;
+        adopted.push(address);
     }
     Ok(adopted)
 }

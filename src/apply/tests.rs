@@ -144,6 +144,7 @@ impl Provider for Fake {
 fn example() -> Checked {
     check(&CheckOptions {
         path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
+        parameter_files: Vec::new(),
         parameters: BTreeMap::new(),
         provider: None,
         blueprints: Vec::new(),

@@ -6,8 +6,11 @@ use std::fmt::Write as _;
 use super::NodeReport;
 
 /// The summary lines of a bootstrap run.
-pub fn render_report(reports: &[NodeReport]) -> String {
+pub fn render_report(reports: &[NodeReport], not_ready: &[String]) -> String {
     let mut out = String::new();
+    for node in not_ready {
+        let _ = writeln!(out, "bootstrap {node}: skipped: the node is not ready");
+    }
     let (mut files, mut removed, mut restarts) = (0, 0, 0);
     for r in reports {
         let health = if r.health.is_empty() || r.error.is_some() {
@@ -69,13 +72,18 @@ pub fn render_report(reports: &[NodeReport]) -> String {
         0 => String::new(),
         n => format!(", {n} file{} removed", crate::diagnostics::plural(n)),
     };
+    // Nodes that could not even be reached are not "0 failed": they count, apart.
+    let failed = reports.iter().filter(|r| r.error.is_some()).count();
+    let skipped = match not_ready.len() {
+        0 => String::new(),
+        n => format!(", {n} not ready (not bootstrapped)"),
+    };
     let _ = writeln!(
         out,
-        "Bootstrap: {files} file{} uploaded{removed}, {restarts} service{} restarted, {} node{} failed.",
+        "Bootstrap: {files} file{} uploaded{removed}, {restarts} service{} restarted, {failed} node{} failed{skipped}.",
         crate::diagnostics::plural(files),
         crate::diagnostics::plural(restarts),
-        reports.iter().filter(|r| r.error.is_some()).count(),
-        crate::diagnostics::plural(reports.iter().filter(|r| r.error.is_some()).count()),
+        crate::diagnostics::plural(failed),
     );
     out
 }

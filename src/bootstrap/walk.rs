@@ -389,6 +389,7 @@ mod tests {
     fn zookeeper_everywhere_comes_before_any_mesos_master() {
         let checked = check(&CheckOptions {
             path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
+            parameter_files: Vec::new(),
             parameters: BTreeMap::new(),
             provider: None,
             blueprints: Vec::new(),

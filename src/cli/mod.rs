@@ -4,6 +4,9 @@
 
 #[macro_use]
 mod output;
+mod change;
+mod help;
+mod logging;
 mod state;
 
 use state::StateArgs;
@@ -17,21 +20,26 @@ use fitter_providers::{ProviderKind, registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::plural;
-use crate::operations::deploy::{ApplyOptions, Deployment};
+use crate::operations::deploy::ApplyOptions;
 use crate::operations::{self, CheckOptions, Checked, OperationError, Workspace, inspect};
 use crate::report::{ColorChoice, Display};
-use crate::{bootstrap, inventory, plan};
+use crate::{inventory, plan};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "fitter",
-    version,
-    about = "Declarative infrastructure from one fittings plan, in the spirit of plumbery"
+    version = help::VERSION,
+    about = "Declarative infrastructure from one fittings plan, in the spirit of plumbery",
+    after_help = help::ENV_GLOBAL
 )]
 pub struct Cli {
     /// More log output (-v info, -vv debug); logs go to standard error.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Also write the debug log to this file (appended, with timestamps, never coloured),
+    /// whatever `-v` says of standard error.
+    #[arg(long, global = true, value_name = "PATH")]
+    log_file: Option<PathBuf>,
     /// Only errors on standard error.
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -53,8 +61,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load and check a plan: every problem at once, each at FILE:LINE:COLUMN.
+    #[command(after_help = help::ENV_OFFLINE)]
     Validate(PlanArgs),
     /// Show what `deploy` would do, Terraform-style, without changing anything.
+    #[command(after_help = help::ENV_PLAN)]
     Plan {
         #[command(flatten)]
         plan: PlanArgs,
@@ -72,20 +82,24 @@ enum Command {
         no_refresh: bool,
     },
     /// Print the resource and bootstrap graph in Graphviz DOT.
+    #[command(after_help = help::ENV_OFFLINE)]
     Graph(PlanArgs),
     /// Create what the plan asks for and is missing, then print `information`.
-    #[command(visible_alias = "apply")]
+    #[command(visible_alias = "apply", after_help = help::ENV_CHANGE)]
     Deploy {
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        #[command(flatten)]
+        bootstrap: BootstrapArgs,
         /// Only show the plan (same as `fitter plan`).
         #[arg(long)]
         dry_run: bool,
     },
     /// Nodes, addresses, roles, what each node runs (asked over SSH), endpoints and ssh
     /// commands of a deployment.
+    #[command(after_help = help::ENV_READ)]
     Information {
         #[command(flatten)]
         plan: PlanArgs,
@@ -102,6 +116,7 @@ enum Command {
         offline: bool,
     },
     /// The deployment's nodes as an Ansible inventory (INI or YAML) or a JSON list.
+    #[command(after_help = help::ENV_READ)]
     Inventory {
         #[command(flatten)]
         plan: PlanArgs,
@@ -115,6 +130,7 @@ enum Command {
     },
     /// A shell, or a command, on one node: OpenSSH as root with the operator's key, checking
     /// the host key fitter recorded. `fitter ssh PLAN master1 -- zkServer.sh status`.
+    #[command(after_help = help::ENV_READ)]
     Ssh {
         #[command(flatten)]
         plan: PlanArgs,
@@ -132,18 +148,22 @@ enum Command {
     },
     /// Destroy everything the deployment owns: what the state records, and anything else
     /// carrying the deployment's mark.
-    #[command(visible_alias = "destroy")]
+    #[command(visible_alias = "destroy", after_help = help::ENV_CHANGE)]
     Dispose {
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Only show what would be destroyed, with each resource's id and addresses.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Look at and repair the state: list, show, rm, mv; pull and push it between stores.
     #[command(subcommand)]
     State(state::StateCommand),
     /// Free the state's lock when its holder cannot: ends the PostgreSQL session that holds
     /// it (a hung fitter, a machine gone). A file lock always frees itself.
+    #[command(after_help = help::ENV_STATE)]
     ForceUnlock {
         #[command(flatten)]
         plan: PlanArgs,
@@ -153,8 +173,23 @@ enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Print a shell completion script: `source <(fitter completions bash)`.
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `fitter man | man -l -`, `fitter man deploy | man -l -`.
+    Man {
+        /// One command's page (`fitter-deploy(1)`); none: fitter's own.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+        /// Write every page to this directory instead (`fitter.1`, `fitter-deploy.1`, ...).
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
 
+/// What `deploy` and `dispose` both take: the store, the provider calls, confirmation.
 #[derive(Debug, Args)]
 struct ApplyArgs {
     #[command(flatten)]
@@ -169,6 +204,19 @@ struct ApplyArgs {
     /// `~/.ssh/id_rsa`, else one made for the deployment beside its state).
     #[arg(long, value_name = "PATH")]
     ssh_key: Option<PathBuf>,
+    /// Forget the recorded resources even when every one of them reads as gone (refused by
+    /// default: a wrong endpoint answers like that).
+    #[arg(long)]
+    accept_vanished: bool,
+    /// Destroy or replace also what `destroy: never` protects (refused by default).
+    #[arg(long)]
+    force_protected: bool,
+}
+
+/// What only `deploy` takes: new servers, SSH, bootstrap, health checks. The defaults are
+/// also what `dispose` works with, which boots nothing.
+#[derive(Debug, Args)]
+struct BootstrapArgs {
     /// Seconds a new node may take to answer SSH.
     #[arg(long, default_value_t = 180, value_name = "SECONDS")]
     ssh_timeout: u64,
@@ -182,10 +230,6 @@ struct ApplyArgs {
     /// start to end.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     command_timeout: u64,
-    /// Forget the recorded resources even when every one of them reads as gone (refused by
-    /// default: a wrong endpoint answers like that).
-    #[arg(long)]
-    accept_vanished: bool,
     /// Seconds a new cloud server may take to become active.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     ready_timeout: u64,
@@ -202,14 +246,30 @@ struct ApplyArgs {
     serial: Option<usize>,
 }
 
+impl BootstrapArgs {
+    /// The defaults, for `dispose`: parsed from nothing, so they are the flags' own.
+    fn defaults() -> BootstrapArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: BootstrapArgs,
+        }
+        <Only as clap::Parser>::parse_from(["fitter"]).args
+    }
+}
+
 #[derive(Debug, Args)]
 struct PlanArgs {
     /// The fittings plan (YAML); `-` reads standard input.
     #[arg(value_name = "FITTINGS")]
     fittings: PathBuf,
-    /// Set a plan parameter: `-p name=value` (repeatable).
+    /// Set a plan parameter: `-p name=value` (repeatable; wins over `--parameters`).
     #[arg(short = 'p', long = "parameter", value_name = "NAME=VALUE", value_parser = parse_parameter)]
     parameters: Vec<(String, String)>,
+    /// Plan parameters from a YAML file of `name: value` (Terraform's `-var-file`;
+    /// repeatable, later files win).
+    #[arg(long = "parameters", value_name = "FILE")]
+    parameter_files: Vec<PathBuf>,
     /// Deploy every location with this provider, whatever the plan says.
     #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
@@ -239,7 +299,10 @@ fn parse_provider(s: &str) -> Result<ProviderKind, String> {
 /// Runs the command line; the binary's `main` is this and nothing more.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    if let Err(message) = logging::init(cli.verbose, cli.quiet, cli.log_file.as_deref()) {
+        errln!("{message}");
+        return ExitCode::from(1);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(failure) => {
@@ -311,44 +374,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FITTER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LogWriter)
-        // Colour only for a person at a terminal: never into a pipe or a file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
-}
-
-/// Log output, written above the live display when one is shown (a line written through it
-/// would leave a broken frame behind).
-struct LogWriter;
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::report::live::write_log(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Loads and checks the plan; its warnings go to standard error unless `-q`.
 fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
     let checked = operations::check(&CheckOptions {
         path: args.fittings.clone(),
         parameters: args.parameters.iter().cloned().collect(),
+        parameter_files: args.parameter_files.clone(),
         provider: args.provider,
         blueprints: args.blueprints.clone(),
         region: args.region.clone(),
@@ -429,6 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Deploy {
             plan: args,
             apply,
+            bootstrap,
             dry_run: only_plan,
         } => {
             let checked = check(&args, cli.quiet)?;
@@ -440,7 +472,16 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::SUCCESS);
             }
             let runtime = runtime()?;
-            runtime.block_on(deploy(checked, ws, &apply, &globals))
+            // Ctrl-C is watched by a task of this runtime.
+            let _entered = runtime.enter();
+            let options = apply_options(&apply, &bootstrap, &globals);
+            runtime.block_on(change::deploy(
+                checked,
+                ws,
+                apply.yes,
+                apply.force_protected,
+                options,
+            ))
         }
         Command::Inventory {
             plan: args,
@@ -536,14 +577,27 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dispose { plan: args, apply } => {
+        Command::Dispose {
+            plan: args,
+            apply,
+            dry_run,
+        } => {
             let checked = check(&args, cli.quiet)?;
             let ws = apply
                 .state
                 .workspace(&checked, &args, apply.ssh_key.clone())?;
             let runtime = runtime()?;
-            runtime.block_on(dispose(checked, ws, &apply, &globals))
+            let _entered = runtime.enter();
+            let options = apply_options(&apply, &BootstrapArgs::defaults(), &globals);
+            let how = change::Disposing {
+                yes: apply.yes,
+                dry_run,
+                force_protected: apply.force_protected,
+            };
+            runtime.block_on(change::dispose(checked, ws, how, options))
         }
+        Command::Completions { shell } => Ok(help::completions(shell)),
+        Command::Man { command, dir } => Ok(help::man(command.as_deref(), dir.as_deref())),
         Command::State(command) => state::run(command, cli.quiet),
         Command::ForceUnlock { plan, state, yes } => {
             let checked = check(&plan, cli.quiet)?;
@@ -573,9 +627,19 @@ fn dry_run(
             e => e.into(),
         })?;
     for address in &result.gone {
-        errln!("`{address}` is gone from its provider; deploy will create it again.");
+        errln!("{}", gone(checked, address, "deploy will create it again"));
     }
     Ok(result.plan)
+}
+
+/// What a refresh that found `address` gone from its provider means: created again if the
+/// plan still has it, else only forgotten (it was on its way out anyway).
+fn gone(checked: &Checked, address: &str, again: &str) -> String {
+    if checked.graph.resources().any(|r| r.address == address) {
+        format!("`{address}` is gone from its provider; {again}.")
+    } else {
+        format!("`{address}` is gone from its provider and no longer in the plan: it is forgotten.")
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, OperationError> {
@@ -586,16 +650,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, OperationError> {
 }
 
 /// How `deploy` and `dispose` carry out their plan: the limits, the display, Ctrl-C.
-fn apply_options(args: &ApplyArgs, globals: &Globals) -> ApplyOptions {
+fn apply_options(args: &ApplyArgs, boot: &BootstrapArgs, globals: &Globals) -> ApplyOptions {
     ApplyOptions {
         parallelism: args.parallelism,
-        ssh_parallelism: args.ssh_parallelism,
-        ssh_timeout: Duration::from_secs(args.ssh_timeout),
-        command_timeout: Duration::from_secs(args.command_timeout),
-        ready_timeout: Duration::from_secs(args.ready_timeout),
-        health_timeout: Duration::from_secs(args.health_timeout),
-        serial: args.serial.unwrap_or(args.ssh_parallelism),
-        skip_bootstrap: args.skip_bootstrap,
+        ssh_parallelism: boot.ssh_parallelism,
+        ssh_timeout: Duration::from_secs(boot.ssh_timeout),
+        command_timeout: Duration::from_secs(boot.command_timeout),
+        ready_timeout: Duration::from_secs(boot.ready_timeout),
+        health_timeout: Duration::from_secs(boot.health_timeout),
+        serial: boot.serial.unwrap_or(boot.ssh_parallelism),
+        skip_bootstrap: boot.skip_bootstrap,
         allow_insecure_http: globals.insecure,
         accept_vanished: args.accept_vanished,
         cancel: cancel_on_ctrl_c(),
@@ -625,7 +689,7 @@ fn confirm(yes: bool, what: &str) -> Result<bool, Failure> {
 
 /// The exit code of a command Ctrl-C interrupted: 128 + SIGINT, as shells give it, so that
 /// a script can tell an interruption from a failure.
-const INTERRUPTED: u8 = 130;
+pub(crate) const INTERRUPTED: u8 = 130;
 
 fn cancel_on_ctrl_c() -> CancellationToken {
     let cancel = CancellationToken::new();
@@ -642,127 +706,4 @@ fn cancel_on_ctrl_c() -> CancellationToken {
         }
     });
     cancel
-}
-
-async fn deploy(
-    checked: Checked,
-    ws: Workspace,
-    args: &ApplyArgs,
-    globals: &Globals,
-) -> Result<ExitCode, Failure> {
-    let options = apply_options(args, globals);
-    let state_path = ws.store.location();
-    let mut deployment = Deployment::open(&checked, ws, "fitter deploy", &options).await?;
-    for address in &deployment.gone {
-        errln!("`{address}` is gone from its provider; it will be created again.");
-    }
-    let the_plan = deployment.plan(&checked, args.skip_bootstrap)?;
-    out!("{}", the_plan.render());
-    if the_plan.has_changes() && !confirm(args.yes, "perform these actions")? {
-        errln!("Nothing changed.");
-        return Ok(ExitCode::from(1));
-    }
-    let result = deployment.deploy(&checked, &the_plan, &options).await?;
-    if let Some(report) = &result.applied {
-        outln!();
-        out!("{}", report.render());
-        if report.failed() > 0 {
-            errln!(
-                "error: {} of {} changes did not complete; what was created is recorded in {}; run deploy again to finish",
-                report.failed(),
-                report.steps.len(),
-                state_path
-            );
-        }
-    }
-    if let Some(b) = &result.bootstrap {
-        outln!();
-        for node in &b.not_ready {
-            outln!("bootstrap {node}: skipped: the node is not ready");
-        }
-        out!("{}", bootstrap::render_report(&b.nodes));
-    }
-    outln!();
-    out!("{}", result.information.render());
-    if options.cancel.is_cancelled() {
-        errln!(
-            "error: interrupted (Ctrl-C): what finished is recorded in {}; run deploy again to finish",
-            state_path
-        );
-        return Ok(ExitCode::from(INTERRUPTED));
-    }
-    Ok(if result.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-async fn dispose(
-    checked: Checked,
-    ws: Workspace,
-    args: &ApplyArgs,
-    globals: &Globals,
-) -> Result<ExitCode, Failure> {
-    let options = apply_options(args, globals);
-    let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options).await?;
-    let disposal = deployment.plan_dispose(&checked).await?;
-    for a in &disposal.adopted {
-        errln!(
-            "`{a}` carries the deployment's mark but was not in the state; it will be destroyed too."
-        );
-    }
-    for k in &disposal.kept {
-        errln!(
-            "`{k}` is kept: `destroy: never` in the plan protects it (or a node that needs it)."
-        );
-    }
-    let the_plan = disposal.plan;
-    if !the_plan.has_changes() {
-        // Not "matches the plan": there is nothing at all, whether it never was or is gone.
-        outln!(
-            "Nothing to dispose of: no resource of `{}` is recorded in its state or carries its mark.",
-            the_plan.deployment
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    out!("{}", the_plan.render());
-    if !confirm(args.yes, "destroy all of these")? {
-        errln!("Nothing changed.");
-        return Ok(ExitCode::from(1));
-    }
-    let report = deployment.dispose(&checked, &the_plan, &options).await?;
-    out!("{}", report.render());
-    if options.cancel.is_cancelled() {
-        errln!("error: interrupted (Ctrl-C): run dispose again to finish");
-        return Ok(ExitCode::from(INTERRUPTED));
-    }
-    if report.failed() > 0 {
-        errln!(
-            "error: {} of {} deletions did not complete; run dispose again",
-            report.failed(),
-            report.steps.len()
-        );
-        return Ok(ExitCode::from(1));
-    }
-    if let Some(selection) = &checked.selection {
-        let names: Vec<&str> = selection.blueprints.iter().map(String::as_str).collect();
-        outln!(
-            "Blueprint(s) {} of `{}` disposed of; the rest of the deployment is as it was.",
-            names.join(", "),
-            checked.fittings.deployment
-        );
-    } else if disposal.kept.is_empty() {
-        outln!(
-            "Deployment `{}` disposed of: nothing left.",
-            checked.fittings.deployment
-        );
-    } else {
-        outln!(
-            "Deployment `{}` disposed of but for {} resource(s) `destroy: never` keeps.",
-            checked.fittings.deployment,
-            disposal.kept.len()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -250,17 +250,22 @@ impl Loader<'_> {
         unused.sort_by_key(|(_, n)| n.span.start);
         let mut found: Vec<Diagnostic> = Vec::new();
         let mut unused_roles = Vec::new();
+        let mut unused_checks = Vec::new();
         for (name, node) in unused {
             let span = self.classes_key_span(name).unwrap_or(node.span);
             found.push(Diagnostic::warning(
                 span,
                 format!("node class `{name}` is not used by any node"),
             ));
-            // Its roles are checked all the same: every problem at once, and the class is
-            // one `default:` away from being used.
+            // It is checked all the same, as a node of the first blueprint would be: every
+            // problem at once, and the class is one `default:` away from being used.
             if let Some(roles) = node.get("roles") {
                 unused_roles.push(roles.clone());
             }
+            unused_checks.push((name.clone(), span));
+        }
+        for (name, span) in unused_checks {
+            self.check_as_a_node(fittings, &name, span);
         }
         for roles in unused_roles {
             for role in text_list(&mut self.report, &roles, "roles") {
@@ -273,4 +278,50 @@ impl Loader<'_> {
             self.report.push(d);
         }
     }
+
+    /// Reads an unused node class as the settings of a node in the first blueprint, keeping
+    /// only what it finds in the class's own text (its sizes, numbers, cloud-config and
+    /// words), so that a mistake waits for no `default:` to be found.
+    fn check_as_a_node(&mut self, fittings: &Fittings, class: &str, span: Span) {
+        if fittings.blueprints.is_empty() {
+            return;
+        }
+        let Some(body) = self.classes.get(class).map(extent) else {
+            return;
+        };
+        let own = Node::new(
+            Value::Map(vec![(
+                Node::new(Value::Str("default".into()), span),
+                Node::new(Value::Str(class.into()), span),
+            )]),
+            span,
+        );
+        let before = self.report.diagnostics.len();
+        let merged = self.merged_settings(Some(&own), None);
+        let _ = self.node(fittings, 0, Text::new("class".to_string(), span), &merged);
+        // What the node's own context caused (its name, its blueprint's network) is not the
+        // class's; what lies in the class's text is.
+        let inside = |d: &Diagnostic| {
+            d.span
+                .is_some_and(|s| s.start >= body.start && s.end <= body.end.max(body.start))
+        };
+        let mut kept: Vec<Diagnostic> = self.report.diagnostics.drain(before..).collect();
+        kept.retain(inside);
+        self.report.diagnostics.extend(kept);
+    }
+}
+
+/// The text a node and everything under it covers (a mapping's own span is its start).
+fn extent(node: &Node) -> Span {
+    let children: Vec<Span> = match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .flat_map(|(k, v)| [extent(k), extent(v)])
+            .collect(),
+        Value::Seq(items) => items.iter().map(extent).collect(),
+        _ => Vec::new(),
+    };
+    children.into_iter().fold(node.span, |a, b| {
+        Span::new(a.start.min(b.start), a.end.max(b.end))
+    })
 }

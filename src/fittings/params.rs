@@ -118,8 +118,13 @@ impl ParamType {
 
 const PARAMETER_KEYS: &[&str] = &["information", "type", "default"];
 
-/// Defaults read from the settings document before substitution: name → default text.
-pub fn prescan_defaults(settings: Option<&Node>) -> BTreeMap<String, Option<String>> {
+/// A parameter's default as read before substitution: its text, and where it is written
+/// (an offset of the original text), so that an error the value causes where it is used
+/// can point back at it.
+pub type Default = Option<(String, usize)>;
+
+/// Defaults read from the settings document before substitution: name → default.
+pub fn prescan_defaults(settings: Option<&Node>) -> BTreeMap<String, Default> {
     let mut out = BTreeMap::new();
     let Some(params) = settings
         .and_then(|s| s.get("parameters"))
@@ -129,7 +134,9 @@ pub fn prescan_defaults(settings: Option<&Node>) -> BTreeMap<String, Option<Stri
     };
     for (name, def) in params {
         if let Some(name) = name.scalar_text() {
-            out.insert(name, def.get("default").and_then(Node::scalar_text));
+            let default = def.get("default");
+            let text = default.and_then(Node::scalar_text);
+            out.insert(name, text.zip(default.map(|d| d.span.start)));
         }
     }
     out
@@ -148,7 +155,7 @@ pub const MAX_EXPANDED: usize = 16 << 20;
 /// [`MAX_EXPANDED`]: reported at the token that would have crossed it.
 pub fn substitute(
     file: &mut SourceFile,
-    values: &BTreeMap<String, Option<String>>,
+    values: &BTreeMap<String, Default>,
     given: &BTreeMap<String, String>,
     report: &mut Report,
 ) -> Option<String> {
@@ -163,10 +170,13 @@ pub fn substitute(
             continue;
         };
         let close = open + close;
-        let value = given
-            .get(name)
-            .cloned()
-            .or_else(|| values.get(name).cloned().flatten());
+        let (value, default_at) = match given.get(name) {
+            Some(v) => (Some(v.clone()), None),
+            None => match values.get(name).cloned().flatten() {
+                Some((v, at)) => (Some(v), Some(at)),
+                None => (None, None),
+            },
+        };
         out.push_str(&original[copied..open]);
         let parsed_start = out.len();
         let grown = out.len() + value.as_ref().map_or(0, String::len) + (original.len() - close);
@@ -192,6 +202,7 @@ pub fn substitute(
                     parsed_end: out.len(),
                     original_start: open,
                     original_end: close,
+                    default_at,
                 });
             }
             None => {
@@ -377,7 +388,7 @@ mod tests {
     fn substitution_keeps_positions() {
         let mut file = SourceFile::new("p", "a: {{ parameter.x }}\nb: {{parameter.y}}\n");
         let mut values = BTreeMap::new();
-        values.insert("x".to_string(), Some("long-value".to_string()));
+        values.insert("x".to_string(), Some(("long-value".to_string(), 0)));
         let mut report = Report::default();
         let text = substitute(&mut file, &values, &BTreeMap::new(), &mut report).unwrap();
         assert_eq!(text, "a: long-value\nb: {{parameter.y}}\n");
@@ -391,7 +402,7 @@ mod tests {
         let uses = "x: {{ parameter.big }}\n".repeat(100);
         let mut file = SourceFile::new("p", &uses);
         let mut values = BTreeMap::new();
-        values.insert("big".to_string(), Some("y".repeat(200 << 10)));
+        values.insert("big".to_string(), Some(("y".repeat(200 << 10), 0)));
         let mut report = Report::default();
         let text = substitute(&mut file, &values, &BTreeMap::new(), &mut report);
         assert!(text.is_none());

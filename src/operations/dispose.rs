@@ -1,32 +1,53 @@
 //! `dispose`: destroy everything the deployment owns, what the state records and anything
-//! else its providers find carrying the deployment's mark.
+//! else its providers find carrying the deployment's mark; and `dispose --dry-run`, the
+//! same list read without changing anything.
+//!
+//! **Protection.** `destroy: never` (plumbery's key; Terraform's `prevent_destroy`) keeps
+//! a node or network, and everything it needs, from being destroyed by dispose or replaced
+//! by deploy; `--force-protected` overrides it for one command. To give up a resource for
+//! good, take the key out of the plan.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fitter_providers::ProviderKind;
 
 use super::deploy::{ApplyOptions, Deployment};
 use super::selection::needs;
-use super::{Checked, OperationError};
+use super::{Checked, OperationError, Workspace, connect_providers};
 use crate::apply;
-use crate::plan::{self, Plan};
+use crate::plan::{self, Action, Plan};
 use crate::state::State;
 
 /// What `dispose` will do.
 pub struct Disposal {
     /// Found carrying the deployment's mark though the state did not know them.
     pub adopted: Vec<String>,
-    /// Recorded, and kept: a node with `destroy: never` in the plan and what it needs.
-    pub kept: BTreeSet<String>,
+    /// Recorded and protected by `destroy: never`: kept, unless forced.
+    pub protected: BTreeSet<String>,
+    /// `--force-protected`: the protected are in the plan too.
+    pub forced: bool,
     pub plan: Plan,
+    /// The state the plan was made from, adopted resources included: the ids and addresses
+    /// `--dry-run` shows.
+    pub state: State,
 }
 
-/// The recorded resources `destroy: never` keeps: each node that says so, and everything it
-/// needs (its network, firewall, key, tag), which cannot go while it stays. plumbery skips
-/// such nodes on dispose; Terraform's `prevent_destroy` is the same promise. To remove one,
-/// take the key out of the plan and dispose again.
-fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
+impl Disposal {
+    /// What stays although dispose was asked for everything.
+    pub fn kept(&self) -> BTreeSet<String> {
+        if self.forced {
+            BTreeSet::new()
+        } else {
+            self.protected.clone()
+        }
+    }
+}
+
+/// The recorded resources `destroy: never` protects: each node or network that says so, and
+/// everything it needs (its network, firewall, key, tag), which cannot go while it stays.
+pub fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
     let fittings = &checked.fittings;
     let nodes = fittings.nodes.iter().filter(|n| n.destroy_never);
     let networks = fittings.networks.iter().filter(|n| n.destroy_never);
@@ -38,39 +59,111 @@ fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
     kept
 }
 
+/// The changes of a deploy plan that would destroy a protected resource (a replace, or a
+/// delete), with why each is replaced. Deploy refuses such a plan without
+/// `--force-protected`.
+pub fn destroys_protected(checked: &Checked, state: &State, the_plan: &Plan) -> Vec<String> {
+    let protected = protected(checked, state);
+    the_plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Replace | Action::Delete))
+        .filter(|c| protected.contains(&c.address))
+        .map(|c| match c.action {
+            Action::Replace => format!(
+                "`{}` would be replaced (destroyed, then created again): {} cannot change in place",
+                c.address,
+                c.replace_because.join(", ")
+            ),
+            _ => format!("`{}` would be destroyed", c.address),
+        })
+        .collect()
+}
+
+/// The destroy plan for `state` (with what was adopted or would be): everything but what
+/// is protected (unless `forced`) and what `--blueprint` leaves out.
+fn disposal(checked: &Checked, state: State, adopted: Vec<String>, forced: bool) -> Disposal {
+    let protected = protected(checked, &state);
+    let mut untouched = if forced {
+        BTreeSet::new()
+    } else {
+        protected.clone()
+    };
+    // `--blueprint`: what the selection does not dispose of stays too, unsaid.
+    if let Some(selection) = &checked.selection {
+        let scope = selection.dispose_scope(&checked.graph, &state);
+        let outside = state.resources.keys().filter(|a| !scope.contains(*a));
+        untouched.extend(outside.cloned());
+    }
+    let the_plan = plan::destroy_all(&checked.fittings.deployment, &state, &untouched);
+    Disposal {
+        adopted,
+        protected,
+        forced,
+        plan: the_plan,
+        state,
+    }
+}
+
+fn provider_kinds(checked: &Checked) -> Vec<ProviderKind> {
+    let mut kinds: Vec<ProviderKind> = checked
+        .fittings
+        .locations
+        .iter()
+        .map(|l| l.provider)
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// `dispose --dry-run`: what dispose would destroy, read from the state and the providers
+/// (refreshed, orphans found) without writing either, and without taking the lock.
+pub async fn dry_run(
+    checked: &Checked,
+    workspace: &Workspace,
+    forced: bool,
+    allow_insecure_http: bool,
+) -> Result<Disposal, OperationError> {
+    let deployment = &checked.fittings.deployment;
+    let mut state = workspace
+        .read_state(deployment)?
+        .unwrap_or_else(|| State::new(deployment));
+    let providers = connect_providers(
+        &checked.fittings,
+        Duration::from_secs(600),
+        allow_insecure_http,
+    )
+    .await?;
+    for address in apply::gone(&state, &providers).await? {
+        state.resources.remove(&address);
+    }
+    let mut adopted = Vec::new();
+    for (address, record) in apply::orphans(&state, &providers, &provider_kinds(checked)).await? {
+        state.resources.insert(address.clone(), record);
+        adopted.push(address);
+    }
+    Ok(disposal(checked, state, adopted, forced))
+}
+
 impl Deployment {
     /// Takes into the state what carries the deployment's mark but is not recorded, and
-    /// plans the destruction of everything but what `destroy: never` protects.
-    pub async fn plan_dispose(&mut self, checked: &Checked) -> Result<Disposal, OperationError> {
-        let mut kinds: Vec<ProviderKind> = checked
-            .fittings
-            .locations
-            .iter()
-            .map(|l| l.provider)
-            .collect();
-        kinds.sort();
-        kinds.dedup();
-        let adopted = apply::adopt_orphans(&mut self.state, &self.providers, &kinds).await?;
-        let kept = protected(checked, self.state.state());
-        // `--blueprint`: what the selection does not dispose of stays too, unsaid.
-        let mut untouched = kept.clone();
-        if let Some(selection) = &checked.selection {
-            let scope = selection.dispose_scope(&checked.graph, self.state.state());
-            let outside = self
-                .state
-                .state()
-                .resources
-                .keys()
-                .filter(|a| !scope.contains(*a));
-            untouched.extend(outside.cloned());
-        }
-        let the_plan =
-            plan::destroy_all(&checked.fittings.deployment, self.state.state(), &untouched);
-        Ok(Disposal {
+    /// plans the destruction of everything but what `destroy: never` protects (unless
+    /// `forced`).
+    pub async fn plan_dispose(
+        &mut self,
+        checked: &Checked,
+        forced: bool,
+    ) -> Result<Disposal, OperationError> {
+        let adopted =
+            apply::adopt_orphans(&mut self.state, &self.providers, &provider_kinds(checked))
+                .await?;
+        Ok(disposal(
+            checked,
+            self.state.state().clone(),
             adopted,
-            kept,
-            plan: the_plan,
-        })
+            forced,
+        ))
     }
 
     /// Destroys what the plan says (confirmed by the caller). Once nothing is left (nothing

@@ -98,7 +98,10 @@ pub struct Checked {
 pub struct CheckOptions {
     /// The plan file; `-` reads standard input.
     pub path: PathBuf,
+    /// `-p NAME=VALUE`; each wins over the same name in `parameter_files`.
     pub parameters: BTreeMap<String, String>,
+    /// `--parameters FILE`: YAML maps of parameters, later files winning.
+    pub parameter_files: Vec<PathBuf>,
     /// `--provider`: every location on this provider.
     pub provider: Option<ProviderKind>,
     /// `--blueprint`: blueprints or groups to act on (none: the whole plan).
@@ -112,8 +115,13 @@ pub struct CheckOptions {
 pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
     let (name, text) = read_plan(&options.path)?;
     let catalog = catalog()?;
+    let mut parameters = BTreeMap::new();
+    for file in &options.parameter_files {
+        parameters.extend(read_parameters(file)?);
+    }
+    parameters.extend(options.parameters.clone());
     let load = LoadOptions {
-        parameters: options.parameters.clone(),
+        parameters,
         provider: options.provider,
         catalog: &catalog,
     };
@@ -190,6 +198,39 @@ fn read_plan(path: &std::path::Path) -> Result<(String, String), OperationError>
         byte: e.utf8_error().valid_up_to(),
     })?;
     Ok((path.display().to_string(), text))
+}
+
+/// `--parameters FILE`: a YAML mapping of parameter names to scalar values, as `-p` would
+/// give them (numbers and booleans as written). Anything else is refused with its place,
+/// not turned into text the plan would then carry.
+fn read_parameters(path: &std::path::Path) -> Result<BTreeMap<String, String>, OperationError> {
+    use serde_yaml_ng::Value;
+    let (name, text) = read_plan(path)?;
+    let bad = |why: String| OperationError::Usage(format!("--parameters {name}: {why}"));
+    let parsed: Value = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = match parsed {
+        Value::Null => return Ok(BTreeMap::new()),
+        Value::Mapping(m) => m,
+        _ => return Err(bad("not a mapping of `name: value`".into())),
+    };
+    let mut parameters = BTreeMap::new();
+    for (key, value) in map {
+        let Value::String(key) = key else {
+            return Err(bad(format!("the key `{key:?}` is not a parameter name")));
+        };
+        let value = match value {
+            Value::String(v) => v,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                return Err(bad(format!(
+                    "`{key}` is not a single value (text, a number or true/false)"
+                )));
+            }
+        };
+        parameters.insert(key, value);
+    }
+    Ok(parameters)
 }
 
 /// The components and templates built into fitter.

@@ -4,6 +4,9 @@
 //! - **Lock**: `<state>.lock`, an exclusive `flock` held for the life of the writer (the OS
 //!   frees it when the process dies, so a killed fitter leaves no stuck lock); the holder
 //!   (user, host, pid, command, since) is written into it, so a blocked command says who.
+//!   A command that wrote no state removes the lock file before letting go, so a plan or
+//!   a dispose of what was never deployed leaves nothing behind; a waiter checks that the
+//!   file it locked is still the one at the path.
 //! - **Write**: to `<state>.tmp`, fsynced, renamed over the old file, the folder fsynced;
 //!   mode 0600, as the state holds addresses, host keys and generated secrets.
 //! - **Backup**: `<state>.backup` is the state as it was before the command that last
@@ -117,15 +120,18 @@ impl StateStore for FileStore {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(write_err)?;
         }
-        let mut lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(|e| link_error(&lock_path, e))?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&lock_path)
+                .map_err(|e| link_error(&lock_path, e))
+        };
+        let mut lock = open()?;
         let deadline = std::time::Instant::now() + self.lock_timeout;
         let mut told = false;
         let taken = loop {
@@ -146,6 +152,10 @@ impl StateStore for FileStore {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
+                // A holder that wrote no state removes the lock file as it lets go (see
+                // `FileWriter`'s drop); the file locked here may be that removed one. Only
+                // the file at the path counts: open it again and lock that.
+                Ok(()) if !is_at(&lock, &lock_path) => lock = open()?,
                 other => break other,
             }
         };
@@ -187,6 +197,15 @@ impl StateStore for FileStore {
     }
 }
 
+/// Whether `file` is the file now at `path` (not one removed or replaced since it was opened).
+fn is_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Writes the file while holding its lock.
 struct FileWriter {
     path: PathBuf,
@@ -215,6 +234,17 @@ impl Stamp {
             modified: m.modified().ok(),
             inode: m.ino(),
         })
+    }
+}
+
+/// A command that wrote no state (a plan, a dispose of what was never deployed) leaves no
+/// lock file behind: it is removed while still locked, and a command that was waiting on it
+/// sees it gone and locks the new one (`is_at`).
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if std::fs::symlink_metadata(&self.path).is_err() {
+            let _ = std::fs::remove_file(sibling(&self.path, "lock"));
+        }
     }
 }
 

@@ -71,6 +71,15 @@ checked_string!(
     |s| s.chars().count() <= MAX_LEN && !s.chars().any(char::is_control)
 );
 
+/// The account a token belongs to (`GET /v2/account`): only what fitter acts on.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Account {
+    /// `active`, `warning` or `locked`.
+    pub status: Text,
+    #[serde(default)]
+    pub status_message: Option<Text>,
+}
+
 /// A droplet, as listed or read.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Droplet {

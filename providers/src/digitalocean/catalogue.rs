@@ -123,9 +123,21 @@ impl Cloud for DigitalOceanCloud {
         let mut settings = super::Settings::from_env(options.allow_insecure_http)
             .map_err(|message| ConnectError::Setup { message })?;
         settings.ready_timeout = options.ready_timeout;
+        let endpoint = settings.api_url.clone();
         let provider = super::DigitalOcean::new(options.deployment, settings)
             .map_err(|message| ConnectError::Setup { message })?;
-        Ok(Arc::new(provider))
+        match provider.check_access().await {
+            Ok(()) => Ok(Arc::new(provider)),
+            Err(error @ crate::api::ProviderError::Unreachable { .. }) => {
+                Err(ConnectError::Unreachable {
+                    error,
+                    help: "check DIGITALOCEAN_API_URL and the network; nothing was changed",
+                })
+            }
+            Err(error) => Err(ConnectError::Setup {
+                message: format!("{error} (at {endpoint}); nothing was changed"),
+            }),
+        }
     }
 }
 

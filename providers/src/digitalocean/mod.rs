@@ -159,6 +159,34 @@ struct Inner {
 }
 
 impl DigitalOcean {
+    /// One cheap call that says whether the token is accepted, the API answers and the
+    /// account may create anything, so that a wrong token or endpoint is one clear line
+    /// before anything, not one 401 per resource.
+    pub async fn check_access(&self) -> Result<(), ProviderError> {
+        const WHAT: &str = "the account";
+        let account = self
+            .inner
+            .get::<answer::Account>(WHAT, "/v2/account", "account")
+            .await?
+            .ok_or_else(|| ProviderError::Malformed {
+                provider: KIND,
+                resource: WHAT.to_string(),
+                message: "GET /v2/account answered 404: not a DigitalOcean API".into(),
+            })?;
+        if &*account.status == "locked" {
+            return Err(ProviderError::Api {
+                provider: KIND,
+                resource: WHAT.to_string(),
+                status: 403,
+                message: format!(
+                    "the account is locked: {}",
+                    account.status_message.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub fn new(deployment: &str, settings: Settings) -> Result<DigitalOcean, String> {
         let client = client::client(&settings.api_url, &settings.token, settings.retries)?;
         Ok(DigitalOcean {

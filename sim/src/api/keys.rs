@@ -20,6 +20,26 @@ pub(super) fn find_key<'s>(state: &'s State, identifier: &str) -> Option<&'s Ssh
     }
 }
 
+/// `GET /v2/account`: the account the token belongs to. Clients ask it first to learn
+/// whether the token is accepted; the limit is the simulator's droplet limit (DigitalOcean
+/// gives new accounts 25 or so; unlimited here is shown as a large number).
+pub(super) fn get_account(state: &mut State) -> Result<Reply, ApiError> {
+    let droplet_limit = state.config.droplet_limit.unwrap_or(10_000);
+    Reply::json(
+        200,
+        json!({ "account": {
+            "droplet_limit": droplet_limit,
+            "floating_ip_limit": 3,
+            "email": "operator@example.com",
+            "name": "fitter-sim",
+            "uuid": "b6fc48dbf6d9906cace5e6ec3e4d5a3a0a5d7d2b",
+            "email_verified": true,
+            "status": "active",
+            "status_message": "",
+        }}),
+    )
+}
+
 pub(super) fn list_ssh_keys(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
     let keys: Vec<&SshKey> = state.ssh_keys.iter().collect();
     paginate(call, "ssh_keys", &keys, |k| {

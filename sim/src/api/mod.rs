@@ -35,7 +35,9 @@ use droplets::{
     create_droplets, delete_droplet, delete_droplets_by_tag, get_droplet, list_droplets,
 };
 use firewalls::{create_firewall, delete_firewall, get_firewall, list_firewalls, update_firewall};
-use keys::{create_ssh_key, delete_ssh_key, get_ssh_key, list_ssh_keys, update_ssh_key};
+use keys::{
+    create_ssh_key, delete_ssh_key, get_account, get_ssh_key, list_ssh_keys, update_ssh_key,
+};
 use tags::{create_tag, delete_tag, get_tag, list_tags, tag_resources};
 use vpcs::{create_vpc, delete_vpc, get_vpc, list_vpc_members, list_vpcs, update_vpc};
 
@@ -219,6 +221,7 @@ pub(crate) fn route(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
         ("GET", ["droplets", id, "actions", action]) => get_droplet_action(state, call, id, action),
         ("GET", ["actions"]) => list_actions(state, call),
         ("GET", ["actions", id]) => get_action(state, call, id),
+        ("GET", ["account"]) => get_account(state),
         ("GET", ["account", "keys"]) => list_ssh_keys(state, call),
         ("POST", ["account", "keys"]) => create_ssh_key(state, call),
         ("GET", ["account", "keys", key]) => get_ssh_key(state, key),
@@ -261,6 +264,7 @@ fn known_shape(segments: &[&str]) -> bool {
             | ["tags", _, "resources"]
             | ["droplets", _, "actions"]
             | ["droplets", _, "actions", _]
+            | ["account"]
             | ["account", "keys"]
             | ["account", "keys", _]
     ) && segments.iter().all(|s| !s.is_empty())
