@@ -24,8 +24,9 @@ readonly SOCKET=/var/lib/lxd/unix.socket
 readonly LXD_LOG=/var/log/fitter-lxd.log
 readonly CACHE=${FITTER_CACHE:-/var/cache/fitter}
 readonly POOL_SIZE=${FITTER_POOL_SIZE:-15GiB}
+# Packages of the machine running the tests (man-db: tests/cli_conventions.rs reads `fitter man` with `man -l`).
 readonly HOST_PACKAGES=(lxd lxd-client nftables iptables dnsmasq-base debootstrap btrfs-progs
-  openssh-client curl)
+  openssh-client curl man-db)
 # Installed by debootstrap itself (small, dependency-simple).
 readonly IMAGE_BASE_PACKAGES=(systemd-sysv openssh-server iproute2 ca-certificates python3
   netcat-openbsd procps iputils-ping)

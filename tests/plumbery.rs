@@ -154,6 +154,103 @@ fn destroy_never_keeps_the_node_and_what_it_needs_until_the_plan_lets_go() {
     dispose_leaves_nothing(&sim, &ws, &sim.url());
 }
 
+/// `destroy: never` also stops a deploy whose plan would replace the protected node, and
+/// `--force-protected` overrides it for dispose and deploy alike; `dispose --dry-run` shows
+/// ids and addresses and writes nothing (issue 13).
+#[test]
+fn force_protected_overrides_destroy_never_and_a_dry_run_writes_nothing() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let plan = protected_plan(&ws);
+    ok(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
+    let state_before = ws.state_json();
+    let writes_before = writes(&sim.snapshot());
+
+    // The dry run: every resource with its id, a node with its addresses; nothing written.
+    let out = ok(
+        &sim,
+        &ws,
+        &plan,
+        &["dispose", "--dry-run", "--force-protected"],
+    );
+    let master1 = &state_before["resources"]["node.master1"];
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("- node.master1 "))
+        .unwrap_or_else(|| panic!("no line for node.master1: {out}"));
+    assert!(line.contains(master1["id"].as_str().unwrap()), "{line}");
+    assert!(
+        line.contains(master1["outputs"]["public_ip"].as_str().unwrap()),
+        "{line}"
+    );
+    assert!(out.contains("destroys 17 resources"), "{out}");
+    assert_eq!(
+        writes(&sim.snapshot()),
+        writes_before,
+        "a dry run writes nothing"
+    );
+    assert_eq!(ws.state_json(), state_before, "nor does it touch the state");
+    let without_force = ok(&sim, &ws, &plan, &["dispose", "--dry-run"]);
+    assert!(
+        without_force.contains("destroys 9 resources"),
+        "{without_force}"
+    );
+    assert!(
+        !without_force.contains("- node.master1 "),
+        "{without_force}"
+    );
+
+    // A plan that replaces the masters (a new image) is refused, and changes nothing.
+    let written = std::fs::read_to_string(&plan).unwrap();
+    // Same file name, so the same deployment.
+    let replaced = ws.dir.path().join("replaced/mesos-digitalocean.yaml");
+    std::fs::create_dir_all(replaced.parent().unwrap()).unwrap();
+    std::fs::write(
+        &replaced,
+        written.replace("image: debian-12-x64", "image: ubuntu-24-04-x64"),
+    )
+    .unwrap();
+    let refused = ws
+        .command_for(
+            &sim.url(),
+            &replaced,
+            &["deploy", "--yes", "--skip-bootstrap"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(
+        said.contains("`destroy: never` protects what this plan would destroy")
+            && said.contains("`node.master1` would be replaced")
+            && said.contains("--force-protected"),
+        "{said}"
+    );
+    assert_eq!(
+        writes(&sim.snapshot()),
+        writes_before,
+        "nothing was replaced"
+    );
+
+    // Forced: replaced, then disposed of entirely.
+    ok(
+        &sim,
+        &ws,
+        &replaced,
+        &["deploy", "--yes", "--skip-bootstrap", "--force-protected"],
+    );
+    let replaced_id = ws.state_json()["resources"]["node.master1"]["id"].clone();
+    assert_ne!(replaced_id, master1["id"], "master1 was replaced");
+    let out = ok(
+        &sim,
+        &ws,
+        &replaced,
+        &["dispose", "--yes", "--force-protected"],
+    );
+    assert!(out.contains("nothing left"), "{out}");
+    assert_nothing_left(&sim.snapshot());
+}
+
 #[test]
 fn one_network_name_in_two_locations_is_two_networks_that_accept_each_other() {
     let sim = fast_simulator();
