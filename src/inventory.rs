@@ -6,6 +6,11 @@
 //!   `known_hosts` file beside the state), and `private_ip`. One group per role, with
 //!   Ansible's spelling: `mesos-master` becomes `mesos_master` (Ansible warns about dashes).
 //! - `json`: a plain list of nodes: name, roles, addresses, status.
+//! - `ansible-json`: what a dynamic inventory script prints for `--list`: one entry per
+//!   group with its `hosts`, `all` with its `children`, and every host's variables under
+//!   `_meta.hostvars` (so Ansible never calls the script again with `--host`). A two-line
+//!   script that runs `fitter inventory --format ansible-json` makes the deployment a
+//!   dynamic inventory (docs/cli.md).
 //!
 //! Nodes not created yet have no address and are left out of the Ansible inventories (an
 //! inventory host must be reachable); the JSON list shows them with their status.
@@ -23,6 +28,7 @@ pub enum Format {
     Ini,
     Yaml,
     Json,
+    AnsibleJson,
 }
 
 /// The group name Ansible accepts for a role.
@@ -107,6 +113,29 @@ pub fn render(
                 })
                 .collect();
             let mut out = serde_json::to_string_pretty(&list).expect("nodes serialise");
+            out.push('\n');
+            out
+        }
+        Format::AnsibleJson => {
+            use serde_json::{Value, json};
+            let mut root = serde_json::Map::new();
+            let groups = groups(&nodes);
+            let mut children: Vec<String> = groups.keys().cloned().collect();
+            children.push("ungrouped".into());
+            root.insert(
+                "all".into(),
+                json!({ "hosts": nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), "children": children }),
+            );
+            for (group, members) in groups {
+                root.insert(group, json!({ "hosts": members }));
+            }
+            let hostvars: serde_json::Map<String, Value> = reachable
+                .iter()
+                .map(|(n, vars)| (n.name.clone(), json!(vars)))
+                .collect();
+            root.insert("_meta".into(), json!({ "hostvars": hostvars }));
+            let mut out =
+                serde_json::to_string_pretty(&Value::Object(root)).expect("inventory serialises");
             out.push('\n');
             out
         }

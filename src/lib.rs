@@ -1,6 +1,6 @@
 //! fitter: a declarative infrastructure provisioner in the spirit of plumbery.
 //!
-//! The pipeline, one module per stage (see ../shared/DESIGN.md and README.md):
+//! The pipeline, one module per stage (see docs/architecture.md and README.md):
 //!
 //! ```text
 //! YAML text --fittings::load--> Fittings --graph::build--> ResourceGraph
@@ -8,6 +8,10 @@
 //! ```
 //!
 //! `cli` is a thin layer over these stages.
+
+/// `fitter --version`: the package version and, when built from a git checkout, the commit
+/// (build.rs), so that a bug report or a saved plan says exactly which build made it.
+pub const VERSION: &str = env!("FITTER_VERSION");
 
 pub mod apply;
 pub mod bootstrap;

@@ -1,6 +1,7 @@
 //! `fitter inventory` read by Ansible itself: a deployment on fitter-sim, its inventory in
-//! INI and in YAML, each given to `ansible-inventory --list` (ansible-core, pinned, in a
-//! virtual environment that `scripts/ansible.sh` makes). Both must give every node with its
+//! INI, in YAML and as a dynamic inventory (a script running `fitter inventory --format
+//! ansible-json`), each given to `ansible-inventory --list` (ansible-core, pinned, in a
+//! virtual environment that `scripts/ansible.sh` makes). All must give every node with its
 //! address, the SSH settings that check the pinned host key, and a group per role.
 //!
 //! `#[ignore]`d in a plain `cargo test` (it needs ansible-core); `scripts/test.sh` installs
@@ -47,18 +48,41 @@ fn as_ansible_reads_it(file: &std::path::Path) -> Json {
 
 #[test]
 #[ignore = "needs ansible-core: run scripts/test.sh"]
-fn ansible_reads_both_inventory_formats_with_every_node_and_its_role_groups() {
+fn ansible_reads_every_inventory_format_with_every_node_and_its_role_groups() {
     let sim = fast_simulator();
     let ws = Workspace::new();
     let out = ws.deploy(&sim.url());
     assert!(out.status.success(), "deploy: {}", text(&out));
     let snap = sim.snapshot();
     let mut listed = Vec::new();
-    for format in ["ini", "yaml"] {
+    for format in ["ini", "yaml", "ansible-json"] {
         let out = ws.run(&sim.url(), &["inventory", "--format", format]);
         assert!(out.status.success(), "inventory {format}: {}", text(&out));
-        let file = ws.dir.path().join(format!("hosts.{format}"));
-        std::fs::write(&file, &out.stdout).unwrap();
+        let file = if format == "ansible-json" {
+            // A dynamic inventory: an executable Ansible runs with `--list`, here fitter
+            // itself, as an operator's two-line script would.
+            let script = ws.dir.path().join("fitter-inventory.sh");
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\n[ \"$1\" = --list ] || {{ echo '{{}}'; exit 0; }}\n\
+                     cd '{}' && HOME='{}' exec '{}' inventory --format ansible-json --state '{}' '{}'\n",
+                    root().display(),
+                    ws.dir.path().display(),
+                    env!("CARGO_BIN_EXE_fitter"),
+                    ws.state().display(),
+                    root().join(PLAN).display(),
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            script
+        } else {
+            let file = ws.dir.path().join(format!("hosts.{format}"));
+            std::fs::write(&file, &out.stdout).unwrap();
+            file
+        };
         let read = as_ansible_reads_it(&file);
         let hostvars = &read["_meta"]["hostvars"];
         for d in droplets_of(&snap) {
@@ -89,4 +113,8 @@ fn ansible_reads_both_inventory_formats_with_every_node_and_its_role_groups() {
         listed.push(read);
     }
     assert_eq!(listed[0], listed[1], "INI and YAML read the same");
+    assert_eq!(
+        listed[0], listed[2],
+        "INI and the dynamic inventory read the same"
+    );
 }

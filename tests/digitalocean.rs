@@ -369,27 +369,30 @@ fn an_endpoint_that_says_404_to_everything_makes_fitter_forget_nothing() {
         std::path::PathBuf::from(b)
     };
     let backup_before = std::fs::read(&backup).ok();
-    // Every read answers the API's own 404: everything reads as gone at once.
-    cloud.sim.inject(Fault::Status {
-        matcher: Matcher {
-            method: Some("GET".into()),
-            path_prefix: "/v2/".into(),
-            skip: 0,
-            times: 0,
-        },
-        status: 404,
-    });
-    for command in [
-        &["dispose", "--yes"][..],
-        &["deploy", "--yes", "--skip-bootstrap"],
+    // Every read answers the API's own 404: the account check, first, says it is no
+    // DigitalOcean API. Then, with the account answering (the first GET let through),
+    // everything else reads as gone at once: the vanished guard.
+    let dispose = &["dispose", "--yes"][..];
+    let deploy = &["deploy", "--yes", "--skip-bootstrap"][..];
+    for (skip, command, says) in [
+        (0, dispose, "not a DigitalOcean API"),
+        (0, deploy, "not a DigitalOcean API"),
+        (1, dispose, "--accept-vanished"),
+        (1, deploy, "--accept-vanished"),
     ] {
+        cloud.sim.clear_faults();
+        cloud.sim.inject(Fault::Status {
+            matcher: Matcher {
+                method: Some("GET".into()),
+                path_prefix: "/v2/".into(),
+                skip,
+                times: 0,
+            },
+            status: 404,
+        });
         let out = ws.run(&cloud.api_url, command);
         assert_eq!(out.status.code(), Some(1), "{command:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("--accept-vanished"),
-            "{command:?}: {}",
-            text(&out)
-        );
+        assert!(text(&out).contains(says), "{command:?}: {}", text(&out));
         assert_eq!(
             std::fs::read(ws.state()).unwrap(),
             state_before,
@@ -1073,25 +1076,20 @@ fn a_bad_token_fails_with_one_clear_line_and_no_token_shown() {
         !all.contains("dop_v1_wrong_token") && !all.contains(TOKEN),
         "{all}"
     );
-    let failed: Vec<String> = failure_lines(&out)
-        .into_iter()
-        .filter(|l| l.contains(": failed:"))
-        .collect();
-    assert!(!failed.is_empty(), "{all}");
-    for line in &failed {
-        assert!(
-            line.contains("Unable to authenticate you")
-                && line.contains("(HTTP 401)")
-                && line.contains("DIGITALOCEAN_TOKEN"),
-            "{line}"
-        );
-        let resource = line.split(':').next().unwrap();
-        assert!(
-            line.contains(&format!("`{resource}`")),
-            "names its resource: {line}"
-        );
-    }
-    assert!(droplets_of(&cloud.sim.snapshot()).is_empty());
+    // Checked once, before anything (GET /v2/account): one line, no plan, no per-resource
+    // failure (issue 13).
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{all}");
+    assert!(
+        lines[0].contains("Unable to authenticate you")
+            && lines[0].contains("(HTTP 401)")
+            && lines[0].contains("DIGITALOCEAN_TOKEN")
+            && lines[0].contains("nothing was changed"),
+        "{all}"
+    );
+    assert_eq!(writes(&cloud.sim.snapshot()), 0, "{all}");
 
     // On a deployment that exists, a wrong token changes nothing: the state stays as it was.
     let out = ws.deploy(&cloud.api_url);

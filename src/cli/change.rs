@@ -9,8 +9,17 @@ use crate::bootstrap;
 use crate::diagnostics::plural;
 use crate::operations::deploy::{ApplyOptions, DeployResult, Deployment};
 use crate::operations::dispose::{self, Disposal};
-use crate::operations::{Checked, Workspace};
+use crate::operations::saved::Expected;
+use crate::operations::{Checked, OperationError, Workspace};
 use crate::plan::Action;
+
+/// How `deploy` was asked.
+pub struct Deploying {
+    pub yes: bool,
+    pub force_protected: bool,
+    /// `fitter deploy FILE` with a saved plan: what it must still be.
+    pub saved: Option<Expected>,
+}
 
 /// How `dispose` was asked.
 pub struct Disposing {
@@ -22,12 +31,12 @@ pub struct Disposing {
 pub async fn deploy(
     checked: Checked,
     ws: Workspace,
-    yes: bool,
-    force_protected: bool,
+    how: Deploying,
     options: ApplyOptions,
 ) -> Result<ExitCode, Failure> {
     let state_path = ws.store.location();
-    let mut deployment = Deployment::open(&checked, ws, "fitter deploy", &options).await?;
+    let mut deployment =
+        Deployment::open(&checked, ws, "fitter deploy", &options, how.saved.as_ref()).await?;
     for address in &deployment.gone {
         errln!(
             "{}",
@@ -36,15 +45,21 @@ pub async fn deploy(
     }
     let the_plan = deployment.plan(&checked, options.skip_bootstrap)?;
     out!("{}", the_plan.render());
+    if let Some(saved) = &how.saved {
+        saved.check_plan(&the_plan).map_err(OperationError::from)?;
+    }
     let refused = dispose::destroys_protected(&checked, deployment.state.state(), &the_plan);
-    if !refused.is_empty() && !force_protected {
+    if !refused.is_empty() && !how.force_protected {
         return Err(format!(
             "error: `destroy: never` protects what this plan would destroy:\n  {}\n  = help: change the plan back, or pass `--force-protected` to destroy it anyway",
             refused.join("\n  ")
         )
         .into());
     }
-    if the_plan.has_changes() && !confirm(yes, "perform these actions")? {
+    // A saved plan was looked at when it was saved: it is applied as it is, unasked
+    // (Terraform's `apply PLANFILE`).
+    let asked = how.yes || how.saved.is_some();
+    if the_plan.has_changes() && !confirm(asked, "perform these actions")? {
         errln!("Nothing changed.");
         return Ok(ExitCode::from(1));
     }
@@ -149,7 +164,7 @@ pub async fn dispose(
         out!("{}", listing(&disposal));
         return Ok(ExitCode::SUCCESS);
     }
-    let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options).await?;
+    let mut deployment = Deployment::open(&checked, ws, "fitter dispose", &options, None).await?;
     let disposal = deployment
         .plan_dispose(&checked, how.force_protected)
         .await?;

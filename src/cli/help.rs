@@ -14,9 +14,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory as _;
 
-/// `fitter --version`: the package version and, when built from a git checkout, the commit
-/// (build.rs), so that a bug report says exactly which build it is about.
-pub const VERSION: &str = env!("FITTER_VERSION");
+pub use crate::VERSION;
 
 macro_rules! env_global {
     () => {
@@ -93,7 +91,7 @@ pub fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> ExitCode {
     let mut cli = super::Cli::command();
     cli.build();
     if let Some(dir) = dir {
-        return match clap_mangen::generate_to(cli, dir) {
+        return match write_pages(&cli, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 errln!(
@@ -129,6 +127,29 @@ pub fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `fitter.1` and one page per command (`fitter-deploy.1`, `fitter-state-push.1`), in
+/// `dir`, made if missing; clap's own `help` command gets none.
+fn write_pages(cli: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    fn write(command: clap::Command, name: String, dir: &std::path::Path) -> std::io::Result<()> {
+        let subcommands: Vec<clap::Command> = command
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+            .cloned()
+            .collect();
+        let page = command.name(name.clone()).display_name(name.clone());
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page).render(&mut roff)?;
+        std::fs::write(dir.join(format!("{name}.1")), roff)?;
+        for sub in subcommands {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            write(sub, sub_name, dir)?;
+        }
+        Ok(())
+    }
+    write(cli.clone(), "fitter".to_string(), dir)
 }
 
 fn emit(bytes: &[u8]) -> ExitCode {

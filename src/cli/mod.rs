@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::plural;
 use crate::operations::deploy::ApplyOptions;
+use crate::operations::saved::SavedPlan;
 use crate::operations::{self, CheckOptions, Checked, OperationError, Workspace, inspect};
 use crate::report::{ColorChoice, Display};
 use crate::{inventory, plan};
@@ -80,6 +81,10 @@ enum Command {
         /// back from their providers (offline; the default reads them, never writes).
         #[arg(long)]
         no_refresh: bool,
+        /// Save the plan to FILE: `fitter deploy FILE` then applies exactly it, or refuses
+        /// if the fittings or the state changed since (Terraform's `plan -out`).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Print the resource and bootstrap graph in Graphviz DOT.
     #[command(after_help = help::ENV_OFFLINE)]
@@ -376,14 +381,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Loads and checks the plan; its warnings go to standard error unless `-q`.
 fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
-    let checked = operations::check(&CheckOptions {
-        path: args.fittings.clone(),
-        parameters: args.parameters.iter().cloned().collect(),
-        parameter_files: args.parameter_files.clone(),
-        provider: args.provider,
-        blueprints: args.blueprints.clone(),
-        region: args.region.clone(),
-    })?;
+    check_with(
+        &CheckOptions {
+            path: args.fittings.clone(),
+            parameters: args.parameters.iter().cloned().collect(),
+            parameter_files: args.parameter_files.clone(),
+            provider: args.provider,
+            blueprints: args.blueprints.clone(),
+            region: args.region.clone(),
+        },
+        quiet,
+    )
+}
+
+fn check_with(options: &CheckOptions, quiet: bool) -> Result<Checked, OperationError> {
+    let checked = operations::check(options)?;
     if !quiet && !checked.warnings.is_empty() {
         err!("{}", checked.source.render_all(&checked.warnings));
     }
@@ -437,10 +449,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             detailed_exitcode,
             no_refresh,
+            out: save_to,
         } => {
             let checked = check(&args, cli.quiet)?;
             let ws = state.workspace(&checked, &args, None)?;
-            let the_plan = dry_run(&checked, &ws, !no_refresh, insecure)?;
+            let (the_plan, against) = dry_run(&checked, &ws, !no_refresh, insecure)?;
+            if let Some(path) = &save_to {
+                SavedPlan::new(&checked, &the_plan, against).write(path)?;
+                errln!(
+                    "Saved the plan to `{}`: `fitter deploy {}` applies exactly it (with the same `-p`/`--parameters`).",
+                    path.display(),
+                    path.display()
+                );
+            }
             if json {
                 out!("{}", the_plan.to_json());
             } else {
@@ -463,25 +484,48 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             bootstrap,
             dry_run: only_plan,
         } => {
-            let checked = check(&args, cli.quiet)?;
+            let (checked, saved) = match SavedPlan::read(&args.fittings)? {
+                None => (check(&args, cli.quiet)?, None),
+                Some(saved) => {
+                    if args.provider.is_some()
+                        || args.region.is_some()
+                        || !args.blueprints.is_empty()
+                    {
+                        return Err(format!(
+                            "error: `{}` is a saved plan: it carries its own --provider, --region and --blueprint",
+                            args.fittings.display()
+                        )
+                        .into());
+                    }
+                    let given = args.parameters.iter().cloned().collect();
+                    let options = saved.check_options(&given, args.parameter_files.clone())?;
+                    let checked = check_with(&options, cli.quiet)?;
+                    let expected = saved.check_inputs(&checked, &args.fittings)?;
+                    (checked, Some(expected))
+                }
+            };
+            // The workspace is the fittings' (a saved plan names them).
+            let args = PlanArgs {
+                fittings: checked.options.path.clone(),
+                ..args
+            };
             let ws = apply
                 .state
                 .workspace(&checked, &args, apply.ssh_key.clone())?;
             if only_plan {
-                out!("{}", dry_run(&checked, &ws, true, insecure)?.render());
+                out!("{}", dry_run(&checked, &ws, true, insecure)?.0.render());
                 return Ok(ExitCode::SUCCESS);
             }
             let runtime = runtime()?;
             // Ctrl-C is watched by a task of this runtime.
             let _entered = runtime.enter();
             let options = apply_options(&apply, &bootstrap, &globals);
-            runtime.block_on(change::deploy(
-                checked,
-                ws,
-                apply.yes,
-                apply.force_protected,
-                options,
-            ))
+            let how = change::Deploying {
+                yes: apply.yes,
+                force_protected: apply.force_protected,
+                saved,
+            };
+            runtime.block_on(change::deploy(checked, ws, how, options))
         }
         Command::Inventory {
             plan: args,
@@ -607,14 +651,15 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// `plan` and `deploy --dry-run`: what deploy would do, reading only. A refresh that cannot
-/// reach a provider points at `--no-refresh`.
+/// `plan` and `deploy --dry-run`: what deploy would do, reading only, and the stored state's
+/// lineage and serial it was made against. A refresh that cannot reach a provider points at
+/// `--no-refresh`.
 fn dry_run(
     checked: &Checked,
     ws: &Workspace,
     refresh: bool,
     insecure: bool,
-) -> Result<plan::Plan, Failure> {
+) -> Result<(plan::Plan, Option<(String, u64)>), Failure> {
     let result = runtime()?
         .block_on(inspect::dry_run(checked, ws, refresh, insecure))
         .map_err(|e| match e {
@@ -629,7 +674,7 @@ fn dry_run(
     for address in &result.gone {
         errln!("{}", gone(checked, address, "deploy will create it again"));
     }
-    Ok(result.plan)
+    Ok((result.plan, result.against))
 }
 
 /// What a refresh that found `address` gone from its provider means: created again if the

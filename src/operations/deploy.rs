@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::saved::Expected;
 use super::{Checked, OperationError, Workspace, catalog, connect_providers};
 use crate::apply::{self, Providers};
 use crate::bootstrap;
@@ -92,7 +93,8 @@ impl BootstrapResult {
 
 impl Deployment {
     /// Connects the plan's providers, locks the state and reads every recorded resource
-    /// back from its provider, forgetting what is gone.
+    /// back from its provider, forgetting what is gone. With a saved plan's expectation, a
+    /// state other than the one it was made against is refused before anything is written.
     /// `command` names the holder of the state's lock (`fitter deploy`), for whoever is
     /// blocked by it.
     pub async fn open(
@@ -100,6 +102,7 @@ impl Deployment {
         workspace: Workspace,
         command: &str,
         options: &ApplyOptions,
+        saved: Option<&Expected>,
     ) -> Result<Deployment, OperationError> {
         let providers = connect_providers(
             &checked.fittings,
@@ -108,6 +111,16 @@ impl Deployment {
         )
         .await?;
         let mut state = workspace.open_state(&checked.fittings.deployment, command)?;
+        // A saved plan: the state must be the one it was made against, before anything
+        // (the refresh included) writes.
+        if let Some(expected) = saved {
+            expected.check_state(
+                &checked.fittings.deployment,
+                &state.state().lineage,
+                state.stored_serial(),
+            )?;
+            state.take_lineage(&expected.lineage);
+        }
         options.reporter.phase_started(Phase::Refresh);
         let gone = apply::refresh(&mut state, &providers, options.accept_vanished).await;
         options.reporter.phase_finished(Phase::Refresh);

@@ -15,6 +15,8 @@ pub struct DryRun {
     pub plan: Plan,
     /// Recorded resources their provider no longer has (deploy would create them again).
     pub gone: Vec<String>,
+    /// The stored state's lineage and serial (`None`: never deployed), for a saved plan.
+    pub against: Option<(String, u64)>,
 }
 
 /// What `deploy` would do: the plan against the state, refreshed from the providers unless
@@ -26,6 +28,7 @@ pub async fn dry_run(
     allow_insecure_http: bool,
 ) -> Result<DryRun, OperationError> {
     let mut recorded = workspace.read_state(&checked.fittings.deployment)?;
+    let against = recorded.as_ref().map(|s| (s.lineage.clone(), s.serial));
     let mut gone = Vec::new();
     if let Some(state) = recorded.as_mut()
         && refresh
@@ -50,6 +53,7 @@ pub async fn dry_run(
     Ok(DryRun {
         plan: the_plan,
         gone,
+        against,
     })
 }
 

@@ -14,6 +14,7 @@
 pub mod deploy;
 pub mod dispose;
 pub mod inspect;
+pub mod saved;
 mod selection;
 mod workspace;
 
@@ -82,6 +83,9 @@ pub enum OperationError {
     },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// A saved plan that no longer describes what deploy would do.
+    #[error(transparent)]
+    Stale(#[from] saved::Stale),
 }
 
 /// A plan loaded, checked and turned into a graph.
@@ -92,9 +96,14 @@ pub struct Checked {
     pub warnings: Vec<Diagnostic>,
     /// `--blueprint`: the part of the plan to act on; `None`, all of it.
     pub selection: Option<Selection>,
+    /// What it was loaded with.
+    pub options: CheckOptions,
+    /// The parameters given (`--parameters` files, then `-p`), merged.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// What [`check`] is given.
+#[derive(Debug, Clone)]
 pub struct CheckOptions {
     /// The plan file; `-` reads standard input.
     pub path: PathBuf,
@@ -121,7 +130,7 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
     }
     parameters.extend(options.parameters.clone());
     let load = LoadOptions {
-        parameters,
+        parameters: parameters.clone(),
         provider: options.provider,
         catalog: &catalog,
     };
@@ -149,6 +158,8 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
         graph,
         warnings: loaded.diagnostics,
         selection,
+        options: options.clone(),
+        parameters,
     })
 }
 

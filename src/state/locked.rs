@@ -103,6 +103,20 @@ impl LockedState {
         &self.state
     }
 
+    /// The serial of the version stored when it was opened (0: none yet).
+    pub fn stored_serial(&self) -> u64 {
+        self.stored
+    }
+
+    /// A history not stored yet takes `lineage` (a saved plan's, made against no state), so
+    /// that the plan cannot be applied to another history, or twice.
+    pub fn take_lineage(&mut self, lineage: &str) {
+        if self.stored == 0 {
+            self.state.lineage = lineage.to_string();
+            self.stored_lineage = lineage.to_string();
+        }
+    }
+
     /// Where the state is kept, for messages.
     pub fn location(&self) -> &str {
         &self.location
