@@ -64,6 +64,13 @@ pub struct Change {
     pub after_unknown: Vec<String>,
     /// For a replace: the changed attributes that cannot be updated in place.
     pub replace_because: Vec<String>,
+    /// For an update: what it does to the resource beyond the change, when a running
+    /// service would notice (`the droplet is powered off to resize, then powered on`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disruption: Option<String>,
+    /// For an update: what was changed outside fitter, which the update puts back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
     /// Addresses this resource waits for.
     pub depends_on: Vec<String>,
 }
@@ -85,6 +92,21 @@ pub struct Plan {
     /// What bootstrap will configure on the nodes, per component (empty for dispose).
     pub bootstrap: Vec<ComponentPlan>,
     pub summary: Summary,
+    /// Another operator key than the recorded one: a rotation deploy carries out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_key: Option<KeyChange>,
+}
+
+/// The operator key changing: the nodes get the new one, logging in with the old one, which
+/// stays authorised unless `revoke_old`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    /// `SHA256:...` of the recorded key, and where it is.
+    pub from: String,
+    pub from_path: String,
+    pub to: String,
+    pub to_path: String,
+    pub revoke_old: bool,
 }
 
 /// One component as bootstrap will apply it.
@@ -151,6 +173,32 @@ pub fn bootstrap_plan(
 
 /// Compares the graph's resources with the state.
 pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
+    diff_replacing(graph, state, &BTreeSet::new())
+}
+
+/// What `replace_because` says of a resource `--replace` asked for.
+pub const REQUESTED: &str = "--replace";
+
+/// [`diff`], with the recorded resources of `replace` destroyed and created again even
+/// when nothing about them changed (Terraform's `-replace`): a node whose disk went bad, a
+/// droplet to move to fresh hardware. Their `replace_because` holds [`REQUESTED`].
+pub fn diff_replacing(
+    graph: &ResourceGraph,
+    state: Option<&State>,
+    replace: &BTreeSet<String>,
+) -> Plan {
+    diff_full(graph, state, replace, &BTreeMap::new())
+}
+
+/// [`diff_replacing`], with `drifted` resources (changed outside fitter, by address, with
+/// what changed) updated to the plan's attributes even when their recorded attributes are
+/// the plan's: the update puts back what was changed.
+pub fn diff_full(
+    graph: &ResourceGraph,
+    state: Option<&State>,
+    replace: &BTreeSet<String>,
+    drifted: &BTreeMap<String, Vec<String>>,
+) -> Plan {
     let empty = BTreeMap::new();
     let recorded = state.map_or(&empty, |s| &s.resources);
     let mut changes = Vec::new();
@@ -179,6 +227,8 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
             .into_iter()
             .map(String::from)
             .collect();
+        let mut disruption = None;
+        let mut outside = Vec::new();
         let (action, before, replace_because) = match recorded.get(&step.address) {
             None => (Action::Create, None, Vec::new()),
             // A create that a crash interrupted: finish it (the provider adopts what exists).
@@ -192,17 +242,27 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
                     .collect();
                 changed.sort();
                 changed.dedup();
-                let forcing: Vec<String> = changed
+                let mut forcing: Vec<String> = changed
                     .iter()
                     .filter(|k| kind.replaces_on_change(k) || old.provider != provider)
                     .map(|k| k.to_string())
                     .collect();
-                if changed.is_empty() {
+                if replace.contains(&step.address) {
+                    forcing.push(REQUESTED.to_string());
+                }
+                let drift = drifted.get(&step.address).cloned().unwrap_or_default();
+                if changed.is_empty() && forcing.is_empty() && drift.is_empty() {
                     unchanged += 1;
                     continue;
                 } else if !forcing.is_empty() || old.kind != kind {
                     (Action::Replace, Some(old.attributes.clone()), forcing)
                 } else {
+                    let keys: Vec<&str> = changed.iter().map(|k| k.as_str()).collect();
+                    disruption = provider
+                        .cloud()
+                        .update_disruption(kind, &keys)
+                        .map(str::to_string);
+                    outside = drift;
                     (Action::Update, Some(old.attributes.clone()), Vec::new())
                 }
             }
@@ -221,6 +281,8 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
                 unknown
             },
             replace_because,
+            disruption,
+            drift: outside,
             depends_on,
         });
     }
@@ -240,6 +302,7 @@ pub fn diff(graph: &ResourceGraph, state: Option<&State>) -> Plan {
         changes,
         bootstrap: Vec::new(),
         summary,
+        operator_key: None,
     }
 }
 
@@ -259,6 +322,8 @@ fn delete_change(address: &str, old: &crate::state::ResourceState) -> Change {
         after: None,
         after_unknown: Vec::new(),
         replace_because: Vec::new(),
+        disruption: None,
+        drift: Vec::new(),
         depends_on: Vec::new(),
     }
 }
@@ -288,6 +353,7 @@ pub fn destroy_all(deployment: &str, state: &State, keep: &BTreeSet<String>) -> 
             destroy,
             unchanged: 0,
         },
+        operator_key: None,
     }
 }
 
@@ -316,13 +382,20 @@ impl Plan {
     }
 
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        !self.changes.is_empty() || self.operator_key.is_some()
     }
 
     pub fn summary_line(&self) -> String {
         format!(
-            "Plan: {} to add, {} to change, {} to destroy.",
-            self.summary.add, self.summary.change, self.summary.destroy
+            "Plan: {} to add, {} to change, {} to destroy.{}",
+            self.summary.add,
+            self.summary.change,
+            self.summary.destroy,
+            if self.operator_key.is_some() {
+                " The operator key changes."
+            } else {
+                ""
+            }
         )
     }
 
@@ -351,6 +424,23 @@ impl Plan {
         for change in &self.changes {
             render_change(&mut out, change);
             out.push('\n');
+        }
+        if let Some(k) = &self.operator_key {
+            let _ = writeln!(out, "  # the operator key changes (a rotation)");
+            let _ = writeln!(
+                out,
+                "  ~ operator key {} ({}) -> {} ({})",
+                k.from, k.from_path, k.to, k.to_path
+            );
+            let _ = writeln!(
+                out,
+                "      every node gets the new key in its authorized_keys, logging in with the old one; {}\n",
+                if k.revoke_old {
+                    "then the old one is removed (--revoke-old-key)"
+                } else {
+                    "the old one stays authorised (`--revoke-old-key` removes it)"
+                }
+            );
         }
         self.render_bootstrap(&mut out);
         let _ = writeln!(out, "{}", self.summary_line());
@@ -395,7 +485,24 @@ impl Plan {
 }
 
 fn render_change(out: &mut String, c: &Change) {
-    let _ = writeln!(out, "  # {} {}", c.address, c.action.phrase());
+    let requested = if c.replace_because.iter().any(|r| r == REQUESTED) {
+        ", as `--replace` asks"
+    } else {
+        ""
+    };
+    let mut disruption = match &c.disruption {
+        Some(d) => format!("; {d}"),
+        None => String::new(),
+    };
+    if !c.drift.is_empty() {
+        disruption.push_str(&format!("; changed outside fitter: {}", c.drift.join("; ")));
+    }
+    let _ = writeln!(
+        out,
+        "  # {} {}{requested}{disruption}",
+        c.address,
+        c.action.phrase()
+    );
     let _ = writeln!(out, "{:>3} {} \"{}\" {{", c.action.symbol(), c.kind, c.name);
     let empty = BTreeMap::new();
     let before = c.before.as_ref().unwrap_or(&empty);

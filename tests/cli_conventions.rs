@@ -329,6 +329,82 @@ fn a_command_that_wrote_no_state_leaves_no_lock_file() {
     let out = ws.run(&sim.url(), &["deploy", "--yes", "--skip-bootstrap"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(ws.state().exists());
+    let locks: Vec<String> = std::fs::read_dir(ws.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert!(locks.is_empty(), "{locks:?}");
+}
+
+/// The operator key is recorded at the first deploy and kept: a key that appears later in
+/// `~/.ssh` changes nothing, `information` names the recorded key, and another key is a
+/// change the plan shows (a rotation), never a silent switch (issue 13).
+#[test]
+fn the_operator_key_is_recorded_and_kept_until_a_rotation_the_plan_shows() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    // HOME has no key: fitter makes the deployment's own, beside the state.
+    let out = ws.run(&sim.url(), &["deploy", "--yes", "--skip-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let recorded = ws.state_json()["operator"].clone();
+    let own = format!("{}.id_ed25519", ws.state().display());
+    assert_eq!(recorded["path"], own.as_str(), "{recorded}");
+
+    // A key appears where fitter would have looked first.
+    let ssh = ws.dir.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let newer = ssh.join("id_ed25519");
+    fitter::ssh::OperatorKey::create(&newer).unwrap();
+    let plan = ws.run(&sim.url(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "no change: {}", text(&plan));
+    let info = ws.run(&sim.url(), &["information", "--offline"]);
+    let said = stdout(&info);
+    assert!(said.contains(&format!("ssh -i {own} ")), "{said}");
+    assert!(!said.contains(newer.to_str().unwrap()), "{said}");
+    let out = ws.run(&sim.url(), &["deploy", "--yes", "--skip-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(ws.state_json()["operator"], recorded, "the record is kept");
+
+    // Naming another key is a rotation, shown before it is done.
+    let plan = ws.run(
+        &sim.url(),
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--ssh-key",
+            newer.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let said = stdout(&plan);
+    assert!(
+        said.contains("# the operator key changes (a rotation)"),
+        "{said}"
+    );
+    assert!(said.contains("The operator key changes."), "{said}");
+    let old_fp = fitter::ssh::fingerprint(recorded["public_key"].as_str().unwrap()).unwrap();
+    assert!(said.contains(&old_fp), "{said}");
+
+    // The recorded key gone: a clear refusal, not another key taken in its place.
+    std::fs::remove_file(&own).unwrap();
+    let out = ws.run(
+        &sim.url(),
+        &[
+            "deploy",
+            "--yes",
+            "--skip-bootstrap",
+            "--replace",
+            "node.agent1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the deployment's operator key") && said.contains("--ssh-key"),
+        "{said}"
+    );
+    assert_eq!(ws.state_json()["operator"], recorded);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! run by the agents' Docker engine, reached from a master through the deployment's
 //! firewall and not from the host until the plan opens its port; and a ZooKeeper that fails
 //! its health check on one master: that node fails with the answer, the others finish, the
-//! exit code is 1, and the next deploy repairs it.
+//! exit code is 1, and the next deploy repairs it. `deploy --limit` configures only the
+//! nodes it names.
 //!
 //! Health waits, rolling restarts and the ensemble serving when deploy returns are in
 //! tests/lxd.rs. Like the other LXD tests these need `scripts/local-cloud.sh` (run by
@@ -33,16 +34,19 @@ fn information_docker_and_a_failing_health_check_on_a_running_cluster() {
     information_asks_the_nodes(&ws);
     information_offline_reads_only_the_state(&ws);
     a_container_on_an_agent_is_reached_through_the_firewall(&ws);
+    limit_configures_only_the_nodes_it_names(&ws);
     a_zookeeper_failing_its_check_fails_its_node_until_the_next_deploy(&ws);
+    the_operator_key_is_rotated_and_the_old_one_revoked(&ws);
     a_node_that_does_not_answer_is_shown_with_why(&ws);
 
     dispose_everything(&ws);
 }
 
 /// `information --json` with the nodes asked over SSH.
+/// `information --json`, logging in with the key the state records (the workspace's,
+/// until it is rotated).
 fn information(ws: &Workspace, extra: &[&str]) -> Json {
-    let key = ws.key.to_str().unwrap();
-    let mut args = vec!["information", "--json", "--ssh-key", key];
+    let mut args = vec!["information", "--json"];
     args.extend_from_slice(extra);
     let out = ws.fitter(&args);
     assert!(out.status.success(), "{}", text(&out));
@@ -166,6 +170,75 @@ fn information_offline_reads_only_the_state(ws: &Workspace) {
     assert_eq!(info["live"], false);
     let zk = component(&info, "master1", "zookeeper");
     assert!(zk["services"][0]["state"].is_null(), "not asked: {zk}");
+}
+
+/// `deploy --limit master1` (Ansible's `--limit`, issue 13): a file changed behind fitter's
+/// back on master1 and on agent1 is put back on master1 only; the next deploy without it
+/// puts agent1's back.
+fn limit_configures_only_the_nodes_it_names(ws: &Workspace) {
+    for node in ["master1", "agent1"] {
+        let (code, said) = exec(node, "echo '# changed by hand' >> /etc/hosts");
+        assert_eq!(code, 0, "{said}");
+    }
+    let tampered = |node: &str| exec(node, "grep -c 'changed by hand' /etc/hosts").0 == 0;
+    let out = ws.fitter(&["deploy", "--limit", "master1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("bootstrap master1: 1 file uploaded"),
+        "{said}"
+    );
+    assert!(!said.contains("bootstrap agent1"), "{said}");
+    assert!(!tampered("master1") && tampered("agent1"));
+    let out = ws.fitter(&["deploy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("bootstrap agent1: 1 file uploaded"), "{said}");
+    assert!(said.contains("bootstrap master1: no change"), "{said}");
+    assert!(!tampered("agent1"));
+}
+
+/// `deploy --ssh-key NEW --revoke-old-key` (issue 13): the plan shows the rotation, every
+/// node's authorized_keys then holds the new key and not the old one, and the state records
+/// the new key, which `information` logs in with.
+fn the_operator_key_is_rotated_and_the_old_one_revoked(ws: &Workspace) {
+    use fitter::ssh::OperatorKey;
+    let new = ws.plan.parent().unwrap().join("rotated_ed25519");
+    let new_key = OperatorKey::create(&new).unwrap();
+    let old_key = OperatorKey::load(&ws.key).unwrap();
+    let body = |k: &OperatorKey| {
+        let mut w = k.public_openssh.split_whitespace();
+        format!("{} {}", w.next().unwrap(), w.next().unwrap())
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fitter"))
+        .args(["deploy", "--yes", "--revoke-old-key", "--ssh-key"])
+        .arg(&new)
+        .arg(&ws.plan)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("# the operator key changes (a rotation)"),
+        "{said}"
+    );
+    for node in ["master1", "master2", "master3", "agent1", "agent2"] {
+        let (code, keys) = exec(node, "cat /root/.ssh/authorized_keys");
+        assert_eq!(code, 0, "{keys}");
+        assert!(keys.contains(&body(&new_key)), "{node}: {keys}");
+        assert!(!keys.contains(&body(&old_key)), "{node}: {keys}");
+    }
+    let state = ws.state();
+    let recorded = state.operator.expect("a recorded operator key");
+    assert_eq!(recorded.public_key.trim(), new_key.public_openssh.trim());
+    // `information` (no --ssh-key) logs in with the recorded key: every node answers.
+    let out = ws.fitter(&["information", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info: Json = serde_json::from_slice(&out.stdout).unwrap();
+    for n in info["nodes"].as_array().unwrap() {
+        assert!(n.get("not_asked").is_none_or(|v| v.is_null()), "{n}");
+    }
 }
 
 /// What the host outside the deployment gets from a node's port: the page, or nothing.

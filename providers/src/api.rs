@@ -374,6 +374,19 @@ pub trait Provider: Send + Sync {
     /// Brings an existing resource in line with the request.
     async fn update(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError>;
 
+    /// What was changed at the cloud, outside fitter, in a resource that still exists: one
+    /// sentence per difference, read against what fitter recorded when it last wrote it
+    /// (`recorded`). Empty when nothing was, or the cloud cannot tell (the default): drift a
+    /// provider does not look for is never claimed.
+    async fn drift(
+        &self,
+        _kind: ResourceKind,
+        _id: &str,
+        _recorded: &Outputs,
+    ) -> Result<Vec<String>, ProviderError> {
+        Ok(Vec::new())
+    }
+
     /// Deletes and waits until it is gone; a resource already gone is not an error.
     async fn delete(&self, kind: ResourceKind, id: &str) -> Result<(), ProviderError>;
 

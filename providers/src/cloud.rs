@@ -123,6 +123,13 @@ pub trait Cloud: Send + Sync {
         false
     }
 
+    /// What an in-place update of a `kind` whose `changed` attributes differ does to it
+    /// beyond the change (`powered off to resize`), for the plan to say before it is done;
+    /// `None`: nothing a running service would notice.
+    fn update_disruption(&self, _kind: ResourceKind, _changed: &[&str]) -> Option<&'static str> {
+        None
+    }
+
     /// Whether fitter gives each node its private address (the cloud has no DHCP of its
     /// own), rather than the cloud.
     fn assigns_addresses(&self) -> bool {

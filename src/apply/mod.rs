@@ -41,7 +41,7 @@ mod refresh;
 mod request;
 
 pub use addresses::assign_addresses;
-pub use refresh::{adopt_orphans, gone, orphans, refresh};
+pub use refresh::{adopt_orphans, drifted, gone, orphans, refresh};
 
 use cohort::{Cohort, joins_batch};
 use request::build_request;
@@ -124,6 +124,9 @@ pub struct Options {
     /// for `deploy --skip-bootstrap`, whose operator reaches the nodes otherwise (and whose
     /// simulated droplets are not hosts).
     pub probe_ssh: bool,
+    /// `--limit`: the SSH probe only for these nodes (none: every node), as only they are
+    /// bootstrapped next.
+    pub limit: Vec<String>,
     /// Told of every change as it starts, waits and finishes.
     pub reporter: Arc<dyn Reporter>,
     /// The host keys the plan gives its nodes (cloud-config `ssh_keys`), by node name:
@@ -641,6 +644,7 @@ async fn create(ctx: &Context<'_>, i: usize, cohort: Option<&Cohort>) -> Result<
 
     if let Request::Node(r) = &request
         && ctx.options.probe_ssh
+        && (ctx.options.limit.is_empty() || ctx.options.limit.contains(&r.name))
     {
         let ip = outputs.address().ok_or_else(|| ApplyError::NoAddress {
             resource: address.clone(),

@@ -69,6 +69,31 @@ pub async fn gone(state: &State, providers: &Providers) -> Result<Vec<String>, A
     Ok(gone)
 }
 
+/// What was changed outside fitter in the recorded resources that still exist, by address:
+/// each provider's own reading ([`Provider::drift`]); reads only. `skip`: the addresses
+/// already known to be gone.
+///
+/// [`Provider::drift`]: fitter_providers::api::Provider::drift
+pub async fn drifted(
+    state: &State,
+    providers: &Providers,
+    skip: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, ApplyError> {
+    let mut drifted = BTreeMap::new();
+    for (address, r) in &state.resources {
+        if skip.contains(address) || r.status == Status::Creating {
+            continue;
+        }
+        let Some(id) = &r.id else { continue };
+        let provider = providers.get(r.provider, address)?;
+        let found = provider.drift(r.kind, id, &r.outputs).await?;
+        if !found.is_empty() {
+            drifted.insert(address.clone(), found);
+        }
+    }
+    Ok(drifted)
+}
+
 /// Checks "gone" against a second answer: the listing of what carries the deployment's mark.
 /// A resource that reads as gone by its id but is still listed is a contradiction (a wrong
 /// endpoint, a proxy answering for some paths): nothing is forgotten, and the command stops

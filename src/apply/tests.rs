@@ -144,6 +144,8 @@ impl Provider for Fake {
 fn example() -> Checked {
     check(&CheckOptions {
         path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
+        targets: Vec::new(),
+        replace: Vec::new(),
         parameter_files: Vec::new(),
         parameters: BTreeMap::new(),
         provider: None,
@@ -190,6 +192,7 @@ async fn run(
         operator: OperatorKey::create(&dir.path().join("id")).unwrap(),
         ssh_patience: Duration::from_secs(1),
         probe_ssh: false,
+        limit: Vec::new(),
         reporter: Arc::new(Silent),
         host_keys: Default::default(),
         team_keys: Vec::new(),

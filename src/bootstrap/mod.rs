@@ -21,6 +21,7 @@
 
 mod apply;
 mod cloud_config;
+pub mod drift;
 mod error;
 mod health;
 mod host_keys;

@@ -389,6 +389,8 @@ mod tests {
     fn zookeeper_everywhere_comes_before_any_mesos_master() {
         let checked = check(&CheckOptions {
             path: concat!(env!("CARGO_MANIFEST_DIR"), "/fittings/mesos-local.yaml").into(),
+            targets: Vec::new(),
+            replace: Vec::new(),
             parameter_files: Vec::new(),
             parameters: BTreeMap::new(),
             provider: None,

@@ -35,6 +35,19 @@ pub async fn deploy(
     options: ApplyOptions,
 ) -> Result<ExitCode, Failure> {
     let state_path = ws.store.location();
+    let nodes: Vec<&str> = checked
+        .fittings
+        .nodes
+        .iter()
+        .map(|n| n.name.value.as_str())
+        .collect();
+    if let Some(unknown) = options.limit.iter().find(|l| !nodes.contains(&l.as_str())) {
+        let hint = match fitter_providers::did_you_mean(unknown, nodes.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("its nodes: {}", nodes.join(", ")),
+        };
+        return Err(format!("error: --limit {unknown}: no such node in the plan; {hint}").into());
+    }
     let mut deployment =
         Deployment::open(&checked, ws, "fitter deploy", &options, how.saved.as_ref()).await?;
     for address in &deployment.gone {
@@ -43,7 +56,7 @@ pub async fn deploy(
             super::gone(&checked, address, "it will be created again")
         );
     }
-    let the_plan = deployment.plan(&checked, options.skip_bootstrap)?;
+    let the_plan = deployment.plan(&checked, options.skip_bootstrap, options.revoke_old_key)?;
     out!("{}", the_plan.render());
     if let Some(saved) = &how.saved {
         saved.check_plan(&the_plan).map_err(OperationError::from)?;
@@ -100,7 +113,7 @@ pub async fn deploy(
 
 /// `Deploy complete: 3 added, 1 changed, 0 destroyed; 5 nodes configured.` Counted from
 /// what was done, not what was planned: a replace is one added and one destroyed, as
-/// Terraform counts it. Anything short of complete says so first.
+/// Terraform counts it (its delete is a step of its own). Anything short of complete says so first.
 fn summary(result: &DeployResult, interrupted: bool) -> String {
     let (mut added, mut changed, mut destroyed, mut failed) = (0, 0, 0, 0);
     for step in result.applied.iter().flat_map(|r| &r.steps) {
@@ -111,10 +124,8 @@ fn summary(result: &DeployResult, interrupted: bool) -> String {
         match step.action {
             Action::Create => added += 1,
             Action::Update => changed += 1,
-            Action::Replace => {
-                added += 1;
-                destroyed += 1;
-            }
+            // The engine reports a replace as its delete, then its create.
+            Action::Replace => added += 1,
             Action::Delete => destroyed += 1,
         }
     }

@@ -4,19 +4,20 @@
 
 #[macro_use]
 mod output;
+mod args;
 mod change;
 mod help;
 mod logging;
 mod state;
 
+use args::{ApplyArgs, BootstrapArgs, PlanArgs, ScopeArgs};
 use state::StateArgs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use fitter_providers::{ProviderKind, registry};
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::plural;
@@ -70,6 +71,8 @@ enum Command {
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
         state: StateArgs,
         /// Print the plan as JSON (schema: docs/plan-json.md).
         #[arg(long)]
@@ -81,6 +84,20 @@ enum Command {
         /// back from their providers (offline; the default reads them, never writes).
         #[arg(long)]
         no_refresh: bool,
+        /// Report only what changed outside fitter: resources deleted or changed at their
+        /// provider, files on the nodes that differ from what fitter renders, services
+        /// stopped (Terraform's `-refresh-only` and Ansible's `--check` in one report).
+        /// With `--detailed-exitcode`, 2 when anything drifted.
+        #[arg(long, conflicts_with_all = ["out", "no_refresh"])]
+        refresh_only: bool,
+        /// Show the unified diff of every file bootstrap would change on the nodes
+        /// (Ansible's `--check --diff`); secrets are shown as `(secret)`.
+        #[arg(long)]
+        diff: bool,
+        /// The operator's SSH private key, when it is to be another than the deployment's:
+        /// the plan then shows the rotation deploy would carry out.
+        #[arg(long, value_name = "PATH")]
+        ssh_key: Option<PathBuf>,
         /// Save the plan to FILE: `fitter deploy FILE` then applies exactly it, or refuses
         /// if the fittings or the state changed since (Terraform's `plan -out`).
         #[arg(short = 'o', long = "out", value_name = "FILE")]
@@ -94,6 +111,8 @@ enum Command {
     Deploy {
         #[command(flatten)]
         plan: PlanArgs,
+        #[command(flatten)]
+        scope: ScopeArgs,
         #[command(flatten)]
         apply: ApplyArgs,
         #[command(flatten)]
@@ -194,113 +213,6 @@ enum Command {
     },
 }
 
-/// What `deploy` and `dispose` both take: the store, the provider calls, confirmation.
-#[derive(Debug, Args)]
-struct ApplyArgs {
-    #[command(flatten)]
-    state: StateArgs,
-    /// How many provider calls may run at once.
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    parallelism: usize,
-    /// Do not ask for confirmation.
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// The operator's SSH private key (default: `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`,
-    /// `~/.ssh/id_rsa`, else one made for the deployment beside its state).
-    #[arg(long, value_name = "PATH")]
-    ssh_key: Option<PathBuf>,
-    /// Forget the recorded resources even when every one of them reads as gone (refused by
-    /// default: a wrong endpoint answers like that).
-    #[arg(long)]
-    accept_vanished: bool,
-    /// Destroy or replace also what `destroy: never` protects (refused by default).
-    #[arg(long)]
-    force_protected: bool,
-}
-
-/// What only `deploy` takes: new servers, SSH, bootstrap, health checks. The defaults are
-/// also what `dispose` works with, which boots nothing.
-#[derive(Debug, Args)]
-struct BootstrapArgs {
-    /// Seconds a new node may take to answer SSH.
-    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
-    ssh_timeout: u64,
-    /// How many nodes bootstrap works on at once.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    ssh_parallelism: usize,
-    /// Create the infrastructure and stop before configuring the nodes over SSH.
-    #[arg(long)]
-    skip_bootstrap: bool,
-    /// Seconds one remote command of the bootstrap (a cloud-config included) may take,
-    /// start to end.
-    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
-    command_timeout: u64,
-    /// Seconds a new cloud server may take to become active.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    ready_timeout: u64,
-    /// Seconds the started services may take, after bootstrap, to pass their health checks
-    /// (a ZooKeeper ensemble to elect its leader); a node still failing one then fails.
-    /// 0 runs no check: deploy returns once the services are (re)started, and a rolled
-    /// quorum member is not waited for before the next.
-    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
-    health_timeout: u64,
-    /// At most this many nodes restart services at once (Ansible's `serial`; default: as
-    /// many as `--ssh-parallelism`). A running quorum member (ZooKeeper) is always
-    /// restarted one node at a time, each serving again before the next.
-    #[arg(long, value_name = "N")]
-    serial: Option<usize>,
-}
-
-impl BootstrapArgs {
-    /// The defaults, for `dispose`: parsed from nothing, so they are the flags' own.
-    fn defaults() -> BootstrapArgs {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            args: BootstrapArgs,
-        }
-        <Only as clap::Parser>::parse_from(["fitter"]).args
-    }
-}
-
-#[derive(Debug, Args)]
-struct PlanArgs {
-    /// The fittings plan (YAML); `-` reads standard input.
-    #[arg(value_name = "FITTINGS")]
-    fittings: PathBuf,
-    /// Set a plan parameter: `-p name=value` (repeatable; wins over `--parameters`).
-    #[arg(short = 'p', long = "parameter", value_name = "NAME=VALUE", value_parser = parse_parameter)]
-    parameters: Vec<(String, String)>,
-    /// Plan parameters from a YAML file of `name: value` (Terraform's `-var-file`;
-    /// repeatable, later files win).
-    #[arg(long = "parameters", value_name = "FILE")]
-    parameter_files: Vec<PathBuf>,
-    /// Deploy every location with this provider, whatever the plan says.
-    #[arg(long, value_parser = parse_provider)]
-    provider: Option<ProviderKind>,
-    /// Act on this blueprint or blueprint group only, and what it needs (repeatable;
-    /// plumbery's `plumbery fittings.yaml deploy NAME`).
-    #[arg(long = "blueprint", value_name = "NAME")]
-    blueprints: Vec<String>,
-    /// Deploy every location of a cloud with regions to this region (`fra1`), whatever its
-    /// `locationId` says (plumbery's Dimension Data ids included).
-    #[arg(long, value_name = "REGION")]
-    region: Option<String>,
-}
-
-fn parse_parameter(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_string(), value.to_string()))
-        }
-        _ => Err(format!("`{s}` is not NAME=VALUE")),
-    }
-}
-
-fn parse_provider(s: &str) -> Result<ProviderKind, String> {
-    registry::lookup(s).map_err(|e| e.to_string())
-}
-
 /// Runs the command line; the binary's `main` is this and nothing more.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -381,6 +293,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Loads and checks the plan; its warnings go to standard error unless `-q`.
 fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
+    check_scoped(args, &ScopeArgs::default(), quiet)
+}
+
+/// [`check`], narrowed by `--target` or forced by `--replace`.
+fn check_scoped(
+    args: &PlanArgs,
+    scope: &ScopeArgs,
+    quiet: bool,
+) -> Result<Checked, OperationError> {
     check_with(
         &CheckOptions {
             path: args.fittings.clone(),
@@ -389,6 +310,8 @@ fn check(args: &PlanArgs, quiet: bool) -> Result<Checked, OperationError> {
             provider: args.provider,
             blueprints: args.blueprints.clone(),
             region: args.region.clone(),
+            targets: scope.targets.clone(),
+            replace: scope.replace.clone(),
         },
         quiet,
     )
@@ -445,14 +368,36 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Plan {
             plan: args,
+            scope,
             state,
             json,
             detailed_exitcode,
             no_refresh,
             out: save_to,
+            ssh_key,
+            refresh_only,
+            diff,
         } => {
-            let checked = check(&args, cli.quiet)?;
-            let ws = state.workspace(&checked, &args, None)?;
+            let checked = check_scoped(&args, &scope, cli.quiet)?;
+            let ws = state.workspace(&checked, &args, ssh_key)?;
+            if refresh_only {
+                let report = runtime()?.block_on(operations::drift::refresh_only(
+                    &checked, &ws, insecure, diff,
+                ))?;
+                if json {
+                    outln!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("a drift report serialises")
+                    );
+                } else {
+                    out!("{}", report.render());
+                }
+                return Ok(if detailed_exitcode && report.count() > 0 {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             let (the_plan, against) = dry_run(&checked, &ws, !no_refresh, insecure)?;
             if let Some(path) = &save_to {
                 SavedPlan::new(&checked, &the_plan, against).write(path)?;
@@ -467,6 +412,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 out!("{}", the_plan.render());
             }
+            if diff {
+                out!("{}", file_diffs(&checked, &ws)?);
+            }
             Ok(if detailed_exitcode && the_plan.has_changes() {
                 ExitCode::from(2)
             } else {
@@ -480,19 +428,22 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Deploy {
             plan: args,
+            scope,
             apply,
             bootstrap,
             dry_run: only_plan,
         } => {
             let (checked, saved) = match SavedPlan::read(&args.fittings)? {
-                None => (check(&args, cli.quiet)?, None),
+                None => (check_scoped(&args, &scope, cli.quiet)?, None),
                 Some(saved) => {
                     if args.provider.is_some()
                         || args.region.is_some()
                         || !args.blueprints.is_empty()
+                        || !scope.targets.is_empty()
+                        || !scope.replace.is_empty()
                     {
                         return Err(format!(
-                            "error: `{}` is a saved plan: it carries its own --provider, --region and --blueprint",
+                            "error: `{}` is a saved plan: it carries its own --provider, --region, --blueprint, --target and --replace",
                             args.fittings.display()
                         )
                         .into());
@@ -677,6 +628,42 @@ fn dry_run(
     Ok((result.plan, result.against))
 }
 
+/// `plan --diff`: what bootstrap would change in each node's files, as unified diffs.
+fn file_diffs(checked: &Checked, ws: &Workspace) -> Result<String, Failure> {
+    use std::fmt::Write as _;
+    let Some(state) = ws.read_state(&checked.fittings.deployment)? else {
+        return Ok(String::new());
+    };
+    let mut not_asked = Vec::new();
+    let nodes = runtime()?.block_on(operations::drift::nodes(
+        checked,
+        ws,
+        &state,
+        true,
+        &mut not_asked,
+    ))?;
+    let mut out = String::from(
+        "\nFiles bootstrap would change (as on the node, then as fitter renders it):\n",
+    );
+    let mut any = false;
+    for n in &nodes {
+        for f in &n.files {
+            any = true;
+            out.push_str(f.diff.as_deref().unwrap_or(""));
+        }
+        if let Some(e) = &n.error {
+            let _ = writeln!(out, "{}: not read: {e}", n.node);
+        }
+    }
+    for (node, why) in &not_asked {
+        let _ = writeln!(out, "{node}: not asked: {why}");
+    }
+    if !any {
+        out.push_str("  none: every file on the nodes asked is as fitter renders it.\n");
+    }
+    Ok(out)
+}
+
 /// What a refresh that found `address` gone from its provider means: created again if the
 /// plan still has it, else only forgotten (it was on its way out anyway).
 fn gone(checked: &Checked, address: &str, again: &str) -> String {
@@ -707,6 +694,8 @@ fn apply_options(args: &ApplyArgs, boot: &BootstrapArgs, globals: &Globals) -> A
         skip_bootstrap: boot.skip_bootstrap,
         allow_insecure_http: globals.insecure,
         accept_vanished: args.accept_vanished,
+        limit: boot.limit.clone(),
+        revoke_old_key: boot.revoke_old_key,
         cancel: cancel_on_ctrl_c(),
         reporter: globals.display.reporter(),
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::keys;
 use super::saved::Expected;
 use super::{Checked, OperationError, Workspace, catalog, connect_providers};
 use crate::apply::{self, Providers};
@@ -20,7 +21,7 @@ use crate::information::{self, Information};
 use crate::plan::{self, Plan};
 use crate::report::{Phase, Reporter};
 use crate::ssh::OperatorKey;
-use crate::state::{LockedState, Status};
+use crate::state::{LockedState, OperatorRecord, Status};
 
 /// How `deploy` and `dispose` carry out their plan.
 #[derive(Clone)]
@@ -45,6 +46,10 @@ pub struct ApplyOptions {
     pub allow_insecure_http: bool,
     /// `--accept-vanished`: when every recorded resource reads as gone, forget them.
     pub accept_vanished: bool,
+    /// `--limit`: bootstrap only these nodes (none: every node in scope).
+    pub limit: Vec<String>,
+    /// `--revoke-old-key`: a key rotation also removes the old key from the nodes.
+    pub revoke_old_key: bool,
     /// Ctrl-C: no new work starts, running calls finish, the state is saved.
     pub cancel: CancellationToken,
     pub reporter: Arc<dyn Reporter>,
@@ -57,6 +62,8 @@ pub struct Deployment {
     pub state: LockedState,
     /// Recorded resources their provider no longer has, forgotten by the refresh.
     pub gone: Vec<String>,
+    /// Recorded resources changed outside fitter, with what changed: the plan updates them.
+    pub drifted: BTreeMap<String, Vec<String>>,
 }
 
 /// What `deploy` did.
@@ -123,12 +130,17 @@ impl Deployment {
         }
         options.reporter.phase_started(Phase::Refresh);
         let gone = apply::refresh(&mut state, &providers, options.accept_vanished).await;
+        let drifted = match &gone {
+            Ok(_) => apply::drifted(state.state(), &providers, &[]).await,
+            Err(_) => Ok(BTreeMap::new()),
+        };
         options.reporter.phase_finished(Phase::Refresh);
         Ok(Deployment {
             workspace,
             providers,
             state,
             gone: gone?,
+            drifted: drifted?,
         })
     }
 
@@ -138,16 +150,27 @@ impl Deployment {
         &mut self,
         checked: &Checked,
         skip_bootstrap: bool,
+        revoke_old_key: bool,
     ) -> Result<Plan, OperationError> {
+        let key_change = self
+            .workspace
+            .key_change(self.state.state().operator.as_ref(), revoke_old_key)?;
         apply::assign_addresses(&checked.graph, &mut self.state)?;
-        let mut the_plan = plan::diff(&checked.graph, Some(self.state.state()));
+        let mut the_plan = plan::diff_full(
+            &checked.graph,
+            Some(self.state.state()),
+            &checked.replace,
+            &self.drifted,
+        );
         if !skip_bootstrap {
             the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
         }
-        Ok(match &checked.selection {
+        let mut the_plan = match &checked.selection {
             Some(s) => s.narrow(the_plan, &checked.graph),
             None => the_plan,
-        })
+        };
+        the_plan.operator_key = key_change;
+        Ok(the_plan)
     }
 
     /// Applies the plan (confirmed by the caller), bootstraps every ready node, writes the
@@ -160,12 +183,35 @@ impl Deployment {
     ) -> Result<DeployResult, OperationError> {
         // Found (or made) only when something needs it: a run with nothing to do and no
         // bootstrap makes no key.
+        let recorded = self.state.state().operator.clone();
         let operator = if the_plan.has_changes() || !options.skip_bootstrap {
-            Some(self.workspace.operator_key().await?)
+            Some(self.workspace.operator_key(recorded.as_ref()).await?)
         } else {
             None
         };
-        let applied = if let Some(operator) = operator.as_ref().filter(|_| the_plan.has_changes()) {
+        if let Some(operator) = &operator {
+            match (&recorded, &the_plan.operator_key) {
+                // The first deploy records the key the nodes are made with.
+                (None, _) => self.record_operator(operator)?,
+                (Some(old), Some(change)) => {
+                    let old = self.workspace.recorded_key(old).await?;
+                    let nodes = self.reachable();
+                    keys::rotate(
+                        &nodes,
+                        &old,
+                        operator,
+                        change.revoke_old,
+                        options.ssh_timeout,
+                        options.ssh_parallelism,
+                    )
+                    .await?;
+                    self.record_operator(operator)?;
+                }
+                (Some(_), None) => {}
+            }
+        }
+        let resources_change = !the_plan.changes.is_empty();
+        let applied = if let Some(operator) = operator.as_ref().filter(|_| resources_change) {
             let host_keys = self.given_host_keys(checked, operator)?;
             let apply_options = apply::Options {
                 host_keys,
@@ -175,6 +221,7 @@ impl Deployment {
                 operator: operator.clone(),
                 ssh_patience: options.ssh_timeout,
                 probe_ssh: !options.skip_bootstrap,
+                limit: options.limit.clone(),
                 reporter: Arc::clone(&options.reporter),
             };
             Some(
@@ -199,7 +246,9 @@ impl Deployment {
             None => None,
         };
         self.workspace.write_known_hosts(self.state.state())?;
-        let key = self.workspace.existing_key_path();
+        let key = self
+            .workspace
+            .existing_key_path(self.state.state().operator.as_ref());
         let information = information::gather(
             &checked.fittings,
             &catalog()?,
@@ -212,6 +261,33 @@ impl Deployment {
             bootstrap,
             information,
         })
+    }
+
+    /// Records `operator` as the deployment's key.
+    fn record_operator(&mut self, operator: &OperatorKey) -> Result<(), OperationError> {
+        let record = OperatorRecord {
+            public_key: operator.public_openssh.trim().to_string(),
+            path: operator.path.display().to_string(),
+        };
+        Ok(self.state.update(|s| s.operator = Some(record))?)
+    }
+
+    /// The recorded nodes that are ready and have an address and a pinned host key.
+    fn reachable(&self) -> Vec<keys::Reachable> {
+        let state = self.state.state();
+        state
+            .resources
+            .iter()
+            .filter_map(|(address, r)| {
+                let name = address.strip_prefix("node.")?;
+                let (ip, key) = (r.outputs.address()?, r.outputs.host_key.clone()?);
+                (r.status == Status::Ready).then(|| keys::Reachable {
+                    name: name.to_string(),
+                    address: SocketAddr::new(ip, 22),
+                    host_key: key,
+                })
+            })
+            .collect()
     }
 
     /// The host keys the plan gives its nodes (cloud-config `ssh_keys`), with the secrets
@@ -241,40 +317,13 @@ impl Deployment {
         options: &ApplyOptions,
     ) -> Result<BootstrapResult, OperationError> {
         let state = self.state.state().clone();
-        let catalog = catalog()?;
-        let mut addresses = BTreeMap::new();
-        let mut reachable = BTreeMap::new();
-        for node in &checked.fittings.nodes {
-            let Some(r) = state.resources.get(&format!("node.{}", node.name.value)) else {
-                continue;
-            };
-            addresses.insert(
-                node.name.value.clone(),
-                bootstrap::Addresses {
-                    private: r.outputs.private_ip.map(|ip| ip.to_string()),
-                    public: r.outputs.public_ip.map(|ip| ip.to_string()),
-                },
-            );
-            if r.status == Status::Ready
-                && let (Some(ip), Some(key)) = (r.outputs.address(), r.outputs.host_key.clone())
-            {
-                reachable.insert(node.name.value.clone(), (SocketAddr::new(ip, 22), key));
-            }
-        }
         let mut secrets = state.secrets.clone();
-        let configs = bootstrap::render(
-            &checked.fittings,
-            &catalog,
-            &addresses,
-            &mut secrets,
-            Some(&operator.public_openssh),
-        )?;
+        let (mut targets, mut not_ready) =
+            render_targets(checked, &state, &mut secrets, &operator.public_openssh)?;
         if secrets != state.secrets {
             // Saved before any node sees them, so a rerun renders the same values.
             self.state.update(|s| s.secrets = secrets)?;
         }
-        let mut targets = Vec::new();
-        let mut not_ready = Vec::new();
         let in_scope = checked
             .selection
             .as_ref()
@@ -283,17 +332,10 @@ impl Deployment {
             in_scope
                 .as_ref()
                 .is_none_or(|nodes| nodes.contains(&format!("node.{node}")))
+                && (options.limit.is_empty() || options.limit.iter().any(|l| l == node))
         };
-        for config in configs.into_iter().filter(|c| selected(&c.node)) {
-            match reachable.remove(&config.node) {
-                Some((address, host_key)) => targets.push(bootstrap::Target {
-                    config,
-                    address,
-                    host_key,
-                }),
-                None => not_ready.push(config.node),
-            }
-        }
+        targets.retain(|t| selected(&t.config.node));
+        not_ready.retain(|n| selected(n));
         options.reporter.phase_started(Phase::Bootstrap);
         let walk = bootstrap::Walk {
             operator,
@@ -309,6 +351,56 @@ impl Deployment {
         options.reporter.phase_finished(Phase::Bootstrap);
         Ok(BootstrapResult { not_ready, nodes })
     }
+}
+
+/// Every node's configuration rendered against `state` (its addresses; its secrets, new
+/// ones added to `secrets`), split into the nodes that answer SSH (ready, with an address
+/// and a pinned host key) and the names of those that do not.
+pub(super) fn render_targets(
+    checked: &Checked,
+    state: &crate::state::State,
+    secrets: &mut BTreeMap<String, String>,
+    operator_public: &str,
+) -> Result<(Vec<bootstrap::Target>, Vec<String>), OperationError> {
+    let mut addresses = BTreeMap::new();
+    let mut reachable = BTreeMap::new();
+    for node in &checked.fittings.nodes {
+        let Some(r) = state.resources.get(&format!("node.{}", node.name.value)) else {
+            continue;
+        };
+        addresses.insert(
+            node.name.value.clone(),
+            bootstrap::Addresses {
+                private: r.outputs.private_ip.map(|ip| ip.to_string()),
+                public: r.outputs.public_ip.map(|ip| ip.to_string()),
+            },
+        );
+        if r.status == Status::Ready
+            && let (Some(ip), Some(key)) = (r.outputs.address(), r.outputs.host_key.clone())
+        {
+            reachable.insert(node.name.value.clone(), (SocketAddr::new(ip, 22), key));
+        }
+    }
+    let configs = bootstrap::render(
+        &checked.fittings,
+        &catalog()?,
+        &addresses,
+        secrets,
+        Some(operator_public),
+    )?;
+    let mut targets = Vec::new();
+    let mut not_ready = Vec::new();
+    for config in configs {
+        match reachable.remove(&config.node) {
+            Some((address, host_key)) => targets.push(bootstrap::Target {
+                config,
+                address,
+                host_key,
+            }),
+            None => not_ready.push(config.node),
+        }
+    }
+    Ok((targets, not_ready))
 }
 
 /// The plan's `keys:`, each a public key or the path of one (`~/.ssh/bob.pub`), as plumbery

@@ -177,9 +177,13 @@ impl Deployment {
         let apply_options = apply::Options {
             parallelism: options.parallelism,
             cancel: options.cancel.clone(),
-            operator: self.workspace.operator_key().await?,
+            operator: self
+                .workspace
+                .operator_key(self.state.state().operator.as_ref())
+                .await?,
             ssh_patience: options.ssh_timeout,
             probe_ssh: false,
+            limit: Vec::new(),
             reporter: Arc::clone(&options.reporter),
             host_keys: Default::default(),
             team_keys: Vec::new(),

@@ -17,6 +17,8 @@ pub struct DryRun {
     pub gone: Vec<String>,
     /// The stored state's lineage and serial (`None`: never deployed), for a saved plan.
     pub against: Option<(String, u64)>,
+    /// Recorded resources changed outside fitter, with what changed.
+    pub drifted: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What `deploy` would do: the plan against the state, refreshed from the providers unless
@@ -30,6 +32,7 @@ pub async fn dry_run(
     let mut recorded = workspace.read_state(&checked.fittings.deployment)?;
     let against = recorded.as_ref().map(|s| (s.lineage.clone(), s.serial));
     let mut gone = Vec::new();
+    let mut drifted = std::collections::BTreeMap::new();
     if let Some(state) = recorded.as_mut()
         && refresh
         && !state.resources.is_empty()
@@ -44,16 +47,25 @@ pub async fn dry_run(
         for address in &gone {
             state.resources.remove(address);
         }
+        drifted = apply::drifted(state, &providers, &[]).await?;
     }
-    let mut the_plan = plan::diff(&checked.graph, recorded.as_ref());
+    let mut the_plan = plan::diff_full(
+        &checked.graph,
+        recorded.as_ref(),
+        &checked.replace,
+        &drifted,
+    );
     the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
     if let Some(s) = &checked.selection {
         the_plan = s.narrow(the_plan, &checked.graph);
     }
+    the_plan.operator_key =
+        workspace.key_change(recorded.as_ref().and_then(|s| s.operator.as_ref()), false)?;
     Ok(DryRun {
         plan: the_plan,
         gone,
         against,
+        drifted,
     })
 }
 
@@ -75,7 +87,7 @@ pub fn report(
     absolute: bool,
 ) -> Result<Report, OperationError> {
     let recorded = workspace.read_state(&checked.fittings.deployment)?;
-    let mut key = workspace.existing_key_path();
+    let mut key = workspace.existing_key_path(recorded.as_ref().and_then(|s| s.operator.as_ref()));
     let mut known_hosts = Some(workspace.known_hosts.clone()).filter(|k| k.exists());
     if absolute {
         key = key.map(|k| std::fs::canonicalize(&k).unwrap_or(k));
@@ -106,7 +118,10 @@ pub async fn ask_nodes(
     let Some(state) = state else {
         return Ok(());
     };
-    match workspace.existing_operator_key().await {
+    match workspace
+        .existing_operator_key(state.operator.as_ref())
+        .await
+    {
         Some(operator) => {
             information::live::survey(information, &catalog()?, state, &operator).await
         }

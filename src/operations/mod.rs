@@ -13,7 +13,9 @@
 
 pub mod deploy;
 pub mod dispose;
+pub mod drift;
 pub mod inspect;
+mod keys;
 pub mod saved;
 mod selection;
 mod workspace;
@@ -100,6 +102,8 @@ pub struct Checked {
     pub options: CheckOptions,
     /// The parameters given (`--parameters` files, then `-p`), merged.
     pub parameters: BTreeMap<String, String>,
+    /// `--replace`: addresses of the plan's resources, checked.
+    pub replace: std::collections::BTreeSet<String>,
 }
 
 /// What [`check`] is given.
@@ -118,6 +122,10 @@ pub struct CheckOptions {
     /// `--region`: every location of a cloud with regions in this one, whatever its
     /// `locationId` or `regionId` says.
     pub region: Option<String>,
+    /// `--target`: resources to act on, with what they need (none: all).
+    pub targets: Vec<String>,
+    /// `--replace`: resources to destroy and create again even if unchanged.
+    pub replace: Vec<String>,
 }
 
 /// Loads, checks and builds the plan's graph. Warnings are returned, not printed.
@@ -151,7 +159,8 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
             return Err(OperationError::Invalid(loaded.source.render_all(&all)));
         }
     };
-    let selection = Selection::resolve(&fittings, &options.blueprints)?;
+    let selection = Selection::resolve(&fittings, &graph, &options.blueprints, &options.targets)?;
+    let replace = selection::known_addresses(&graph, &options.replace, "resource")?;
     Ok(Checked {
         source: loaded.source,
         fittings,
@@ -160,6 +169,7 @@ pub fn check(options: &CheckOptions) -> Result<Checked, OperationError> {
         selection,
         options: options.clone(),
         parameters,
+        replace,
     })
 }
 

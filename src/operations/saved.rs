@@ -2,7 +2,8 @@
 //! applies exactly that, or nothing (Terraform's `plan -out` / `apply PLANFILE`).
 //!
 //! The file is JSON: the plan's resource changes, the fittings file's path and SHA-256,
-//! the `--provider`/`--region`/`--blueprint` choices, and the state it was made against
+//! the `--provider`/`--region`/`--blueprint`/`--target`/`--replace` choices, and the state
+//! it was made against
 //! (lineage and serial). Applying it refuses, before anything is written:
 //!
 //! - when the fittings file changed since (its digest differs);
@@ -48,6 +49,10 @@ pub struct SavedPlan {
     pub provider: Option<String>,
     pub region: Option<String>,
     pub blueprints: Vec<String>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub replace: Vec<String>,
     /// The state the plan was made against.
     pub lineage: String,
     /// 0: no state was stored; the deploy starts one with `lineage`.
@@ -118,6 +123,8 @@ impl SavedPlan {
             provider: checked.options.provider.map(|p| p.to_string()),
             region: checked.options.region.clone(),
             blueprints: checked.options.blueprints.clone(),
+            targets: checked.options.targets.clone(),
+            replace: checked.options.replace.clone(),
             lineage,
             serial,
             changes: serde_json::to_value(&the_plan.changes).expect("a plan serialises"),
@@ -198,6 +205,8 @@ impl SavedPlan {
             provider,
             blueprints: self.blueprints.clone(),
             region: self.region.clone(),
+            targets: self.targets.clone(),
+            replace: self.replace.clone(),
         })
     }
 

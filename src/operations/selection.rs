@@ -10,6 +10,10 @@
 //!   state needs: a shared network stays while another blueprint's nodes use it.
 //! - bootstrap runs on the nodes deploy's scope has: the selected ones and the peers their
 //!   configuration names (made with them, so they are configured with them too).
+//!
+//! `--target ADDRESS` (Terraform's `-target`, on `plan` and `deploy`) selects resources by
+//! address, `node.web1` or `firewall.web`, and joins the same scope: each with everything it
+//! needs, the rest left as it is.
 
 use std::collections::BTreeSet;
 
@@ -20,19 +24,53 @@ use crate::graph::{ResourceGraph, StepKind};
 use crate::plan::Plan;
 use crate::state::State;
 
-/// `--blueprint` names no blueprint or group of the plan.
+/// `--blueprint` or `--target` names nothing of the plan.
 #[derive(Debug, thiserror::Error)]
-#[error("no blueprint or group `{name}`; {hint}")]
+#[error("no {what} `{name}`; {hint}")]
 pub struct UnknownBlueprint {
+    pub what: &'static str,
     pub name: String,
     pub hint: String,
 }
 
-/// The nodes `--blueprint` names, as graph addresses (`node.web1`).
+/// The nodes `--blueprint` names and the resources `--target` names, as graph addresses
+/// (`node.web1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     pub blueprints: BTreeSet<String>,
     pub nodes: BTreeSet<String>,
+    /// `--target`: addresses of the plan's resources.
+    pub targets: BTreeSet<String>,
+}
+
+/// Checks `--target` and `--replace` addresses against the graph's resources: an unknown one
+/// is an error naming the nearest address, or saying what addresses look like.
+pub fn known_addresses(
+    graph: &ResourceGraph,
+    addresses: &[String],
+    what: &'static str,
+) -> Result<BTreeSet<String>, UnknownBlueprint> {
+    let known: Vec<&str> = graph.resources().map(|s| s.address.as_str()).collect();
+    let mut out = BTreeSet::new();
+    for address in addresses {
+        if known.contains(&address.as_str()) {
+            out.insert(address.clone());
+            continue;
+        }
+        let hint = match did_you_mean(address, known.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!(
+                "an address is a kind and a name, as `fitter plan` shows them: {}",
+                known.iter().take(4).copied().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(UnknownBlueprint {
+            what,
+            name: address.clone(),
+            hint,
+        });
+    }
+    Ok(out)
 }
 
 impl Selection {
@@ -40,11 +78,14 @@ impl Selection {
     /// unknown name is an error naming the nearest one, or listing them.
     pub fn resolve(
         fittings: &Fittings,
+        graph: &ResourceGraph,
         names: &[String],
+        targets: &[String],
     ) -> Result<Option<Selection>, UnknownBlueprint> {
-        if names.is_empty() {
+        if names.is_empty() && targets.is_empty() {
             return Ok(None);
         }
+        let targets = known_addresses(graph, targets, "resource")?;
         let mut blueprints = BTreeSet::new();
         for name in names {
             if let Some(members) = fittings.groups.get(name) {
@@ -63,6 +104,7 @@ impl Selection {
                     None => format!("the plan has: {}", known.join(", ")),
                 };
                 return Err(UnknownBlueprint {
+                    what: "blueprint or group",
                     name: name.clone(),
                     hint,
                 });
@@ -74,13 +116,17 @@ impl Selection {
             .filter(|n| blueprints.contains(&fittings.blueprints[n.blueprint].name.value))
             .map(|n| format!("node.{}", n.name.value))
             .collect();
-        Ok(Some(Selection { blueprints, nodes }))
+        Ok(Some(Selection {
+            blueprints,
+            nodes,
+            targets,
+        }))
     }
 
     /// What `deploy` may create or change: the selected nodes and everything they need,
     /// the peers their configuration names (`{{ bee1.private }}`) included.
     pub fn deploy_scope(&self, graph: &ResourceGraph) -> BTreeSet<String> {
-        needs(graph, self.nodes.iter().cloned())
+        needs(graph, self.nodes.iter().chain(&self.targets).cloned())
     }
 
     /// What `dispose` destroys: the selected nodes recorded in the state (always, even when

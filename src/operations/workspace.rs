@@ -17,10 +17,13 @@ use std::time::Duration;
 
 use super::OperationError;
 use crate::information;
+use crate::plan::KeyChange;
 use crate::ssh::OperatorKey;
 use crate::state::postgres::{PgStore, Url};
 use crate::state::seal::StateKey;
-use crate::state::{self, FileStore, Holder, LockedState, StateOptions, StateStore};
+use crate::state::{
+    self, FileStore, Holder, LockedState, OperatorRecord, StateOptions, StateStore,
+};
 
 /// What the command line says of the store.
 #[derive(Debug, Clone, Default)]
@@ -126,21 +129,82 @@ impl Workspace {
         Ok(Some(s))
     }
 
-    /// The operator's key, made for the deployment when there is none (`deploy`, `dispose`).
-    pub async fn operator_key(&self) -> Result<OperatorKey, OperationError> {
-        Ok(OperatorKey::find_or_create(self.ssh_key.as_deref(), &self.own_key).await?)
+    /// The key the operator names: `--ssh-key`, else `FITTER_SSH_KEY`.
+    fn explicit_key(&self) -> Option<PathBuf> {
+        self.ssh_key
+            .clone()
+            .or_else(|| std::env::var_os("FITTER_SSH_KEY").map(PathBuf::from))
     }
 
-    /// The path of the operator's key, if one exists (`information`, `inventory`, `ssh`).
-    pub fn existing_key_path(&self) -> Option<PathBuf> {
-        match &self.ssh_key {
-            Some(k) => Some(k.clone()),
+    /// The operator's key for a deployment whose state records `recorded`: the key the
+    /// operator names if any (a rotation when it is another), else the recorded one, which
+    /// must still be there, else the first found, or one made for the deployment.
+    pub async fn operator_key(
+        &self,
+        recorded: Option<&OperatorRecord>,
+    ) -> Result<OperatorKey, OperationError> {
+        if let Some(path) = self.explicit_key() {
+            return Ok(OperatorKey::load(&path)?);
+        }
+        match recorded {
+            Some(r) => recorded_key(r).await,
+            None => Ok(OperatorKey::find_or_create(None, &self.own_key).await?),
+        }
+    }
+
+    /// The rotation the key the operator names means for a deployment whose state records
+    /// `recorded`: none when no key is named, when it is the recorded one, or when nothing
+    /// is recorded yet (the first deploy records it).
+    pub fn key_change(
+        &self,
+        recorded: Option<&OperatorRecord>,
+        revoke_old: bool,
+    ) -> Result<Option<KeyChange>, OperationError> {
+        let (Some(path), Some(old)) = (self.explicit_key(), recorded) else {
+            return Ok(None);
+        };
+        let new = OperatorKey::load(&path)?;
+        if new.public_openssh.trim() == old.public_key.trim() {
+            return Ok(None);
+        }
+        Ok(Some(KeyChange {
+            from: old.fingerprint(),
+            from_path: old.path.clone(),
+            to: crate::ssh::fingerprint(&new.public_openssh).unwrap_or_default(),
+            to_path: path.display().to_string(),
+            revoke_old,
+        }))
+    }
+
+    /// The recorded key, loaded, for a rotation away from it.
+    pub async fn recorded_key(
+        &self,
+        recorded: &OperatorRecord,
+    ) -> Result<OperatorKey, OperationError> {
+        recorded_key(recorded).await
+    }
+
+    /// The path of the operator's key, if one exists (`information`, `inventory`, `ssh`):
+    /// the one named, else the recorded one, else the first found.
+    pub fn existing_key_path(&self, recorded: Option<&OperatorRecord>) -> Option<PathBuf> {
+        if let Some(path) = self.explicit_key() {
+            return Some(path);
+        }
+        match recorded {
+            Some(r) if r.path == AGENT => None,
+            Some(r) => Some(PathBuf::from(&r.path)),
             None => OperatorKey::find_existing(None, &self.own_key).map(|k| k.path),
         }
     }
 
     /// The operator's key if one exists, from a file or the SSH agent (never made).
-    pub async fn existing_operator_key(&self) -> Option<OperatorKey> {
+    pub async fn existing_operator_key(
+        &self,
+        recorded: Option<&OperatorRecord>,
+    ) -> Option<OperatorKey> {
+        if let Some(r) = recorded.filter(|_| self.explicit_key().is_none()) {
+            return recorded_key(r).await.ok();
+        }
         match OperatorKey::find_existing(self.ssh_key.as_deref(), &self.own_key) {
             Some(key) => Some(key),
             // An agent that accepts the connection and never answers must not hold the
@@ -164,6 +228,42 @@ impl Workspace {
             }
         })
     }
+}
+
+/// How a key the SSH agent holds is recorded.
+const AGENT: &str = "ssh-agent";
+
+/// The recorded operator key, loaded from its file or found in the agent; an error saying
+/// what to do when it is gone or is another key now.
+async fn recorded_key(recorded: &OperatorRecord) -> Result<OperatorKey, OperationError> {
+    let fingerprint = recorded.fingerprint();
+    let key = if recorded.path == AGENT {
+        tokio::time::timeout(Duration::from_secs(5), OperatorKey::from_agent())
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                OperationError::Usage(format!(
+                    "the deployment's operator key ({fingerprint}) was in the SSH agent, which does not hold it now: \
+                     add it (`ssh-add`), or pass `--ssh-key` with it"
+                ))
+            })?
+    } else {
+        OperatorKey::load(Path::new(&recorded.path)).map_err(|e| {
+            OperationError::Usage(format!(
+                "the deployment's operator key ({fingerprint}), recorded as `{}`, cannot be used: {e}; \
+                 pass `--ssh-key` with it (or, to rotate, with the old one still at its place, with the new one)",
+                recorded.path
+            ))
+        })?
+    };
+    if key.public_openssh.trim() != recorded.public_key.trim() {
+        return Err(OperationError::Usage(format!(
+            "`{}` is no longer the deployment's operator key ({fingerprint}): pass `--ssh-key` with that key",
+            recorded.path
+        )));
+    }
+    Ok(key)
 }
 
 fn beside(state: &Path, suffix: &str) -> PathBuf {

@@ -4,8 +4,8 @@
 //! - **Lock**: `<state>.lock`, an exclusive `flock` held for the life of the writer (the OS
 //!   frees it when the process dies, so a killed fitter leaves no stuck lock); the holder
 //!   (user, host, pid, command, since) is written into it, so a blocked command says who.
-//!   A command that wrote no state removes the lock file before letting go, so a plan or
-//!   a dispose of what was never deployed leaves nothing behind; a waiter checks that the
+//!   A command removes the lock file before letting go, so none is left behind (a plan or
+//!   a dispose of what was never deployed leaves nothing at all); a waiter checks that the
 //!   file it locked is still the one at the path.
 //! - **Write**: to `<state>.tmp`, fsynced, renamed over the old file, the folder fsynced;
 //!   mode 0600, as the state holds addresses, host keys and generated secrets.
@@ -237,14 +237,12 @@ impl Stamp {
     }
 }
 
-/// A command that wrote no state (a plan, a dispose of what was never deployed) leaves no
-/// lock file behind: it is removed while still locked, and a command that was waiting on it
-/// sees it gone and locks the new one (`is_at`).
+/// No command leaves its lock file behind (the state's folder holds the state, its backup
+/// and the local files, nothing stale): it is removed while still locked, and a command
+/// that was waiting on it sees it gone and locks the new one (`is_at`).
 impl Drop for FileWriter {
     fn drop(&mut self) {
-        if std::fs::symlink_metadata(&self.path).is_err() {
-            let _ = std::fs::remove_file(sibling(&self.path, "lock"));
-        }
+        let _ = std::fs::remove_file(sibling(&self.path, "lock"));
     }
 }
 

@@ -54,6 +54,11 @@ pub struct State {
     /// the same on every run (plumbery kept them in a `.secrets` file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// The operator key the nodes accept: recorded at the first deploy and kept, so that a
+    /// key appearing later in `~/.ssh` does not silently take its place; changed only by a
+    /// rotation the plan shows (`deploy --ssh-key NEW`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorRecord>,
     /// The secrets above and the private host keys of nodes being created, encrypted
     /// ([`seal`]): set only in the stored form, when a state key is given; in memory the
     /// state is always open.
@@ -63,6 +68,22 @@ pub struct State {
     /// before it failed, so that a push can tell whether anyone wrote since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errored_after: Option<u64>,
+}
+
+/// The operator key of a deployment: its public half (what the nodes' authorized_keys
+/// hold) and where its private half was (a file, or `ssh-agent`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorRecord {
+    pub public_key: String,
+    pub path: String,
+}
+
+impl OperatorRecord {
+    /// `SHA256:...`, as OpenSSH shows it.
+    pub fn fingerprint(&self) -> String {
+        crate::ssh::fingerprint(&self.public_key).unwrap_or_else(|| "(unreadable key)".into())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +132,7 @@ impl State {
             resources: BTreeMap::new(),
             addresses: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            operator: None,
             sealed: None,
             errored_after: None,
         }

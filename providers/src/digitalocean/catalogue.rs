@@ -116,6 +116,12 @@ impl Cloud for DigitalOceanCloud {
     }
 
     /// The token and the API's address come from the environment.
+    /// A resize powers the droplet off, resizes CPU and memory, and powers it on again.
+    fn update_disruption(&self, kind: ResourceKind, changed: &[&str]) -> Option<&'static str> {
+        (kind == ResourceKind::Node && changed.contains(&"size"))
+            .then_some("the droplet is powered off to resize, then powered on")
+    }
+
     async fn connect(
         &self,
         options: &ConnectOptions<'_>,

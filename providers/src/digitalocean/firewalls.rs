@@ -1,14 +1,63 @@
 //! Cloud firewalls: a firewall applied to its member tag, the tags its rules name created
 //! first, and a create whose answer was lost found again by name.
+//!
+//! **Drift.** What fitter set is recorded as a digest of the rules (`rules_sha256`, in the
+//! resource's outputs), made from the rules as a set: protocol, ports (`0` and `all` alike),
+//! sorted addresses and tags. A firewall read back whose rules give another digest was
+//! edited outside fitter; the next deploy puts the plan's rules back.
 
 use reqwest::Method;
 use serde_json::Value as Json;
+
+use sha2::{Digest as _, Sha256};
 
 use super::answer::Firewall;
 use super::body;
 use super::client::{self, Call, Failure};
 use super::{Inner, api_error, cloud_name};
-use crate::api::{FirewallRequest, ProviderError};
+use crate::api::{FirewallRequest, Outputs, ProviderError};
+
+/// The outputs key of the rules' digest.
+pub(super) const RULES_DIGEST: &str = "rules_sha256";
+
+/// The digest of a firewall's rules (a request body or an API answer), independent of
+/// their order and of how the API spells "all ports".
+pub(super) fn rules_digest(firewall: &Json) -> String {
+    let strings = |v: Option<&Json>| -> Vec<String> {
+        let mut list: Vec<String> = v
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
+        list.sort();
+        list
+    };
+    let mut rules: Vec<String> = Vec::new();
+    for (direction, key, side) in [
+        ("in", "inbound_rules", "sources"),
+        ("out", "outbound_rules", "destinations"),
+    ] {
+        for rule in firewall[key].as_array().into_iter().flatten() {
+            let protocol = rule["protocol"].as_str().unwrap_or("").to_ascii_lowercase();
+            let ports = match rule["ports"].as_str().unwrap_or("") {
+                "" | "0" | "all" => "all",
+                p => p,
+            };
+            let ends = &rule[side];
+            rules.push(format!(
+                "{direction} {protocol} {ports} {:?} {:?}",
+                strings(ends.get("addresses")),
+                strings(ends.get("tags")),
+            ));
+        }
+    }
+    rules.sort();
+    Sha256::digest(rules.join("\n").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 impl Inner {
     pub(super) fn firewall_body(&self, r: &FirewallRequest) -> (Json, Vec<String>) {
@@ -49,6 +98,30 @@ impl Inner {
             .await
             .map_err(|f| api_error(resource, f))?;
         Ok(())
+    }
+
+    /// Whether firewall `id`'s rules are still the ones fitter set (see the module).
+    pub(super) async fn firewall_drift(
+        &self,
+        id: &str,
+        recorded: &Outputs,
+    ) -> Result<Vec<String>, ProviderError> {
+        let Some(set) = recorded.extra.get(RULES_DIGEST).and_then(Json::as_str) else {
+            // Recorded before fitter kept the digest: nothing to compare with.
+            return Ok(Vec::new());
+        };
+        let resource = format!("firewall {id}");
+        let Some(live) = self
+            .get::<Json>(&resource, &format!("/v2/firewalls/{id}"), "firewall")
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(if rules_digest(&live) == set {
+            Vec::new()
+        } else {
+            vec!["its rules are not the ones fitter set (edited at DigitalOcean)".to_string()]
+        })
     }
 
     pub(super) async fn create_firewall(

@@ -352,9 +352,27 @@ impl Provider for DigitalOcean {
             Request::SshKey(r) => {
                 outputs.fingerprint = md5_fingerprint(&r.public_key);
             }
-            Request::Network(_) | Request::Firewall(_) | Request::Tag(_) => {}
+            Request::Firewall(r) => {
+                outputs.extra.insert(
+                    firewalls::RULES_DIGEST.into(),
+                    firewalls::rules_digest(&self.inner.firewall_body(r).0).into(),
+                );
+            }
+            Request::Network(_) | Request::Tag(_) => {}
         }
         Ok(outputs)
+    }
+
+    async fn drift(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        recorded: &Outputs,
+    ) -> Result<Vec<String>, ProviderError> {
+        match kind {
+            ResourceKind::Firewall => self.inner.firewall_drift(id, recorded).await,
+            _ => Ok(Vec::new()),
+        }
     }
 
     async fn read(&self, kind: ResourceKind, id: &str) -> Result<Option<Outputs>, ProviderError> {
@@ -409,7 +427,12 @@ impl Provider for DigitalOcean {
                 let (body, tags) = inner.firewall_body(r);
                 inner.ensure_tags(&resource, &tags).await?;
                 inner.put_firewall(&resource, id, &body).await?;
-                Ok(Outputs::default())
+                let mut outputs = Outputs::default();
+                outputs.extra.insert(
+                    firewalls::RULES_DIGEST.into(),
+                    firewalls::rules_digest(&body).into(),
+                );
+                Ok(outputs)
             }
             Request::Node(r) => inner.update_node(r, id).await,
             Request::Network(r) => {

@@ -97,6 +97,13 @@ impl Cloud for LxdCloud {
         true
     }
 
+    /// LXD applies `security.nesting` only at start: giving or taking it restarts the
+    /// container.
+    fn update_disruption(&self, kind: ResourceKind, changed: &[&str]) -> Option<&'static str> {
+        (kind == ResourceKind::Node && changed.contains(&"nesting"))
+            .then_some("the container restarts: LXD applies nesting only at start")
+    }
+
     /// The containers go first, then the bridges, then the ACLs, which LXD refuses to delete
     /// while a bridge uses them: the reverse of the creation order, the default.
     fn teardown_rank(&self, kind: ResourceKind) -> u8 {
