@@ -1,5 +1,6 @@
 //! plumbery's plans against `fitter-sim` (issue 11): a plan written for Dimension Data deploys
-//! with its names translated (docs/plumbery.md), and `destroy: never` is honoured by dispose.
+//! with its names translated (docs/plumbery.md), `destroy: never` is honoured by dispose and
+//! deploy, and `running: always` by deploy.
 //! Each test has a simulator of its own (no Prism: the answers are the simulator's own, which
 //! tests/digitalocean.rs holds to the spec), so they run in parallel.
 
@@ -249,6 +250,61 @@ fn force_protected_overrides_destroy_never_and_a_dry_run_writes_nothing() {
     );
     assert!(out.contains("nothing left"), "{out}");
     assert_nothing_left(&sim.snapshot());
+}
+
+/// `running: always` (plumbery's) is no longer a mere warning: a deploy whose plan would
+/// stop such a node, here a resize that powers the masters' droplets off, is refused and
+/// says why, until `--force-protected` (issue 13).
+#[test]
+fn running_always_refuses_a_resize_that_powers_the_node_off() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let written = std::fs::read_to_string(root().join(PLAN)).unwrap();
+    let marked = "            description: \"#mesos #master\"\n";
+    assert!(written.contains(marked) && written.contains("size: s-2vcpu-4gb"));
+    let always = written.replace(marked, &format!("{marked}            running: always\n"));
+    let plan = ws.dir.path().join("mesos-digitalocean.yaml");
+    std::fs::write(&plan, &always).unwrap();
+    ok(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
+
+    let resized = ws.dir.path().join("resized/mesos-digitalocean.yaml");
+    std::fs::create_dir_all(resized.parent().unwrap()).unwrap();
+    std::fs::write(
+        &resized,
+        always.replace("size: s-2vcpu-4gb", "size: s-4vcpu-8gb"),
+    )
+    .unwrap();
+    let before = writes(&sim.snapshot());
+    let out = ws
+        .command_for(
+            &sim.url(),
+            &resized,
+            &["deploy", "--yes", "--skip-bootstrap"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(
+            "# node.master1 will be updated in place; the droplet is powered off to resize"
+        ) && said.contains("`node.master1` says `running: always`, but the droplet is powered off"),
+        "{said}"
+    );
+    assert_eq!(writes(&sim.snapshot()), before, "nothing was resized");
+
+    ok(
+        &sim,
+        &ws,
+        &resized,
+        &["deploy", "--yes", "--skip-bootstrap", "--force-protected"],
+    );
+    let sizes: Vec<String> = droplets(&sim.snapshot(), "master")
+        .iter()
+        .map(|d| d["size_slug"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sizes, ["s-4vcpu-8gb"; 3]);
+    dispose_leaves_nothing(&sim, &ws, &sim.url());
 }
 
 #[test]

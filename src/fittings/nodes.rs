@@ -238,12 +238,6 @@ impl Loader<'_> {
             );
         }
         let running_always = self.word(settings, "running", "always");
-        if let Some(r) = settings.get("running").filter(|_| running_always) {
-            self.report.warning(
-                r.span,
-                "`running: always` holds by itself: fitter has no command that stops a node",
-            );
-        }
         let destroy_never = self.word(settings, "destroy", "never");
         if let Some(w) = settings.get("windows") {
             self.report.error(w.span, "Windows nodes are not supported");

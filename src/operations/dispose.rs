@@ -4,8 +4,10 @@
 //!
 //! **Protection.** `destroy: never` (plumbery's key; Terraform's `prevent_destroy`) keeps
 //! a node or network, and everything it needs, from being destroyed by dispose or replaced
-//! by deploy; `--force-protected` overrides it for one command. To give up a resource for
-//! good, take the key out of the plan.
+//! by deploy; `running: always` keeps deploy from stopping a node (a resize that powers a
+//! droplet off, a container restarted to change its nesting, a replace).
+//! `--force-protected` overrides both for one command. To give up a resource for good,
+//! take the key out of the plan.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -60,11 +62,19 @@ pub fn protected(checked: &Checked, state: &State) -> BTreeSet<String> {
 }
 
 /// The changes of a deploy plan that would destroy a protected resource (a replace, or a
-/// delete), with why each is replaced. Deploy refuses such a plan without
-/// `--force-protected`.
+/// delete), with why each is replaced, and those that would stop a node that says
+/// `running: always` (a resize that powers a droplet off, a container restarted, a
+/// replace). Deploy refuses such a plan without `--force-protected`.
 pub fn destroys_protected(checked: &Checked, state: &State, the_plan: &Plan) -> Vec<String> {
     let protected = protected(checked, state);
-    the_plan
+    let always_running: BTreeSet<String> = checked
+        .fittings
+        .nodes
+        .iter()
+        .filter(|n| n.running_always)
+        .map(|n| format!("node.{}", n.name.value))
+        .collect();
+    let mut refused: Vec<String> = the_plan
         .changes
         .iter()
         .filter(|c| matches!(c.action, Action::Replace | Action::Delete))
@@ -77,7 +87,22 @@ pub fn destroys_protected(checked: &Checked, state: &State, the_plan: &Plan) -> 
             ),
             _ => format!("`{}` would be destroyed", c.address),
         })
-        .collect()
+        .collect();
+    for c in the_plan
+        .changes
+        .iter()
+        .filter(|c| always_running.contains(&c.address))
+    {
+        let stops = match (c.action, &c.disruption) {
+            (Action::Update, Some(d)) => Some(d.clone()),
+            (Action::Replace, _) => Some("it would be replaced".to_string()),
+            _ => None,
+        };
+        if let Some(why) = stops.filter(|_| !refused.iter().any(|r| r.contains(&c.address))) {
+            refused.push(format!("`{}` says `running: always`, but {why}", c.address));
+        }
+    }
+    refused
 }
 
 /// The destroy plan for `state` (with what was adopted or would be): everything but what
