@@ -254,6 +254,16 @@ impl Request {
     }
 }
 
+/// An existing resource as the cloud describes it ([`Provider::describe`]).
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    /// Its name at the cloud.
+    pub name: Option<String>,
+    /// Attributes fitter plans with, as the cloud has them.
+    pub attributes: BTreeMap<String, Json>,
+    pub outputs: Outputs,
+}
+
 /// A resource found in the cloud carrying the deployment's mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owned {
@@ -373,6 +383,21 @@ pub trait Provider: Send + Sync {
 
     /// Brings an existing resource in line with the request.
     async fn update(&self, request: &Request, id: &str) -> Result<Outputs, ProviderError>;
+
+    /// What `fitter import` learns of an existing resource: its outputs (addresses), and
+    /// for a node the attributes the cloud can tell (`size`, `image`, `region`), which are
+    /// compared with the plan's and recorded, so that the next plan shows any difference.
+    /// `None` when there is no such resource. The default: what [`Provider::read`] gives.
+    async fn describe(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Described>, ProviderError> {
+        Ok(self.read(kind, id).await?.map(|outputs| Described {
+            outputs,
+            ..Described::default()
+        }))
+    }
 
     /// What was changed at the cloud, outside fitter, in a resource that still exists: one
     /// sentence per difference, read against what fitter recorded when it last wrote it

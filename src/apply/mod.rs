@@ -57,7 +57,11 @@ impl Providers {
         self.map.insert(provider.kind(), provider);
     }
 
-    fn get(&self, kind: ProviderKind, resource: &str) -> Result<&Arc<dyn Provider>, ApplyError> {
+    pub fn get(
+        &self,
+        kind: ProviderKind,
+        resource: &str,
+    ) -> Result<&Arc<dyn Provider>, ApplyError> {
         self.map.get(&kind).ok_or_else(|| ApplyError::NoProvider {
             provider: kind,
             resource: resource.to_string(),

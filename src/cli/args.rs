@@ -74,6 +74,18 @@ pub(super) struct BootstrapArgs {
     pub(super) revoke_old_key: bool,
 }
 
+impl ApplyArgs {
+    /// The defaults, for a command that changes the state but makes nothing (`import`).
+    pub(super) fn defaults() -> ApplyArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ApplyArgs,
+        }
+        <Only as clap::Parser>::parse_from(["fitter"]).args
+    }
+}
+
 impl BootstrapArgs {
     /// The defaults, for `dispose`: parsed from nothing, so they are the flags' own.
     pub(super) fn defaults() -> BootstrapArgs {

@@ -302,3 +302,37 @@ fn listing(disposal: &Disposal) -> String {
     );
     out
 }
+
+/// `fitter import`: the resource recorded, what differs from the plan, what to do next.
+pub async fn import(
+    checked: Checked,
+    ws: Workspace,
+    address: &str,
+    id: &str,
+    host_key: Option<&str>,
+    options: ApplyOptions,
+) -> Result<ExitCode, Failure> {
+    let mut deployment = Deployment::open(&checked, ws, "fitter import", &options, None).await?;
+    let imported = deployment.import(&checked, address, id, host_key).await?;
+    let name = imported
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    outln!(
+        "Imported {}{name} as `{}`: it is in the state now; nothing was changed at the provider.",
+        imported.id,
+        imported.address
+    );
+    for d in &imported.differences {
+        outln!("  differs from the plan: {d}");
+    }
+    if imported.no_host_key {
+        outln!(
+            "  no host key pinned: deploy will not configure it until one is (`fitter import` again after `fitter state rm {}`, with --host-key)",
+            imported.address
+        );
+    }
+    outln!("`fitter plan` shows what deploy would change to make it the plan's.");
+    Ok(ExitCode::SUCCESS)
+}

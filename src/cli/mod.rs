@@ -182,6 +182,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Take an existing resource (a droplet, a firewall, an LXD container of this
+    /// deployment) into the state under the plan's ADDRESS, checked against the plan; the
+    /// next `plan` shows what differs (Terraform's `import`).
+    #[command(after_help = help::ENV_PLAN)]
+    Import {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// The plan's address for it: `node.web1`, `firewall.web`, `network.front`.
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+        /// Its id at the provider (a droplet's number, a firewall's UUID, a container's name).
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+        /// A node's SSH host key (`ssh-ed25519 AAAA...`, from the cloud's console or the
+        /// node's `/etc/ssh`), pinned for bootstrap; without it the node is not configured.
+        #[arg(long, value_name = "KEY")]
+        host_key: Option<String>,
+    },
     /// Look at and repair the state: list, show, rm, mv; pull and push it between stores.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -378,6 +398,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             refresh_only,
             diff,
         } => {
+            if json && diff && !refresh_only {
+                return Err(
+                    "error: `--diff` prints text after the plan; with `--json`, use `--refresh-only --json --diff`, whose report carries each file's diff"
+                        .to_string()
+                        .into(),
+                );
+            }
             let checked = check_scoped(&args, &scope, cli.quiet)?;
             let ws = state.workspace(&checked, &args, ssh_key)?;
             if refresh_only {
@@ -593,6 +620,28 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Completions { shell } => Ok(help::completions(shell)),
         Command::Man { command, dir } => Ok(help::man(command.as_deref(), dir.as_deref())),
+        Command::Import {
+            plan: args,
+            address,
+            id,
+            state,
+            host_key,
+        } => {
+            let checked = check(&args, cli.quiet)?;
+            let ws = state.workspace(&checked, &args, None)?;
+            let runtime = runtime()?;
+            let _entered = runtime.enter();
+            let options =
+                apply_options(&ApplyArgs::defaults(), &BootstrapArgs::defaults(), &globals);
+            runtime.block_on(change::import(
+                checked,
+                ws,
+                &address,
+                &id,
+                host_key.as_deref(),
+                options,
+            ))
+        }
         Command::State(command) => state::run(command, cli.quiet),
         Command::ForceUnlock { plan, state, yes } => {
             let checked = check(&plan, cli.quiet)?;

@@ -14,6 +14,7 @@
 pub mod deploy;
 pub mod dispose;
 pub mod drift;
+pub mod import;
 pub mod inspect;
 mod keys;
 pub mod saved;

@@ -90,6 +90,18 @@ pub struct Droplet {
     pub size_slug: Word,
     pub networks: Networks,
     pub tags: Vec<TagName>,
+    /// Read for `fitter import` only; absent or null is no answer, not an error.
+    #[serde(default)]
+    pub region: Option<Slugged>,
+    #[serde(default)]
+    pub image: Option<Slugged>,
+}
+
+/// A region or an image as a droplet names it: only its slug.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Slugged {
+    #[serde(default)]
+    pub slug: Option<Word>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

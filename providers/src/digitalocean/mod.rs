@@ -35,16 +35,19 @@
 //! wait for a droplet to be ready or gone), `update` (resizing and retagging a droplet),
 //! `network` (VPCs), `firewalls`, and `keys` (the SSH key and the tags).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::api::{NodeRequest, Outputs, Owned, Provider, ProviderError, Request, TagRequest};
+use crate::api::{
+    Described, NodeRequest, Outputs, Owned, Provider, ProviderError, Request, TagRequest,
+};
 use crate::{ProviderKind, ResourceKind};
 
 pub mod answer;
@@ -361,6 +364,52 @@ impl Provider for DigitalOcean {
             Request::Network(_) | Request::Tag(_) => {}
         }
         Ok(outputs)
+    }
+
+    async fn describe(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Described>, ProviderError> {
+        if kind != ResourceKind::Node {
+            return Ok(self.read(kind, id).await?.map(|outputs| Described {
+                outputs,
+                ..Described::default()
+            }));
+        }
+        let resource = format!("droplet {id}");
+        if id.parse::<u64>().is_err() {
+            return Err(unsupported(
+                &resource,
+                format!("`{id}` is not a droplet id"),
+            ));
+        }
+        let path = format!("/v2/droplets/{id}");
+        let Some(d) = self
+            .inner
+            .get::<Droplet>(&resource, &path, "droplet")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut attributes = BTreeMap::new();
+        attributes.insert("size".to_string(), json!(d.size_slug.to_string()));
+        let slug = |s: &Option<answer::Slugged>| {
+            s.as_ref()
+                .and_then(|s| s.slug.as_ref())
+                .map(|w| w.to_string())
+        };
+        if let Some(region) = slug(&d.region) {
+            attributes.insert("region".to_string(), json!(region));
+        }
+        if let Some(image) = slug(&d.image) {
+            attributes.insert("image".to_string(), json!(image));
+        }
+        Ok(Some(Described {
+            name: Some(d.name.to_string()),
+            attributes,
+            outputs: droplet_ready(&d).unwrap_or_default(),
+        }))
     }
 
     async fn drift(
