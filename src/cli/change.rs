@@ -53,7 +53,7 @@ pub async fn deploy(
     for address in &deployment.gone {
         errln!(
             "{}",
-            super::gone(&checked, address, "it will be created again")
+            super::planned::gone(&checked, address, "it will be created again")
         );
     }
     let the_plan = deployment.plan(&checked, options.skip_bootstrap, options.revoke_old_key)?;

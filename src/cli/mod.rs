@@ -8,6 +8,7 @@ mod args;
 mod change;
 mod help;
 mod logging;
+mod planned;
 mod state;
 
 use args::{ApplyArgs, BootstrapArgs, PlanArgs, ScopeArgs};
@@ -21,11 +22,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::plural;
+use crate::inventory;
 use crate::operations::deploy::ApplyOptions;
 use crate::operations::saved::SavedPlan;
-use crate::operations::{self, CheckOptions, Checked, OperationError, Workspace, inspect};
+use crate::operations::{self, CheckOptions, Checked, OperationError, inspect};
 use crate::report::{ColorChoice, Display};
-use crate::{inventory, plan};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -425,7 +426,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     ExitCode::SUCCESS
                 });
             }
-            let (the_plan, against) = dry_run(&checked, &ws, !no_refresh, insecure)?;
+            let (the_plan, against) = planned::dry_run(&checked, &ws, !no_refresh, insecure)?;
             if let Some(path) = &save_to {
                 SavedPlan::new(&checked, &the_plan, against).write(path)?;
                 errln!(
@@ -440,7 +441,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 out!("{}", the_plan.render());
             }
             if diff {
-                out!("{}", file_diffs(&checked, &ws)?);
+                out!("{}", planned::file_diffs(&checked, &ws)?);
             }
             Ok(if detailed_exitcode && the_plan.has_changes() {
                 ExitCode::from(2)
@@ -491,7 +492,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .state
                 .workspace(&checked, &args, apply.ssh_key.clone())?;
             if only_plan {
-                out!("{}", dry_run(&checked, &ws, true, insecure)?.0.render());
+                out!(
+                    "{}",
+                    planned::dry_run(&checked, &ws, true, insecure)?.0.render()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let runtime = runtime()?;
@@ -648,78 +652,6 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let ws = state.workspace(&checked, &plan, None)?;
             state::force_unlock(&checked, &ws, yes)
         }
-    }
-}
-
-/// `plan` and `deploy --dry-run`: what deploy would do, reading only, and the stored state's
-/// lineage and serial it was made against. A refresh that cannot reach a provider points at
-/// `--no-refresh`.
-fn dry_run(
-    checked: &Checked,
-    ws: &Workspace,
-    refresh: bool,
-    insecure: bool,
-) -> Result<(plan::Plan, Option<(String, u64)>), Failure> {
-    let result = runtime()?
-        .block_on(inspect::dry_run(checked, ws, refresh, insecure))
-        .map_err(|e| match e {
-            e @ (OperationError::Provider(_) | OperationError::Apply(_)) => {
-                Failure::Message(format!(
-                    "{}\n  = help: `plan --no-refresh` compares with the state file alone, offline",
-                    error_chain(&e)
-                ))
-            }
-            e => e.into(),
-        })?;
-    for address in &result.gone {
-        errln!("{}", gone(checked, address, "deploy will create it again"));
-    }
-    Ok((result.plan, result.against))
-}
-
-/// `plan --diff`: what bootstrap would change in each node's files, as unified diffs.
-fn file_diffs(checked: &Checked, ws: &Workspace) -> Result<String, Failure> {
-    use std::fmt::Write as _;
-    let Some(state) = ws.read_state(&checked.fittings.deployment)? else {
-        return Ok(String::new());
-    };
-    let mut not_asked = Vec::new();
-    let nodes = runtime()?.block_on(operations::drift::nodes(
-        checked,
-        ws,
-        &state,
-        true,
-        &mut not_asked,
-    ))?;
-    let mut out = String::from(
-        "\nFiles bootstrap would change (as on the node, then as fitter renders it):\n",
-    );
-    let mut any = false;
-    for n in &nodes {
-        for f in &n.files {
-            any = true;
-            out.push_str(f.diff.as_deref().unwrap_or(""));
-        }
-        if let Some(e) = &n.error {
-            let _ = writeln!(out, "{}: not read: {e}", n.node);
-        }
-    }
-    for (node, why) in &not_asked {
-        let _ = writeln!(out, "{node}: not asked: {why}");
-    }
-    if !any {
-        out.push_str("  none: every file on the nodes asked is as fitter renders it.\n");
-    }
-    Ok(out)
-}
-
-/// What a refresh that found `address` gone from its provider means: created again if the
-/// plan still has it, else only forgotten (it was on its way out anyway).
-fn gone(checked: &Checked, address: &str, again: &str) -> String {
-    if checked.graph.resources().any(|r| r.address == address) {
-        format!("`{address}` is gone from its provider; {again}.")
-    } else {
-        format!("`{address}` is gone from its provider and no longer in the plan: it is forgotten.")
     }
 }
 
