@@ -486,9 +486,15 @@ impl Plan {
 
 fn render_change(out: &mut String, c: &Change) {
     let requested = if c.replace_because.iter().any(|r| r == REQUESTED) {
-        ", as `--replace` asks"
+        ", as `--replace` asks".to_string()
+    } else if let Some(other) = c
+        .replace_because
+        .iter()
+        .find(|r| r.as_str() == "the operator key changes")
+    {
+        format!(": {other}")
     } else {
-        ""
+        String::new()
     };
     let mut disruption = match &c.disruption {
         Some(d) => format!("; {d}"),

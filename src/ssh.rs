@@ -158,6 +158,26 @@ fn new_ed25519(path: &Path) -> Result<PrivateKey, SshError> {
     Ok(PrivateKey::from(pair))
 }
 
+/// `ssh-ed25519 AAAA...`: an OpenSSH public key line's type and body, without its comment
+/// (which differs between a key file and the agent's copy of the same key); `None` for a
+/// line that is not a key. Only the characters of a key's type and base64 pass, so it is
+/// safe inside a single-quoted shell word.
+pub fn key_body(public_openssh: &str) -> Option<String> {
+    let mut words = public_openssh.split_whitespace();
+    let (kind, body) = (words.next()?, words.next()?);
+    let safe = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=-@.".contains(c))
+    };
+    (safe(kind) && safe(body)).then(|| format!("{kind} {body}"))
+}
+
+/// Whether two public key lines are the same key, whatever their comments.
+pub fn same_key(a: &str, b: &str) -> bool {
+    matches!((key_body(a), key_body(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// `SHA256:...` of an OpenSSH public key line.
 pub fn fingerprint(public_openssh: &str) -> Option<String> {
     PublicKey::from_openssh(public_openssh.trim())
@@ -219,13 +239,21 @@ impl OperatorKey {
 
     /// The first identity of the ssh-agent at `SSH_AUTH_SOCK`, if there is one.
     pub async fn from_agent() -> Option<OperatorKey> {
+        OperatorKey::from_agent_matching(None).await
+    }
+
+    /// The agent's identity that is `wanted` (a public key line), or its first one.
+    pub async fn from_agent_matching(wanted: Option<&str>) -> Option<OperatorKey> {
         std::env::var_os("SSH_AUTH_SOCK")?;
         let mut agent = russh::keys::agent::client::AgentClient::connect_env()
             .await
             .ok()?;
         let identities = agent.request_identities().await.ok()?;
         let key = identities.into_iter().find_map(|i| match i {
-            russh::keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
+            russh::keys::agent::AgentIdentity::PublicKey { key, .. } => {
+                let line = key.to_openssh().ok()?;
+                wanted.is_none_or(|w| same_key(w, &line)).then_some(key)
+            }
             _ => None,
         })?;
         Some(OperatorKey {
@@ -282,6 +310,22 @@ impl OperatorKey {
     }
 
     /// Makes a new Ed25519 key at `path` (mode 0600) and `path.pub`.
+    /// A key made in memory and never written: for a command that must hold a key but
+    /// logs into no node (`dispose`, when the deployment's key is not at hand).
+    pub fn ephemeral() -> Result<OperatorKey, SshError> {
+        let path = PathBuf::from("(a key of this run only)");
+        let key = new_ed25519(&path)?;
+        let public_openssh = key.public_key().to_openssh().map_err(|e| SshError::Key {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(OperatorKey {
+            path,
+            signer: Signer::File(Arc::new(key)),
+            public_openssh,
+        })
+    }
+
     pub fn create(path: &Path) -> Result<OperatorKey, SshError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -494,13 +538,28 @@ impl Session {
         self.deadline = deadline;
     }
 
+    /// Runs a command whose output is the content of files (which may hold secrets): as
+    /// [`Session::run`], but its output is never written to the debug log.
+    pub async fn run_unlogged(&self, command: &str) -> Result<CommandOutput, SshError> {
+        self.run_within(command, &[], false).await
+    }
+
     /// Runs a command with `input` on its standard input, within the session's deadline.
     pub async fn run_with_input(
         &self,
         command: &str,
         input: &[u8],
     ) -> Result<CommandOutput, SshError> {
-        match tokio::time::timeout(self.deadline, self.exec(command, input)).await {
+        self.run_within(command, input, true).await
+    }
+
+    async fn run_within(
+        &self,
+        command: &str,
+        input: &[u8],
+        log: bool,
+    ) -> Result<CommandOutput, SshError> {
+        match tokio::time::timeout(self.deadline, self.exec(command, input, log)).await {
             Ok(result) => result,
             Err(_) => Err(SshError::Deadline {
                 node: self.node.clone(),
@@ -510,7 +569,12 @@ impl Session {
         }
     }
 
-    async fn exec(&self, command: &str, input: &[u8]) -> Result<CommandOutput, SshError> {
+    async fn exec(
+        &self,
+        command: &str,
+        input: &[u8],
+        log: bool,
+    ) -> Result<CommandOutput, SshError> {
         let err = |e: russh::Error| SshError::Session {
             node: self.node.clone(),
             message: e.to_string(),
@@ -530,7 +594,7 @@ impl Session {
             match msg {
                 ChannelMsg::Data { data } => {
                     let text = String::from_utf8_lossy(&data);
-                    for line in text.lines() {
+                    for line in text.lines().filter(|_| log) {
                         tracing::debug!(target: "fitter::ssh", "{}: {line}", self.node);
                     }
                     out.stdout.push_str(&text)

@@ -385,6 +385,69 @@ fn the_operator_key_is_recorded_and_kept_until_a_rotation_the_plan_shows() {
     assert!(said.contains("The operator key changes."), "{said}");
     let old_fp = fitter::ssh::fingerprint(recorded["public_key"].as_str().unwrap()).unwrap();
     assert!(said.contains(&old_fp), "{said}");
+    // The key in the account is replaced with it, so that the droplets made next get it.
+    assert!(
+        said.contains("# ssh_key.operator must be replaced: the operator key changes"),
+        "{said}"
+    );
+
+    // The same key under another comment (the agent's copy of a key file has none) is no
+    // rotation.
+    let recommented = ws.dir.path().join("same-key");
+    let private = std::fs::read_to_string(&own).unwrap();
+    std::fs::write(&recommented, private).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&recommented, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let renamed = Command::new("ssh-keygen")
+        .args(["-q", "-c", "-C", "another comment", "-P", "", "-f"])
+        .arg(&recommented)
+        .output()
+        .unwrap();
+    assert!(renamed.status.success(), "{}", text(&renamed));
+    let comment = fitter::ssh::OperatorKey::load(&recommented)
+        .unwrap()
+        .public_openssh;
+    assert!(comment.ends_with("another comment"), "{comment}");
+    let plan = ws.run(
+        &sim.url(),
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--ssh-key",
+            recommented.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(plan.status.code(), Some(0), "the same key: {}", text(&plan));
+
+    // A teammate's key that the plan's `keys:` authorises is an operator key, not a rotation.
+    let with_team = ws.dir.path().join("team/mesos-digitalocean.yaml");
+    std::fs::create_dir_all(with_team.parent().unwrap()).unwrap();
+    let written = std::fs::read_to_string(root().join(PLAN)).unwrap();
+    let public = format!("{}.pub", newer.display());
+    let team = written.replacen(
+        "\nparameters:",
+        &format!("\nkeys:\n  - {public}\nparameters:"),
+        1,
+    );
+    assert_ne!(
+        team, written,
+        "the example has a `parameters:` section to put `keys:` before"
+    );
+    std::fs::write(&with_team, team).unwrap();
+    let plan = ws
+        .command_for(
+            &sim.url(),
+            &with_team,
+            &[
+                "plan",
+                "--detailed-exitcode",
+                "--ssh-key",
+                newer.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "a teammate: {}", text(&plan));
 
     // The recorded key gone: a clear refusal, not another key taken in its place.
     std::fs::remove_file(&own).unwrap();

@@ -128,8 +128,7 @@ pub struct Options {
     /// for `deploy --skip-bootstrap`, whose operator reaches the nodes otherwise (and whose
     /// simulated droplets are not hosts).
     pub probe_ssh: bool,
-    /// `--limit`: the SSH probe only for these nodes (none: every node), as only they are
-    /// bootstrapped next.
+    /// `--limit`: only these nodes are probed (none: all), as only they are bootstrapped.
     pub limit: Vec<String>,
     /// Told of every change as it starts, waits and finishes.
     pub reporter: Arc<dyn Reporter>,
@@ -176,10 +175,7 @@ pub struct Report {
 
 impl Report {
     pub fn failed(&self) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| !matches!(s.result, StepResult::Done { .. }))
-            .count()
+        self.steps.iter().filter(|s| !s.done()).count()
     }
 
     /// One line per change, failures with their cause; skipped steps name the failure once.

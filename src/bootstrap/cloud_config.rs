@@ -98,6 +98,18 @@ pub(super) fn resolve_token(
     }
 }
 
+/// Every form a secret may take in a rendered file: itself and the digests its tokens give
+/// (`{{ x.secret.md5 }}` is the credential itself where a service checks md5 sums), for
+/// what must never print them.
+pub fn secret_forms(value: &str) -> [String; 4] {
+    [
+        value.to_string(),
+        hex_digest::<md5::Md5>(value),
+        hex_digest::<sha1::Sha1>(value),
+        sha256(value),
+    ]
+}
+
 /// The hex digest of a secret, as plumbery's `{{ x.secret.md5 }}` and `.sha1` give it.
 fn hex_digest<D: sha2::Digest>(value: &str) -> String {
     D::digest(value.as_bytes())

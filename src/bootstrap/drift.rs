@@ -187,8 +187,9 @@ async fn add_diffs(
             quote(&f.path)
         );
     }
+    // The files' contents may hold secrets: never in the debug log (`--log-file`, `-vv`).
     let out = session
-        .run(&script)
+        .run_unlogged(&script)
         .await
         .map_err(BootstrapError::Session)?;
     let mut on_node: Vec<String> = vec![String::new(); drift.files.len()];

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::components::Component;
 
+pub use cloud_config::secret_forms;
 pub use error::BootstrapError;
 pub use health::{Answer, shown};
 pub use host_keys::given_host_keys;

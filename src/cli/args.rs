@@ -20,8 +20,10 @@ pub(super) struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub(super) yes: bool,
-    /// The operator's SSH private key (default: `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`,
-    /// `~/.ssh/id_rsa`, else one made for the deployment beside its state).
+    /// The operator's SSH private key (default: the one the state records; at the first
+    /// deploy `FITTER_SSH_KEY`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`, the agent, else one
+    /// made for the deployment beside its state). Another key than the recorded one is a
+    /// rotation the plan shows.
     #[arg(long, value_name = "PATH")]
     pub(super) ssh_key: Option<PathBuf>,
     /// Forget the recorded resources even when every one of them reads as gone (refused by

@@ -50,6 +50,7 @@ pub async fn deploy(
     }
     let mut deployment =
         Deployment::open(&checked, ws, "fitter deploy", &options, how.saved.as_ref()).await?;
+    deployment.detect_drift().await?;
     for address in &deployment.gone {
         errln!(
             "{}",

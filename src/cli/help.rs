@@ -64,6 +64,7 @@ pub const ENV_PLAN: &str = concat!(
     "Environment:\n",
     env_providers!(),
     env_state!(),
+    env_ssh!(),
     env_global!()
 );
 pub const ENV_CHANGE: &str = concat!(

@@ -69,12 +69,15 @@ impl StateArgs {
         plan: &PlanArgs,
         ssh_key: Option<PathBuf>,
     ) -> Result<Workspace, OperationError> {
-        Workspace::choose(
+        let mut ws = Workspace::choose(
             &plan.fittings,
             checked.fittings.backend.as_ref().map(|b| b.value.as_str()),
             &self.choice(),
             ssh_key,
-        )
+        )?;
+        // A `keys:` entry that cannot be read is reported by deploy, which needs them.
+        ws.team = crate::operations::deploy::team_keys(&checked.fittings).unwrap_or_default();
+        Ok(ws)
     }
 }
 

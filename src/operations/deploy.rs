@@ -129,19 +129,41 @@ impl Deployment {
             state.take_lineage(&expected.lineage);
         }
         options.reporter.phase_started(Phase::Refresh);
+        // A saved plan is checked against what deploy would do now before the refresh
+        // writes anything (it forgets what is gone): a refusal leaves the state as it was.
+        if let Some(expected) = saved {
+            let gone = apply::gone(state.state(), &providers).await?;
+            let mut now = state.state().clone();
+            for a in &gone {
+                now.resources.remove(a);
+            }
+            let drifted = apply::drifted(&now, &providers, &[]).await?;
+            if workspace
+                .key_change(now.operator.as_ref(), false)?
+                .is_some()
+            {
+                return Err(OperationError::Usage(
+                    "a saved plan carries no key rotation: apply it with the deployment's key, then rotate with `deploy --ssh-key`".into(),
+                ));
+            }
+            expected.check_plan(&planned(checked, &now, &checked.replace, &drifted))?;
+        }
         let gone = apply::refresh(&mut state, &providers, options.accept_vanished).await;
-        let drifted = match &gone {
-            Ok(_) => apply::drifted(state.state(), &providers, &[]).await,
-            Err(_) => Ok(BTreeMap::new()),
-        };
         options.reporter.phase_finished(Phase::Refresh);
         Ok(Deployment {
             workspace,
             providers,
             state,
             gone: gone?,
-            drifted: drifted?,
+            drifted: BTreeMap::new(),
         })
+    }
+
+    /// Reads what was changed outside fitter in the recorded resources, for the plan to put
+    /// back (`deploy`; `dispose` needs none of it).
+    pub async fn detect_drift(&mut self) -> Result<(), OperationError> {
+        self.drifted = apply::drifted(self.state.state(), &self.providers, &[]).await?;
+        Ok(())
     }
 
     /// What deploy would change: addresses assigned (and recorded), the plan against the
@@ -155,21 +177,18 @@ impl Deployment {
         let key_change = self
             .workspace
             .key_change(self.state.state().operator.as_ref(), revoke_old_key)?;
+        let replace = with_account_key(&checked.replace, key_change.as_ref(), self.state.state());
         apply::assign_addresses(&checked.graph, &mut self.state)?;
-        let mut the_plan = plan::diff_full(
-            &checked.graph,
-            Some(self.state.state()),
-            &checked.replace,
-            &self.drifted,
-        );
+        let mut the_plan = planned(checked, self.state.state(), &replace, &self.drifted);
         if !skip_bootstrap {
             the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
+            if let Some(s) = &checked.selection {
+                // The bootstrap part narrowed as the resources were.
+                the_plan = s.narrow(the_plan, &checked.graph);
+            }
         }
-        let mut the_plan = match &checked.selection {
-            Some(s) => s.narrow(the_plan, &checked.graph),
-            None => the_plan,
-        };
         the_plan.operator_key = key_change;
+        explain_rotation(&mut the_plan, &checked.replace);
         Ok(the_plan)
     }
 
@@ -189,23 +208,16 @@ impl Deployment {
         } else {
             None
         };
+        // Recorded at the first deploy, as the nodes are made with it; a state from before
+        // fitter recorded keys gets it once a login proves the nodes take it (bootstrap).
+        let mut record_once_proven = false;
         if let Some(operator) = &operator {
             match (&recorded, &the_plan.operator_key) {
-                // The first deploy records the key the nodes are made with.
-                (None, _) => self.record_operator(operator)?,
+                (None, _) if self.reachable().is_empty() => self.record_operator(operator)?,
+                (None, _) => record_once_proven = true,
                 (Some(old), Some(change)) => {
-                    let old = self.workspace.recorded_key(old).await?;
-                    let nodes = self.reachable();
-                    keys::rotate(
-                        &nodes,
-                        &old,
-                        operator,
-                        change.revoke_old,
-                        options.ssh_timeout,
-                        options.ssh_parallelism,
-                    )
-                    .await?;
-                    self.record_operator(operator)?;
+                    self.rotate(the_plan, old, operator, change.revoke_old, options)
+                        .await?
                 }
                 (Some(_), None) => {}
             }
@@ -245,6 +257,11 @@ impl Deployment {
             Some(operator) => Some(self.bootstrap(checked, operator, options).await?),
             None => None,
         };
+        if let (true, Some(operator), Some(b)) = (record_once_proven, &operator, &bootstrap)
+            && b.nodes.iter().any(|n| n.error.is_none())
+        {
+            self.record_operator(operator)?;
+        }
         self.workspace.write_known_hosts(self.state.state())?;
         let key = self
             .workspace
@@ -261,6 +278,46 @@ impl Deployment {
             bootstrap,
             information,
         })
+    }
+
+    /// A key rotation (`keys`): the new key on every node that stays, proven by a login,
+    /// then recorded, then (`revoke`) the old one removed.
+    async fn rotate(
+        &mut self,
+        the_plan: &Plan,
+        recorded: &OperatorRecord,
+        new: &OperatorKey,
+        revoke: bool,
+        options: &ApplyOptions,
+    ) -> Result<(), OperationError> {
+        if let Some((address, _)) = self
+            .state
+            .state()
+            .resources
+            .iter()
+            .find(|(a, r)| a.starts_with("node.") && r.status == Status::Creating)
+        {
+            return Err(OperationError::Usage(format!(
+                "`{address}` is still being created: deploy without --ssh-key first, then rotate the key"
+            )));
+        }
+        let old = self.workspace.recorded_key(recorded).await?;
+        // A node the plan destroys (a replace of a broken one) is not asked for anything.
+        let going: Vec<&str> = the_plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c.action, plan::Action::Delete | plan::Action::Replace))
+            .map(|c| c.address.as_str())
+            .collect();
+        let mut nodes = self.reachable();
+        nodes.retain(|n| !going.contains(&format!("node.{}", n.name).as_str()));
+        let (patience, parallelism) = (options.ssh_timeout, options.ssh_parallelism);
+        keys::add(&nodes, &old, new, patience, parallelism).await?;
+        self.record_operator(new)?;
+        if revoke {
+            keys::revoke(&nodes, &old, new, patience, parallelism).await?;
+        }
+        Ok(())
     }
 
     /// Records `operator` as the deployment's key.
@@ -353,6 +410,58 @@ impl Deployment {
     }
 }
 
+/// The resource changes deploy would make against `state`, narrowed to `--blueprint` and
+/// `--target`.
+fn planned(
+    checked: &Checked,
+    state: &crate::state::State,
+    replace: &std::collections::BTreeSet<String>,
+    drifted: &BTreeMap<String, Vec<String>>,
+) -> Plan {
+    let the_plan = plan::diff_full(&checked.graph, Some(state), replace, drifted);
+    match &checked.selection {
+        Some(s) => s.narrow(the_plan, &checked.graph),
+        None => the_plan,
+    }
+}
+
+/// `--replace` as asked, and with a key rotation the operator's key in the cloud account
+/// (`ssh_key.operator` on DigitalOcean and Hetzner): replaced, so that the nodes made next
+/// are made with the new key.
+pub(super) fn with_account_key(
+    replace: &std::collections::BTreeSet<String>,
+    rotation: Option<&plan::KeyChange>,
+    state: &crate::state::State,
+) -> std::collections::BTreeSet<String> {
+    let mut replace = replace.clone();
+    if rotation.is_some() && state.resources.contains_key(ACCOUNT_KEY) {
+        replace.insert(ACCOUNT_KEY.to_string());
+    }
+    replace
+}
+
+const ACCOUNT_KEY: &str = "ssh_key.operator";
+
+/// Says why the account key is replaced when a rotation, not `--replace`, is the reason.
+pub(super) fn explain_rotation(the_plan: &mut Plan, asked: &std::collections::BTreeSet<String>) {
+    if the_plan.operator_key.is_none() || asked.contains(ACCOUNT_KEY) {
+        return;
+    }
+    for c in the_plan
+        .changes
+        .iter_mut()
+        .filter(|c| c.address == ACCOUNT_KEY)
+    {
+        for why in c
+            .replace_because
+            .iter_mut()
+            .filter(|w| *w == plan::REQUESTED)
+        {
+            *why = "the operator key changes".to_string();
+        }
+    }
+}
+
 /// Every node's configuration rendered against `state` (its addresses; its secrets, new
 /// ones added to `secrets`), split into the nodes that answer SSH (ready, with an address
 /// and a pinned host key) and the names of those that do not.
@@ -406,7 +515,9 @@ pub(super) fn render_targets(
 /// The plan's `keys:`, each a public key or the path of one (`~/.ssh/bob.pub`), as plumbery
 /// takes them: authorised on every new node beside the key of the operator running deploy,
 /// so that every member of the team reaches the nodes with their own key.
-fn team_keys(fittings: &crate::fittings::Fittings) -> Result<Vec<String>, OperationError> {
+pub(crate) fn team_keys(
+    fittings: &crate::fittings::Fittings,
+) -> Result<Vec<String>, OperationError> {
     fittings
         .keys
         .iter()

@@ -74,11 +74,13 @@ pub fn destroys_protected(checked: &Checked, state: &State, the_plan: &Plan) -> 
         .filter(|n| n.running_always)
         .map(|n| format!("node.{}", n.name.value))
         .collect();
+    let destroyed = |c: &&plan::Change| {
+        matches!(c.action, Action::Replace | Action::Delete) && protected.contains(&c.address)
+    };
     let mut refused: Vec<String> = the_plan
         .changes
         .iter()
-        .filter(|c| matches!(c.action, Action::Replace | Action::Delete))
-        .filter(|c| protected.contains(&c.address))
+        .filter(destroyed)
         .map(|c| match c.action {
             Action::Replace => format!(
                 "`{}` would be replaced (destroyed, then created again): {} cannot change in place",
@@ -98,7 +100,7 @@ pub fn destroys_protected(checked: &Checked, state: &State, the_plan: &Plan) -> 
             (Action::Replace, _) => Some("it would be replaced".to_string()),
             _ => None,
         };
-        if let Some(why) = stops.filter(|_| !refused.iter().any(|r| r.contains(&c.address))) {
+        if let Some(why) = stops.filter(|_| !destroyed(&c)) {
             refused.push(format!("`{}` says `running: always`, but {why}", c.address));
         }
     }
@@ -202,10 +204,16 @@ impl Deployment {
         let apply_options = apply::Options {
             parallelism: options.parallelism,
             cancel: options.cancel.clone(),
-            operator: self
+            // Deletes log into no node: the deployment's key if it is at hand, else one of
+            // this run only (never a key made and left behind for dispose).
+            operator: match self
                 .workspace
-                .operator_key(self.state.state().operator.as_ref())
-                .await?,
+                .existing_operator_key(self.state.state().operator.as_ref())
+                .await
+            {
+                Some(key) => key,
+                None => crate::ssh::OperatorKey::ephemeral()?,
+            },
             ssh_patience: options.ssh_timeout,
             probe_ssh: false,
             limit: Vec::new(),

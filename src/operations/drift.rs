@@ -182,6 +182,12 @@ pub async fn nodes(
             not_asked.push((node, "not ready, or no address or pinned host key".into()));
         }
     }
-    let hidden: Vec<String> = secrets.values().cloned().collect();
+    // Never shown in a diff: every secret fitter made, in every form its tokens give, and
+    // the parameters given on the command line (a `-p` may be a password).
+    let hidden: Vec<String> = secrets
+        .values()
+        .flat_map(|v| crate::bootstrap::secret_forms(v))
+        .chain(checked.parameters.values().cloned())
+        .collect();
     Ok(drift::survey(&targets, &operator, PATIENCE, AT_ONCE, diff, &hidden).await)
 }

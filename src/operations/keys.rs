@@ -1,11 +1,16 @@
-//! Rotating the operator key: every ready node gets the new key in root's
-//! `authorized_keys`, over a session logged in with the old one; with `--revoke-old-key`
-//! the old one is then removed, over a session logged in with the new one (so a new key
-//! that does not work never locks the operator out). Nodes not made yet are made with the
-//! new key. The state records the new key only once every node has it.
+//! Rotating the operator key, in phases, so that no failure can leave a node that neither
+//! key opens:
 //!
-//! Only the key's type and base64 body are written and looked for: a comment may hold any
-//! character, and a line may carry options before the key.
+//! 1. every node to rotate gets the new key in root's `authorized_keys`, over a session
+//!    logged in with the old key (a line of the key alone is added unless one is there);
+//! 2. every node is logged into with the new key: only a login proves a node has it;
+//! 3. the state records the new key (the caller);
+//! 4. with `--revoke-old-key`, every line holding the old key is removed, over sessions
+//!    logged in with the new one.
+//!
+//! A failure in 1 or 2 stops before anything is recorded, and the old key still opens every
+//! node. A failure in 4 leaves the old key on the nodes named; the new one is recorded and
+//! opens them all. Only the key's type and base64 body reach a command ([`key_body`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +18,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use super::OperationError;
-use crate::ssh::{OperatorKey, Session, SshError};
+use crate::ssh::{OperatorKey, Session, SshError, key_body};
 
 /// A node that answers SSH: its name, address and pinned host key.
 pub struct Reachable {
@@ -22,29 +27,25 @@ pub struct Reachable {
     pub host_key: String,
 }
 
-/// `ssh-ed25519 AAAA...`, without the comment; `None` for a line that is not a key.
-fn key_body(public_openssh: &str) -> Option<String> {
-    let mut words = public_openssh.split_whitespace();
-    let (kind, body) = (words.next()?, words.next()?);
-    let safe = |w: &str| {
-        w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+/=-@.".contains(c))
-    };
-    (safe(kind) && safe(body)).then(|| format!("{kind} {body}"))
-}
+const KEYS: &str = "/root/.ssh/authorized_keys";
 
+/// Adds a line holding the key alone, unless a line is exactly that key (with any comment);
+/// a file without a final line break gets one first, so the key is never glued onto the
+/// last line.
 fn add_command(key: &str) -> String {
     format!(
-        "umask 077 && mkdir -p /root/.ssh && touch /root/.ssh/authorized_keys && \
-         (grep -qF '{key}' /root/.ssh/authorized_keys || printf '%s\\n' '{key}' >> /root/.ssh/authorized_keys)"
+        "umask 077 && mkdir -p /root/.ssh && touch {KEYS} && \
+         if ! awk -v k='{key}' '$1\" \"$2 == k {{ found = 1 }} END {{ exit !found }}' {KEYS}; then \
+         [ -s {KEYS} ] && [ \"$(tail -c1 {KEYS})\" != \"\" ] && echo >> {KEYS}; \
+         printf '%s\\n' '{key}' >> {KEYS}; fi"
     )
 }
 
+/// Removes every line holding the key, with options or a comment or not.
 fn revoke_command(key: &str) -> String {
     // Written back into the same file (its owner and mode stay), through a copy.
     format!(
-        "umask 077 && f=/root/.ssh/authorized_keys && grep -vF '{key}' $f > $f.fitter; \
-         cat $f.fitter > $f && rm -f $f.fitter"
+        "umask 077 && f={KEYS} && grep -vF '{key}' $f > $f.fitter; cat $f.fitter > $f && rm -f $f.fitter"
     )
 }
 
@@ -75,48 +76,69 @@ async fn run(
     }
 }
 
-/// Gives every node in `nodes` the `new` key, logging in with `old`; then, if `revoke`,
-/// takes `old` away, logging in with `new`. Every failure is named in the error.
-pub async fn rotate(
+/// Runs `command` on every node, logged in with `key`: the nodes where it failed, and why.
+async fn on_every(
     nodes: &[Reachable],
-    old: &OperatorKey,
-    new: &OperatorKey,
-    revoke: bool,
+    key: &OperatorKey,
+    command: &str,
     patience: Duration,
     parallelism: usize,
-) -> Result<(), OperationError> {
-    let bad =
-        |what: &str| OperationError::Usage(format!("the {what} key is not an OpenSSH public key"));
-    let new_body = key_body(&new.public_openssh).ok_or_else(|| bad("new"))?;
-    let old_body = key_body(&old.public_openssh).ok_or_else(|| bad("old"))?;
-    let add = add_command(&new_body);
-    let remove = revoke_command(&old_body);
+) -> Vec<String> {
     let results: Vec<(String, Result<(), Refused>)> = futures::stream::iter(nodes)
-        .map(|node| {
-            let (add, remove) = (&add, &remove);
-            async move {
-                let mut done = run(node, old, add, patience).await;
-                if done.is_ok() && revoke {
-                    done = run(node, new, remove, patience).await;
-                }
-                (node.name.clone(), done)
-            }
-        })
+        .map(|node| async move { (node.name.clone(), run(node, key, command, patience).await) })
         .buffer_unordered(parallelism.max(1))
         .collect()
         .await;
-    let failed: Vec<String> = results
+    let mut failed: Vec<String> = results
         .into_iter()
         .filter_map(|(node, r)| r.err().map(|e| format!("{node}: {e}")))
         .collect();
+    failed.sort();
+    failed
+}
+
+/// Steps 1 and 2 (see the module): every node has the new key, proven by a login with it.
+pub async fn add(
+    nodes: &[Reachable],
+    old: &OperatorKey,
+    new: &OperatorKey,
+    patience: Duration,
+    parallelism: usize,
+) -> Result<(), OperationError> {
+    let bad = || OperationError::Usage("the new key is not an OpenSSH public key".into());
+    let body = key_body(&new.public_openssh).ok_or_else(bad)?;
+    let mut failed = on_every(nodes, old, &add_command(&body), patience, parallelism).await;
     if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(OperationError::Usage(format!(
-            "the operator key rotation did not reach every node; the state still records the old key, and nothing else was done:\n  {}",
-            failed.join("\n  ")
-        )))
+        failed = on_every(nodes, new, "true", patience, parallelism).await;
     }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(OperationError::Usage(format!(
+        "the operator key rotation did not reach every node; the state still records the old key, which still opens every node, and nothing else was done:\n  {}",
+        failed.join("\n  ")
+    )))
+}
+
+/// Step 4: the old key taken away, logged in with the new one.
+pub async fn revoke(
+    nodes: &[Reachable],
+    old: &OperatorKey,
+    new: &OperatorKey,
+    patience: Duration,
+    parallelism: usize,
+) -> Result<(), OperationError> {
+    let bad = || OperationError::Usage("the old key is not an OpenSSH public key".into());
+    let body = key_body(&old.public_openssh).ok_or_else(bad)?;
+    let failed = on_every(nodes, new, &revoke_command(&body), patience, parallelism).await;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(OperationError::Usage(format!(
+        "the new operator key is recorded and opens every node, but the old key ({}) could not be removed from:\n  {}\n  = help: remove its line from /root/.ssh/authorized_keys on those nodes (`fitter ssh PLAN NODE`)",
+        crate::ssh::fingerprint(&old.public_openssh).unwrap_or_default(),
+        failed.join("\n  ")
+    )))
 }
 
 #[cfg(test)]
@@ -131,5 +153,9 @@ mod tests {
         );
         assert_eq!(key_body("ssh-ed25519 AAAA'; rm -rf /"), None);
         assert_eq!(key_body("garbage"), None);
+        assert!(crate::ssh::same_key(
+            "ssh-ed25519 AAAAC3Nza bob@laptop",
+            "ssh-ed25519 AAAAC3Nza"
+        ));
     }
 }

@@ -53,6 +53,9 @@ pub struct Workspace {
     pub own_key: PathBuf,
     /// `--ssh-key`: the operator's choice, which wins over every other key.
     pub ssh_key: Option<PathBuf>,
+    /// The plan's `keys:`: teammates' public keys, authorised on every node, so that a
+    /// teammate's own key is an operator key of the deployment, not a rotation.
+    pub team: Vec<String>,
 }
 
 impl Workspace {
@@ -67,6 +70,7 @@ impl Workspace {
             state,
             state_options: StateOptions::default(),
             ssh_key,
+            team: Vec::new(),
         }
     }
 
@@ -164,7 +168,13 @@ impl Workspace {
             return Ok(None);
         };
         let new = OperatorKey::load(&path)?;
-        if new.public_openssh.trim() == old.public_key.trim() {
+        // The same key (whatever its comment), or a teammate's the plan's `keys:` already
+        // authorises on every node: an operator of the deployment, not a rotation.
+        let teammate = self
+            .team
+            .iter()
+            .any(|k| crate::ssh::same_key(k, &new.public_openssh));
+        if crate::ssh::same_key(&new.public_openssh, &old.public_key) || teammate {
             return Ok(None);
         }
         Ok(Some(KeyChange {
@@ -192,8 +202,8 @@ impl Workspace {
         }
         match recorded {
             Some(r) if r.path == AGENT => None,
-            Some(r) => Some(PathBuf::from(&r.path)),
-            None => OperatorKey::find_existing(None, &self.own_key).map(|k| k.path),
+            Some(r) if Path::new(&r.path).exists() => Some(PathBuf::from(&r.path)),
+            _ => OperatorKey::find_existing(None, &self.own_key).map(|k| k.path),
         }
     }
 
@@ -202,8 +212,12 @@ impl Workspace {
         &self,
         recorded: Option<&OperatorRecord>,
     ) -> Option<OperatorKey> {
-        if let Some(r) = recorded.filter(|_| self.explicit_key().is_none()) {
-            return recorded_key(r).await.ok();
+        // The recorded key when it is at hand; else (a teammate's machine) the first found,
+        // which only reads: a key the nodes refuse is reported by each node.
+        if let Some(r) = recorded.filter(|_| self.explicit_key().is_none())
+            && let Ok(key) = recorded_key(r).await
+        {
+            return Some(key);
         }
         match OperatorKey::find_existing(self.ssh_key.as_deref(), &self.own_key) {
             Some(key) => Some(key),
@@ -238,7 +252,8 @@ const AGENT: &str = "ssh-agent";
 async fn recorded_key(recorded: &OperatorRecord) -> Result<OperatorKey, OperationError> {
     let fingerprint = recorded.fingerprint();
     let key = if recorded.path == AGENT {
-        tokio::time::timeout(Duration::from_secs(5), OperatorKey::from_agent())
+        let wanted = OperatorKey::from_agent_matching(Some(&recorded.public_key));
+        tokio::time::timeout(Duration::from_secs(5), wanted)
             .await
             .ok()
             .flatten()
@@ -257,7 +272,7 @@ async fn recorded_key(recorded: &OperatorRecord) -> Result<OperatorKey, Operatio
             ))
         })?
     };
-    if key.public_openssh.trim() != recorded.public_key.trim() {
+    if !crate::ssh::same_key(&key.public_openssh, &recorded.public_key) {
         return Err(OperationError::Usage(format!(
             "`{}` is no longer the deployment's operator key ({fingerprint}): pass `--ssh-key` with that key",
             recorded.path

@@ -74,10 +74,10 @@ checked_string!(
 /// The account a token belongs to (`GET /v2/account`): only what fitter acts on.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Account {
-    /// `active`, `warning` or `locked`.
-    pub status: Text,
+    /// `active`, `warning` or `locked`; anything else (or nothing) is not acted on, and
+    /// never printed.
     #[serde(default)]
-    pub status_message: Option<Text>,
+    pub status: Option<serde_json::Value>,
 }
 
 /// A droplet, as listed or read.

@@ -1,8 +1,9 @@
 //! Cloud firewalls: a firewall applied to its member tag, the tags its rules name created
 //! first, and a create whose answer was lost found again by name.
 //!
-//! **Drift.** What fitter set is recorded as a digest of the rules (`rules_sha256`, in the
-//! resource's outputs), made from the rules as a set: protocol, ports (`0` and `all` alike),
+//! **Drift.** What fitter set is recorded as a digest of the rules as DigitalOcean answers
+//! them right after fitter wrote them (`rules_sha256`, in the resource's outputs), made
+//! from the rules as a set: protocol, ports (`0` and `all` alike),
 //! sorted addresses and tags. A firewall read back whose rules give another digest was
 //! edited outside fitter; the next deploy puts the plan's rules back.
 
@@ -110,18 +111,28 @@ impl Inner {
             // Recorded before fitter kept the digest: nothing to compare with.
             return Ok(Vec::new());
         };
-        let resource = format!("firewall {id}");
-        let Some(live) = self
-            .get::<Json>(&resource, &format!("/v2/firewalls/{id}"), "firewall")
-            .await?
-        else {
+        let Some(live) = self.live_rules_digest(id).await? else {
             return Ok(Vec::new());
         };
-        Ok(if rules_digest(&live) == set {
+        Ok(if live == set {
             Vec::new()
         } else {
             vec!["its rules are not the ones fitter set (edited at DigitalOcean)".to_string()]
         })
+    }
+
+    /// The digest of firewall `id`'s rules as DigitalOcean has them: what fitter records
+    /// after it writes them (the API may spell a rule otherwise than fitter sent it), and
+    /// what a later read is compared with. `None` when it is gone.
+    pub(super) async fn live_rules_digest(
+        &self,
+        id: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let resource = format!("firewall {id}");
+        let live = self
+            .get::<Json>(&resource, &format!("/v2/firewalls/{id}"), "firewall")
+            .await?;
+        Ok(live.as_ref().map(rules_digest))
     }
 
     pub(super) async fn create_firewall(
