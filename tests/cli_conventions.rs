@@ -449,6 +449,30 @@ fn the_operator_key_is_recorded_and_kept_until_a_rotation_the_plan_shows() {
         .unwrap();
     assert_eq!(plan.status.code(), Some(0), "a teammate: {}", text(&plan));
 
+    // A rotation that cannot log into the nodes (the simulated droplets run no sshd) stops
+    // before anything is recorded or written: the old key stays the deployment's.
+    let writes_before = writes(&sim.snapshot());
+    let out = ws.run(
+        &sim.url(),
+        &[
+            "deploy",
+            "--yes",
+            "--skip-bootstrap",
+            "--ssh-key",
+            newer.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "the operator key rotation did not reach every node; the state still records the old key"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ws.state_json()["operator"], recorded);
+    assert_eq!(writes(&sim.snapshot()), writes_before);
+
     // The recorded key gone: a clear refusal, not another key taken in its place.
     std::fs::remove_file(&own).unwrap();
     let out = ws.run(

@@ -176,3 +176,64 @@ fn a_saved_plan_is_refused_after_a_concurrent_change_or_an_edit_of_the_fittings(
     assert!(sizes.iter().all(|s| s == "s-2vcpu-4gb"), "{sizes:?}");
     dispose_leaves_nothing(&sim, &ws, &sim.url());
 }
+
+/// Something deleted at the provider after the plan was saved: deploy would now make it
+/// again, which the saved plan does not say, so it is refused, and before the refresh
+/// forgets anything: the state is left exactly as it was.
+#[test]
+fn a_saved_plan_is_refused_without_a_write_when_the_cloud_changed_since() {
+    let sim = fast_simulator();
+    let ws = Workspace::new();
+    let plan = own_plan(&ws);
+    let out = fitter(&sim, &ws, &plan, &["deploy", "--yes", "--skip-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bigger = ["-p", "agentSize=s-2vcpu-4gb"];
+    let saved = save(&sim, &ws, &plan, "bigger.plan", &bigger);
+
+    let id = ws.state_json()["resources"]["node.agent9"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = raw_call(
+        sim.addr(),
+        TOKEN,
+        "DELETE",
+        &format!("/v2/droplets/{id}"),
+        None,
+    );
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    // A deleted droplet stays visible a moment (as DigitalOcean's do): wait until it is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !raw_call(
+        sim.addr(),
+        TOKEN,
+        "GET",
+        &format!("/v2/droplets/{id}"),
+        None,
+    )
+    .starts_with("HTTP/1.1 404")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the droplet never went"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let state_before = std::fs::read(ws.state()).unwrap();
+    let before = writes(&sim.snapshot());
+    let args = [&["deploy", "--skip-bootstrap"][..], &bigger].concat();
+    let out = fitter(&sim, &ws, &saved, &args);
+    refused(&out, "the infrastructure changed since");
+    assert_eq!(
+        std::fs::read(ws.state()).unwrap(),
+        state_before,
+        "the state is untouched"
+    );
+    assert_eq!(
+        writes(&sim.snapshot()),
+        before,
+        "nothing was written to the cloud"
+    );
+    dispose_leaves_nothing(&sim, &ws, &sim.url());
+}

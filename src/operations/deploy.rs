@@ -311,7 +311,25 @@ impl Deployment {
             .collect();
         let mut nodes = self.reachable();
         nodes.retain(|n| !going.contains(&format!("node.{}", n.name).as_str()));
-        let (patience, parallelism) = (options.ssh_timeout, options.ssh_parallelism);
+        // A node that stays but cannot be reached now would keep only the old key, which
+        // the state would no longer record: refused, naming it.
+        let recorded_nodes = self
+            .state
+            .state()
+            .resources
+            .keys()
+            .filter(|a| a.starts_with("node.") && !going.contains(&a.as_str()));
+        for address in recorded_nodes {
+            let name = address.trim_start_matches("node.");
+            if !nodes.iter().any(|n| n.name == name) {
+                return Err(OperationError::Usage(format!(
+                    "`{address}` has no address or pinned host key to log in with: the key rotation needs every node that stays; make it ready first (deploy without --ssh-key), or replace it"
+                )));
+            }
+        }
+        // The nodes are up: one connection attempt each; a node that does not answer stops
+        // the rotation before anything is recorded, the old key still opening every node.
+        let (patience, parallelism) = (Duration::ZERO, options.ssh_parallelism);
         keys::add(&nodes, &old, new, patience, parallelism).await?;
         self.record_operator(new)?;
         if revoke {
