@@ -187,16 +187,22 @@ pub fn diff_replacing(
     state: Option<&State>,
     replace: &BTreeSet<String>,
 ) -> Plan {
-    diff_full(graph, state, replace, &BTreeMap::new())
+    let replace = replace
+        .iter()
+        .map(|a| (a.clone(), REQUESTED.to_string()))
+        .collect();
+    diff_full(graph, state, &replace, &BTreeMap::new())
 }
 
-/// [`diff_replacing`], with `drifted` resources (changed outside fitter, by address, with
+/// [`diff`], with the recorded resources of `replace` replaced whatever changed, each for
+/// the reason given (held in its `replace_because`: [`REQUESTED`] for `--replace`, `the
+/// operator key changes` for the account key of a rotation), and `drifted` resources (changed outside fitter, by address, with
 /// what changed) updated to the plan's attributes even when their recorded attributes are
 /// the plan's: the update puts back what was changed.
 pub fn diff_full(
     graph: &ResourceGraph,
     state: Option<&State>,
-    replace: &BTreeSet<String>,
+    replace: &BTreeMap<String, String>,
     drifted: &BTreeMap<String, Vec<String>>,
 ) -> Plan {
     let empty = BTreeMap::new();
@@ -247,8 +253,8 @@ pub fn diff_full(
                     .filter(|k| kind.replaces_on_change(k) || old.provider != provider)
                     .map(|k| k.to_string())
                     .collect();
-                if replace.contains(&step.address) {
-                    forcing.push(REQUESTED.to_string());
+                if let Some(why) = replace.get(&step.address) {
+                    forcing.push(why.clone());
                 }
                 let drift = drifted.get(&step.address).cloned().unwrap_or_default();
                 if changed.is_empty() && forcing.is_empty() && drift.is_empty() {
@@ -485,16 +491,16 @@ impl Plan {
 }
 
 fn render_change(out: &mut String, c: &Change) {
-    let requested = if c.replace_because.iter().any(|r| r == REQUESTED) {
-        ", as `--replace` asks".to_string()
-    } else if let Some(other) = c
-        .replace_because
-        .iter()
-        .find(|r| r.as_str() == "the operator key changes")
-    {
-        format!(": {other}")
-    } else {
-        String::new()
+    // A reason to replace that is no attribute was given, not found in a difference.
+    let given = c.replace_because.iter().find(|r| {
+        let attribute =
+            |m: &Option<BTreeMap<String, Json>>| m.as_ref().is_some_and(|m| m.contains_key(*r));
+        !attribute(&c.before) && !attribute(&c.after)
+    });
+    let requested = match given {
+        Some(r) if r == REQUESTED => ", as `--replace` asks".to_string(),
+        Some(r) => format!(": {r}"),
+        None => String::new(),
     };
     let mut disruption = match &c.disruption {
         Some(d) => format!("; {d}"),

@@ -146,7 +146,8 @@ impl Deployment {
                     "a saved plan carries no key rotation: apply it with the deployment's key, then rotate with `deploy --ssh-key`".into(),
                 ));
             }
-            expected.check_plan(&planned(checked, &now, &checked.replace, &drifted))?;
+            let replace = replacements(&checked.replace, None, &now);
+            expected.check_plan(&planned(checked, &now, &replace, &drifted))?;
         }
         let gone = apply::refresh(&mut state, &providers, options.accept_vanished).await;
         options.reporter.phase_finished(Phase::Refresh);
@@ -177,7 +178,7 @@ impl Deployment {
         let key_change = self
             .workspace
             .key_change(self.state.state().operator.as_ref(), revoke_old_key)?;
-        let replace = with_account_key(&checked.replace, key_change.as_ref(), self.state.state());
+        let replace = replacements(&checked.replace, key_change.as_ref(), self.state.state());
         apply::assign_addresses(&checked.graph, &mut self.state)?;
         let mut the_plan = planned(checked, self.state.state(), &replace, &self.drifted);
         if !skip_bootstrap {
@@ -188,7 +189,6 @@ impl Deployment {
             }
         }
         the_plan.operator_key = key_change;
-        explain_rotation(&mut the_plan, &checked.replace);
         Ok(the_plan)
     }
 
@@ -433,7 +433,7 @@ impl Deployment {
 fn planned(
     checked: &Checked,
     state: &crate::state::State,
-    replace: &std::collections::BTreeSet<String>,
+    replace: &BTreeMap<String, String>,
     drifted: &BTreeMap<String, Vec<String>>,
 ) -> Plan {
     let the_plan = plan::diff_full(&checked.graph, Some(state), replace, drifted);
@@ -443,41 +443,25 @@ fn planned(
     }
 }
 
-/// `--replace` as asked, and with a key rotation the operator's key in the cloud account
-/// (`ssh_key.operator` on DigitalOcean and Hetzner): replaced, so that the nodes made next
-/// are made with the new key.
-pub(super) fn with_account_key(
-    replace: &std::collections::BTreeSet<String>,
+/// What the plan replaces, and why: `--replace` as asked, and with a key rotation the
+/// operator's key in the cloud account (`ssh_key.operator` on DigitalOcean and Hetzner), so
+/// that the nodes made next are made with the new key.
+pub(super) fn replacements(
+    asked: &std::collections::BTreeSet<String>,
     rotation: Option<&plan::KeyChange>,
     state: &crate::state::State,
-) -> std::collections::BTreeSet<String> {
-    let mut replace = replace.clone();
+) -> BTreeMap<String, String> {
+    let mut replace: BTreeMap<String, String> = asked
+        .iter()
+        .map(|a| (a.clone(), plan::REQUESTED.to_string()))
+        .collect();
+    const ACCOUNT_KEY: &str = "ssh_key.operator";
     if rotation.is_some() && state.resources.contains_key(ACCOUNT_KEY) {
-        replace.insert(ACCOUNT_KEY.to_string());
+        replace
+            .entry(ACCOUNT_KEY.to_string())
+            .or_insert_with(|| "the operator key changes".to_string());
     }
     replace
-}
-
-const ACCOUNT_KEY: &str = "ssh_key.operator";
-
-/// Says why the account key is replaced when a rotation, not `--replace`, is the reason.
-pub(super) fn explain_rotation(the_plan: &mut Plan, asked: &std::collections::BTreeSet<String>) {
-    if the_plan.operator_key.is_none() || asked.contains(ACCOUNT_KEY) {
-        return;
-    }
-    for c in the_plan
-        .changes
-        .iter_mut()
-        .filter(|c| c.address == ACCOUNT_KEY)
-    {
-        for why in c
-            .replace_because
-            .iter_mut()
-            .filter(|w| *w == plan::REQUESTED)
-        {
-            *why = "the operator key changes".to_string();
-        }
-    }
 }
 
 /// Every node's configuration rendered against `state` (its addresses; its secrets, new

@@ -51,19 +51,18 @@ pub async fn dry_run(
     }
     let key_change =
         workspace.key_change(recorded.as_ref().and_then(|s| s.operator.as_ref()), false)?;
-    let replace = match &recorded {
-        Some(state) => {
-            super::deploy::with_account_key(&checked.replace, key_change.as_ref(), state)
-        }
-        None => checked.replace.clone(),
-    };
+    let empty = state::State::new(&checked.fittings.deployment);
+    let replace = super::deploy::replacements(
+        &checked.replace,
+        key_change.as_ref(),
+        recorded.as_ref().unwrap_or(&empty),
+    );
     let mut the_plan = plan::diff_full(&checked.graph, recorded.as_ref(), &replace, &drifted);
     the_plan.bootstrap = plan::bootstrap_plan(&checked.fittings, &catalog()?);
     if let Some(s) = &checked.selection {
         the_plan = s.narrow(the_plan, &checked.graph);
     }
     the_plan.operator_key = key_change;
-    super::deploy::explain_rotation(&mut the_plan, &checked.replace);
     Ok(DryRun {
         plan: the_plan,
         gone,
