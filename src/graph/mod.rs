@@ -6,6 +6,9 @@
 //! references from run-time tokens, `depends_on`, and finally the cycle check, which also
 //! fixes the one deterministic order in which steps are listed and planned.
 //!
+//! Layout: this file holds the types and the passes; `dot.rs` draws the graph for `fitter
+//! graph`; `tests.rs` holds the unit tests.
+//!
 //! Edges read "before": `network.mesos -> node.master1` means the network exists before the
 //! node is created. Ordering across many nodes goes through barrier steps (`barrier.nodes`,
 //! `barrier.zookeeper`) so that the number of edges grows with the number of nodes, not its
@@ -13,7 +16,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use fitter_providers::{ProviderKind, ResourceKind};
@@ -22,6 +24,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde_json::Value as Json;
 use thiserror::Error;
+
+mod dot;
 
 use crate::components::{COMMON, Catalog};
 use crate::fittings::rules::{Rule, Subnet};
@@ -168,73 +172,6 @@ impl ResourceGraph {
         deps.dedup();
         deps
     }
-
-    /// Graphviz DOT. Boxes are resources, ellipses bootstrap steps, dots barriers; an edge
-    /// points from what comes first to what waits for it.
-    pub fn to_dot(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "digraph \"{}\" {{", escape(&self.deployment));
-        let _ = writeln!(out, "  rankdir=LR;");
-        let _ = writeln!(out, "  node [fontname=\"Helvetica\", fontsize=10];");
-        for &i in &self.order {
-            let step = &self.graph[i];
-            let shape = match step.kind {
-                StepKind::Resource(_) => "box",
-                StepKind::Bootstrap { .. } => "ellipse",
-                StepKind::Barrier => "point",
-            };
-            let _ = writeln!(
-                out,
-                "  \"{}\" [shape={shape}, label=\"{}\"];",
-                escape(&step.address),
-                escape(&step.address)
-            );
-        }
-        let mut edges: Vec<(usize, usize, Reason)> = self
-            .graph
-            .edge_references()
-            .map(|e| {
-                let pos = |n: NodeIndex| self.position(n);
-                (pos(e.source()), pos(e.target()), e.weight().reason)
-            })
-            .collect();
-        edges.sort_by_key(|(a, b, _)| (*a, *b));
-        edges.dedup_by_key(|(a, b, _)| (*a, *b));
-        for (a, b, reason) in edges {
-            let style = match reason {
-                Reason::Needs | Reason::Sequence => "",
-                Reason::Reference => " [style=dashed, label=\"reference\"]",
-                Reason::DependsOn => " [style=bold, label=\"depends_on\"]",
-                Reason::RoleOrder => " [color=gray40]",
-            };
-            let _ = writeln!(
-                out,
-                "  \"{}\" -> \"{}\"{style};",
-                escape(&self.graph[self.order[a]].address),
-                escape(&self.graph[self.order[b]].address)
-            );
-        }
-        out.push_str("}\n");
-        out
-    }
-
-    fn position(&self, n: NodeIndex) -> usize {
-        self.positions()[n.index()]
-    }
-
-    fn positions(&self) -> &[usize] {
-        self.positions.get_or_init(|| {
-            let mut pos = vec![0; self.order.len()];
-            for (p, i) in self.order.iter().enumerate() {
-                pos[i.index()] = p;
-            }
-            pos
-        })
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The deployment's tag, carried by every resource it owns.
@@ -775,49 +712,4 @@ pub fn topological_order<N, E>(graph: &DiGraph<N, E>) -> Result<Vec<NodeIndex>, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_ignores_edge_insertion_order() {
-        let mut a: DiGraph<(), ()> = DiGraph::new();
-        let n: Vec<_> = (0..4).map(|_| a.add_node(())).collect();
-        a.add_edge(n[3], n[0], ());
-        a.add_edge(n[1], n[2], ());
-        let mut b: DiGraph<(), ()> = DiGraph::new();
-        let m: Vec<_> = (0..4).map(|_| b.add_node(())).collect();
-        b.add_edge(m[1], m[2], ());
-        b.add_edge(m[3], m[0], ());
-        assert_eq!(topological_order(&a), topological_order(&b));
-        let order: Vec<usize> = topological_order(&a)
-            .unwrap()
-            .iter()
-            .map(|i| i.index())
-            .collect();
-        assert_eq!(order, [1, 2, 3, 0]);
-    }
-
-    #[test]
-    fn cycle_is_reported_as_a_chain() {
-        let mut g: DiGraph<(), ()> = DiGraph::new();
-        let n: Vec<_> = (0..4).map(|_| g.add_node(())).collect();
-        // 1 waits for 2, 2 waits for 3, 3 waits for 1; 0 waits for 1.
-        g.add_edge(n[2], n[1], ());
-        g.add_edge(n[3], n[2], ());
-        g.add_edge(n[1], n[3], ());
-        g.add_edge(n[1], n[0], ());
-        let chain: Vec<usize> = topological_order(&g)
-            .unwrap_err()
-            .iter()
-            .map(|i| i.index())
-            .collect();
-        assert_eq!(chain.first(), chain.last());
-        assert_eq!(chain.len(), 4);
-        for w in chain.windows(2) {
-            assert!(
-                g.find_edge(NodeIndex::new(w[1]), NodeIndex::new(w[0]))
-                    .is_some()
-            );
-        }
-    }
-}
+mod tests;
