@@ -128,7 +128,10 @@ pub fn exec(instance: &str, command: &str) -> (i32, String) {
 pub fn zk_mode(instance: &str) -> String {
     let (_, out) = exec(
         instance,
-        "echo srvr | nc -q 1 127.0.0.1 2181 2>/dev/null || true",
+        // `-N`: the answer is read until ZooKeeper closes the connection after it, not for
+        // one second after sending (a loaded node answered later than that and read as
+        // "not serving"); `-w 10` only bounds a server that never answers.
+        "echo srvr | nc -N -w 10 127.0.0.1 2181 2>/dev/null || true",
     );
     out.lines()
         .find_map(|l| l.strip_prefix("Mode: "))
