@@ -504,32 +504,7 @@ fn a_resource_gone_and_dropped_from_the_plan_is_forgotten_not_created_again() {
         .as_str()
         .unwrap()
         .to_string();
-    let answer = raw_call(
-        sim.addr(),
-        TOKEN,
-        "DELETE",
-        &format!("/v2/droplets/{id}"),
-        None,
-    );
-    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
-    // A deleted droplet stays visible for a moment (as DigitalOcean's do): until it reads
-    // as gone, there is nothing to report.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !raw_call(
-        sim.addr(),
-        TOKEN,
-        "GET",
-        &format!("/v2/droplets/{id}"),
-        None,
-    )
-    .starts_with("HTTP/1.1 404")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the droplet never went"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    delete_droplet(&sim, &id);
     // The plan without agent9: eight agents.
     let plan = ws.dir.path().join("mesos-digitalocean.yaml");
     let written = std::fs::read_to_string(root().join(PLAN)).unwrap();

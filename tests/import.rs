@@ -22,15 +22,9 @@ blueprints:
 "#;
 
 /// A call behind fitter's back: the status and the JSON body.
-fn api(sim: &Simulator, method: &str, path: &str, body: Option<&str>) -> (u16, Json) {
-    let answer = raw_call(sim.addr(), TOKEN, method, path, body);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Json::Null))
+fn json_api(sim: &Simulator, method: &str, path: &str, body: Option<&str>) -> (u16, Json) {
+    let (status, body) = api(sim, method, path, body);
+    (status, serde_json::from_str(&body).unwrap_or(Json::Null))
 }
 
 #[test]
@@ -51,7 +45,7 @@ fn a_droplet_and_a_firewall_made_by_hand_are_imported_checked_and_made_the_plans
         cmd.output().unwrap()
     };
 
-    let (status, droplet) = api(
+    let (status, droplet) = json_api(
         &sim,
         "POST",
         "/v2/droplets",
@@ -61,7 +55,7 @@ fn a_droplet_and_a_firewall_made_by_hand_are_imported_checked_and_made_the_plans
     );
     assert_eq!(status, 202, "{droplet}");
     let droplet_id = droplet["droplet"]["id"].to_string();
-    let (status, firewall) = api(
+    let (status, firewall) = json_api(
         &sim,
         "POST",
         "/v2/firewalls",

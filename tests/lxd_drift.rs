@@ -11,12 +11,11 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use fitter_sim::Simulator;
 
 mod support;
-use support::{TOKEN, fast_simulator, raw_call, text};
+use support::{TOKEN, api as call, delete_droplet, fast_simulator, text};
 const DEPLOYMENT: &str = "fitter-drift";
 
 const PLAN: &str = r#"---
@@ -117,21 +116,6 @@ fn on_node(command: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), said)
 }
 
-/// One call to the simulator's API behind fitter's back: the status and the body.
-fn call(sim: &Simulator, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let answer = raw_call(sim.addr(), TOKEN, method, path, body);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
 fn start() -> Run {
     let sim = fast_simulator();
     let dir = tempfile::tempdir().unwrap();
@@ -153,8 +137,6 @@ fn cloud_drift_and_node_drift_in_one_report_then_repaired() {
 
     // Behind fitter's back: at the provider...
     let droplet = run.id("node.web1");
-    let (status, _) = call(&run.sim, "DELETE", &format!("/v2/droplets/{droplet}"), None);
-    assert_eq!(status, 204);
     let firewall = run.id("firewall.web");
     let (status, body) = call(&run.sim, "GET", &format!("/v2/firewalls/{firewall}"), None);
     assert_eq!(status, 200, "{body}");
@@ -173,15 +155,7 @@ fn cloud_drift_and_node_drift_in_one_report_then_repaired() {
         Some(&edited.to_string()),
     );
     assert_eq!(status, 200, "{body}");
-    // A deleted droplet stays listed a moment (as DigitalOcean's do): wait until it is gone.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while call(&run.sim, "GET", &format!("/v2/droplets/{droplet}"), None).0 != 404 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the droplet never went"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    delete_droplet(&run.sim, &droplet);
     // ... and on the node.
     let (code, said) = on_node(
         "echo 'maxClientCnxns=1' >> /etc/zookeeper/conf/zoo.cfg && systemctl stop zookeeper",

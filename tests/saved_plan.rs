@@ -194,31 +194,7 @@ fn a_saved_plan_is_refused_without_a_write_when_the_cloud_changed_since() {
         .as_str()
         .unwrap()
         .to_string();
-    let answer = raw_call(
-        sim.addr(),
-        TOKEN,
-        "DELETE",
-        &format!("/v2/droplets/{id}"),
-        None,
-    );
-    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
-    // A deleted droplet stays visible a moment (as DigitalOcean's do): wait until it is gone.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !raw_call(
-        sim.addr(),
-        TOKEN,
-        "GET",
-        &format!("/v2/droplets/{id}"),
-        None,
-    )
-    .starts_with("HTTP/1.1 404")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the droplet never went"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    delete_droplet(&sim, &id);
 
     let state_before = std::fs::read(ws.state()).unwrap();
     let before = writes(&sim.snapshot());

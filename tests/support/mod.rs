@@ -261,3 +261,31 @@ pub fn raw_call(
     stream.read_to_string(&mut answer).unwrap();
     answer
 }
+
+/// One call to the simulator's API behind fitter's back: the status and the body.
+pub fn api(sim: &Simulator, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let answer = raw_call(sim.addr(), TOKEN, method, path, body);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// Deletes droplet `id` behind fitter's back and waits until it reads as gone: a deleted
+/// droplet stays visible a moment, as DigitalOcean's do. A condition, not a duration.
+pub fn delete_droplet(sim: &Simulator, id: &str) {
+    let path = format!("/v2/droplets/{id}");
+    let (status, body) = api(sim, "DELETE", &path, None);
+    assert_eq!(status, 204, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while api(sim, "GET", &path, None).0 != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "droplet {id} never went"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
